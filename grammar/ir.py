@@ -1,0 +1,193 @@
+"""The genotype IR: frozen dataclasses that the parser builds and every later stage reads.
+
+An attention graph is an expression DAG over the inputs `Q`, `K`, `V`: structurally equal sub-expressions
+are the same node (so common sub-expressions are shared by construction), and the graph's single output is
+an `Expr`. Source positions ride along but never take part in equality or hashing, so
+`parse(print(g)) == g` compares meaning-bearing structure only.
+
+A backbone is an ordered tuple of layers, each an `AttentionLayer` (naming a graph of `Genotype.graphs`)
+or a `ConvLayer`. Layer index + branch ("attention"/"conv") + role (q/k/v/o, conv kernel, ...) is the key
+that weight sharing (BIWS) and the compiler's parameter names use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+INPUTS = ("Q", "K", "V")
+CONV_TYPES = ("light", "depthwise", "sepconv")
+CONV_KERNELS = (1, 3, 5, 7, 9, 15, 31, 65)
+CONV_DILATIONS = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where something was written: 1-based line and column of its first character."""
+
+    line: int
+    column: int
+
+
+def _span_field() -> Span | None:
+    return field(default=None, compare=False, repr=False, hash=False)  # type: ignore[return-value]
+
+
+class Expr:
+    """A node of an attention graph: an `Input` or a `Call`."""
+
+    span: Span | None
+
+    def walk(self) -> Iterator[Expr]:
+        """Every distinct node reachable from here, operands before users (topological order)."""
+        seen: set[Expr] = set()
+        stack: list[tuple[Expr, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in seen:
+                continue
+            if expanded or isinstance(node, Input):
+                seen.add(node)
+                yield node
+                continue
+            stack.append((node, True))
+            assert isinstance(node, Call)
+            for arg in reversed(node.args):
+                if arg not in seen:
+                    stack.append((arg, False))
+
+
+@dataclass(frozen=True)
+class Input(Expr):
+    """One of the per-head projections `Q`, `K`, `V` (shape L×d)."""
+
+    name: str
+    span: Span | None = _span_field()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, eq=False)
+class Call(Expr):
+    """A primitive op applied to operand nodes."""
+
+    op: str
+    args: tuple[Expr, ...]
+    span: Span | None = _span_field()
+
+    @cached_property
+    def _key(self) -> tuple[str, tuple[Expr, ...]]:
+        return (self.op, self.args)
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(self._key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Call) or self._hash != other._hash:
+            return False
+        return self._key == other._key
+
+    def __str__(self) -> str:
+        return f"{self.op}({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class AttentionGraph:
+    """A named attention graph: a DAG over Q, K, V with one output node (shape L×d when valid)."""
+
+    name: str
+    output: Expr
+    span: Span | None = _span_field()
+
+    @property
+    def calls(self) -> list[Call]:
+        """The distinct op nodes, operands first."""
+        return [n for n in self.output.walk() if isinstance(n, Call)]
+
+    @property
+    def inputs_used(self) -> tuple[str, ...]:
+        """Which of Q, K, V the graph reads, in Q, K, V order (a graph without V has no W_V)."""
+        used = {n.name for n in self.output.walk() if isinstance(n, Input)}
+        return tuple(name for name in INPUTS if name in used)
+
+    @property
+    def size(self) -> int:
+        """Number of distinct op nodes (the quantity the size limit bounds)."""
+        return len(self.calls)
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """A backbone layer whose token mixer is the attention graph `graph` (a name in `Genotype.graphs`)."""
+
+    graph: str
+    span: Span | None = _span_field()
+    branch = "attention"
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A backbone layer whose token mixer is a convolution block (DESIGN §2)."""
+
+    kind: str
+    kernel: int
+    dilation: int = 1
+    span: Span | None = _span_field()
+    branch = "conv"
+
+
+Layer = AttentionLayer | ConvLayer
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A whole backbone: named attention graphs and the ordered layers that use them.
+
+    Build it with `autobert_zero.parse_genotype` (which validates); constructing it directly skips
+    validation, so code that builds genotypes (the sampler, mutations) calls `validate` itself.
+    """
+
+    graphs: tuple[AttentionGraph, ...]
+    layers: tuple[Layer, ...]
+    source_name: str = field(default="<genotype>", compare=False, repr=False)
+
+    def graph(self, name: str) -> AttentionGraph:
+        for g in self.graphs:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def layer_graph(self, index: int) -> AttentionGraph | None:
+        """The attention graph of layer `index`, or None for a conv layer."""
+        layer = self.layers[index]
+        return self.graph(layer.graph) if isinstance(layer, AttentionLayer) else None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def to_text(self) -> str:
+        """The genotype as text in the language; `parse_genotype(g.to_text()) == g`."""
+        from .printer import print_genotype
+
+        return print_genotype(self)
+
+    def canonical(self) -> Genotype:
+        """The canonical form: simplified, commutative operands ordered, graphs renamed by first use."""
+        from .canonical import canonicalize
+
+        return canonicalize(self)
+
+    @cached_property
+    def id(self) -> str:
+        """sha256 of the canonical text: equal meaning ⇒ equal id wherever the rewrite rules see it."""
+        return hashlib.sha256(self.canonical().to_text().encode("utf-8")).hexdigest()
