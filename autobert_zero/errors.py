@@ -6,6 +6,12 @@ value and what was expected; the CLI turns them into a one-paragraph error and a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autobert_zero.grammar.diagnostics import Diagnostic
+
 
 class AbzError(Exception):
     """Root of every error the project raises on purpose."""
@@ -14,7 +20,7 @@ class AbzError(Exception):
 class GenotypeError(AbzError):
     """A genotype text does not parse or does not validate (see `autobert_zero.grammar.Diagnostic`)."""
 
-    def __init__(self, diagnostics: list, source_name: str = "<genotype>") -> None:  # list[Diagnostic]
+    def __init__(self, diagnostics: Sequence[Diagnostic], source_name: str = "<genotype>") -> None:
         self.diagnostics = list(diagnostics)
         self.source_name = source_name
         super().__init__(self.render())

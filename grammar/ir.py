@@ -32,7 +32,7 @@ class Span:
 
 
 def _span_field() -> Span | None:
-    return field(default=None, compare=False, repr=False, hash=False)  # type: ignore[return-value]
+    return field(default=None, compare=False, repr=False, hash=False)
 
 
 class Expr:
@@ -96,8 +96,13 @@ class Call(Expr):
             return False
         return self._key == other._key
 
-    def __str__(self) -> str:
+    @cached_property
+    def text(self) -> str:
+        """The node as a nested call, e.g. `matmul(Q, transpose(K))` (shared nodes written out)."""
         return f"{self.op}({', '.join(str(a) for a in self.args)})"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)

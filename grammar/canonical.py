@@ -1,0 +1,99 @@
+"""Canonical form of a genotype: the rewrite rules behind `Genotype.id`.
+
+Rules, applied bottom-up until nothing changes (each step removes a pattern or moves a `transpose`
+towards the inputs, so rewriting terminates):
+- `neg(neg(x)) → x`, `transpose(transpose(x)) → x`;
+- `transpose` moves inside entry-wise ops (`transpose(f(x)) → f(transpose(x))`, same for `add`) and
+  through products (`transpose(matmul(a, b)) → matmul(transpose(b), transpose(a))`);
+- `scale(neg(x)) → neg(scale(x))` (both are linear and entry-wise);
+- nested commutative-and-associative `add` chains are flattened, their terms sorted, rebuilt left-nested;
+- the operands of other commutative ops are sorted (by their canonical text).
+Common sub-expressions are shared by construction (structural equality of the IR). Then graphs are merged
+when their canonical bodies are equal, renamed `a1, a2, ...` in order of first use, and unused graphs are
+dropped; a conv layer with kernel 1 gets dilation 1 (dilation has no effect on a 1-tap kernel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
+from .language import Language, default_language
+
+
+class _Rewriter:
+    def __init__(self, language: Language) -> None:
+        self.ops = language.ops
+        self.memo: dict[Expr, Expr] = {}
+
+    def canon(self, node: Expr) -> Expr:
+        if isinstance(node, Input):
+            return Input(node.name)
+        if node in self.memo:
+            return self.memo[node]
+        assert isinstance(node, Call)
+        result = self.rewrite(node.op, tuple(self.canon(a) for a in node.args))
+        self.memo[node] = result
+        return result
+
+    def make(self, op: str, *args: Expr) -> Expr:
+        """Build op(args) from canonical operands, applying the root rules."""
+        return self.rewrite(op, args)
+
+    def rewrite(self, op: str, args: tuple[Expr, ...]) -> Expr:
+        spec = self.ops.get(op)
+        (x, *_) = args
+        if op in ("neg", "transpose") and isinstance(x, Call) and x.op == op:
+            return x.args[0]
+        if op == "transpose" and isinstance(x, Call) and spec is not None:
+            inner = self.ops.get(x.op)
+            if inner is not None and inner.elementwise:
+                return self.make(x.op, *(self.make("transpose", a) for a in x.args))
+            if x.op == "matmul":
+                a, b = x.args
+                return self.make("matmul", self.make("transpose", b), self.make("transpose", a))
+        if op == "scale" and isinstance(x, Call) and x.op == "neg":
+            return self.make("neg", self.make("scale", x.args[0]))
+        if op == "add":
+            terms = sorted((t for a in args for t in _add_terms(a)), key=_sort_key)
+            result = terms[0]
+            for term in terms[1:]:
+                result = Call("add", (result, term))
+            return result
+        if spec is not None and spec.commutative:
+            args = tuple(sorted(args, key=_sort_key))
+        return Call(op, args)
+
+
+def _add_terms(node: Expr) -> list[Expr]:
+    if isinstance(node, Call) and node.op == "add":
+        return [t for a in node.args for t in _add_terms(a)]
+    return [node]
+
+
+def _sort_key(node: Expr) -> str:
+    return str(node)
+
+
+def canonical_graph(graph: AttentionGraph, language: Language | None = None) -> AttentionGraph:
+    """The graph's canonical body (name kept)."""
+    return AttentionGraph(graph.name, _Rewriter(language or default_language()).canon(graph.output))
+
+
+def canonicalize(genotype: Genotype, language: Language | None = None) -> Genotype:
+    language = language or default_language()
+    bodies: dict[str, Expr] = {g.name: canonical_graph(g, language).output for g in genotype.graphs}
+    new_names: dict[Expr, str] = {}
+    graphs: list[AttentionGraph] = []
+    layers: list[Layer] = []
+    for layer in genotype.layers:
+        if isinstance(layer, AttentionLayer):
+            body = bodies[layer.graph]
+            if body not in new_names:
+                new_names[body] = f"a{len(new_names) + 1}"
+                graphs.append(AttentionGraph(new_names[body], body))
+            layers.append(AttentionLayer(new_names[body]))
+        else:
+            assert isinstance(layer, ConvLayer)
+            layers.append(replace(layer, dilation=1 if layer.kernel == 1 else layer.dilation, span=None))
+    return Genotype(tuple(graphs), tuple(layers), genotype.source_name)

@@ -1,0 +1,81 @@
+"""The genotype language: the Lark grammar plus the op table, checked to agree with each other.
+
+`default_language()` is the shipped search space (`genotype.lark` + `ops.DEFAULT_OPS`). A `Language` built
+from an edited grammar and an extended op table is a different search space; the parser, validator,
+sampler and mutations all take the language as a parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+
+from lark import Lark
+
+from autobert_zero.errors import LanguageError
+
+from .ir import CONV_DILATIONS, CONV_KERNELS
+from .ops import DEFAULT_OPS, OpSpec
+
+GRAMMAR_PATH = Path(__file__).with_name("genotype.lark")
+DEFAULT_MAX_NODES = 16
+
+
+class Language:
+    """A grammar, its op table and the numeric limits of the search space."""
+
+    def __init__(
+        self,
+        grammar: str | None = None,
+        ops: Mapping[str, OpSpec] = DEFAULT_OPS,
+        *,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        conv_kernels: tuple[int, ...] = CONV_KERNELS,
+        conv_dilations: tuple[int, ...] = CONV_DILATIONS,
+    ) -> None:
+        text = GRAMMAR_PATH.read_text(encoding="utf-8") if grammar is None else grammar
+        self.grammar_text = text
+        self.lark = Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+        self.op_names: tuple[str, ...] = self._alternatives("op")
+        self.conv_types: tuple[str, ...] = self._alternatives("conv_type")
+        missing = [name for name in self.op_names if name not in ops]
+        if missing:
+            raise LanguageError(
+                f"the grammar's rule `op` lists {', '.join(missing)} but the op table has no entry for "
+                f"{'it' if len(missing) == 1 else 'them'}; add an OpSpec (see grammar/ops.py)"
+            )
+        self.ops: dict[str, OpSpec] = {name: ops[name] for name in self.op_names}
+        if max_nodes < 1:
+            raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
+        self.max_nodes = max_nodes
+        self.conv_kernels = tuple(conv_kernels)
+        self.conv_dilations = tuple(conv_dilations)
+
+    def _alternatives(self, rule: str) -> tuple[str, ...]:
+        """The keyword strings of a rule whose alternatives are single string terminals (e.g. `op`)."""
+        patterns = {t.name: t.pattern.value for t in self.lark.terminals}
+        names = []
+        for r in self.lark.rules:
+            if r.origin.name == rule:
+                if len(r.expansion) != 1 or r.expansion[0].name not in patterns:
+                    raise LanguageError(f"grammar rule `{rule}` must list one keyword per alternative")
+                names.append(str(patterns[r.expansion[0].name]))
+        if not names:
+            raise LanguageError(f"the grammar has no rule `{rule}`")
+        return tuple(names)
+
+    def with_limits(self, *, max_nodes: int) -> Language:
+        """The same language with another graph-size limit."""
+        clone = object.__new__(Language)
+        clone.__dict__.update(self.__dict__)
+        if max_nodes < 1:
+            raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
+        clone.max_nodes = max_nodes
+        return clone
+
+
+@functools.cache
+def default_language() -> Language:
+    """The shipped language (built once per process)."""
+    return Language()

@@ -1,0 +1,372 @@
+"""Text → IR: parse a genotype with Lark, turn the tree into frozen dataclasses, resolve names.
+
+Three passes, each collecting reason-coded diagnostics with line:column:
+1. Lark (LALR) parsing; a syntax error is labelled (unknown op, unknown conv type, ...) with context.
+2. `_TreeToRaw` turns the parse tree into plain records (no Lark object leaves this module).
+3. Resolution binds names: duplicates, undefined and unused names, cycles, arity, unknown graphs.
+Then `validate` (shapes, sizes, conv values) runs on the IR. Nothing in a genotype is ever executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lark import (
+    Token,
+    Transformer,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    v_args,
+)
+from lark.tree import Meta
+
+from autobert_zero.errors import GenotypeError
+
+from .diagnostics import Diagnostic
+from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer, Span
+from .language import Language, default_language
+from .validate import validate
+
+# ---------------------------------------------------------------------------------------------------
+# Raw records: the parse tree with positions, before names are resolved.
+
+
+@dataclass
+class RawExpr:
+    kind: str  # "call" | "input" | "ref"
+    name: str  # op name, input name or referenced binding
+    span: Span
+    args: list[RawExpr] = field(default_factory=list)
+
+
+@dataclass
+class RawGraph:
+    name: str
+    span: Span
+    bindings: list[tuple[str, RawExpr, Span]] = field(default_factory=list)
+    outputs: list[tuple[RawExpr, Span]] = field(default_factory=list)
+
+
+@dataclass
+class RawConv:
+    kind: str
+    options: list[tuple[str, int, Span]]
+    span: Span
+
+
+@dataclass
+class RawBackbone:
+    layers: list[tuple[str, Span] | RawConv]
+    span: Span
+
+
+def _span(meta_or_token: Meta | Token) -> Span:
+    return Span(getattr(meta_or_token, "line", 1) or 1, getattr(meta_or_token, "column", 1) or 1)
+
+
+class _TreeToRaw(Transformer):
+    """Parse tree → raw records (one method per rule or alias of `genotype.lark`)."""
+
+    def start(self, items: list[object]) -> list[object]:
+        return [item for item in items if item is not None]
+
+    def attention_def(self, children: list[object]) -> RawGraph:
+        name = children[0]
+        assert isinstance(name, Token)
+        graph = RawGraph(str(name), _span(name))
+        for child in children[1:]:
+            if isinstance(child, tuple) and child[0] == "bind":
+                graph.bindings.append(child[1:])
+            elif isinstance(child, tuple) and child[0] == "return":
+                graph.outputs.append(child[1:])
+        return graph
+
+    def binding(self, children: list[object]) -> tuple[str, str, RawExpr, Span]:
+        name, expr = children
+        assert isinstance(name, Token) and isinstance(expr, RawExpr)
+        return ("bind", str(name), expr, _span(name))
+
+    def output(self, children: list[object]) -> tuple[str, RawExpr, Span]:
+        (expr,) = children
+        assert isinstance(expr, RawExpr)
+        return ("return", expr, expr.span)
+
+    def empty(self, children: list[object]) -> None:
+        return None
+
+    def call(self, children: list[object]) -> RawExpr:
+        op_token = children[0]
+        assert isinstance(op_token, Token)
+        args = [c for c in children[1:] if c is not None]
+        assert all(isinstance(a, RawExpr) for a in args)
+        return RawExpr("call", str(op_token), _span(op_token), args)  # type: ignore[arg-type]
+
+    def op(self, children: list[Token]) -> Token:
+        return children[0]
+
+    def input(self, children: list[Token]) -> RawExpr:
+        return RawExpr("input", str(children[0]), _span(children[0]))
+
+    def ref(self, children: list[Token]) -> RawExpr:
+        return RawExpr("ref", str(children[0]), _span(children[0]))
+
+    @v_args(meta=True)
+    def backbone(self, meta: Meta, children: list[object]) -> RawBackbone:
+        return RawBackbone([c for c in children if c is not None], _span(meta))  # type: ignore[misc]
+
+    def attention_layer(self, children: list[Token]) -> tuple[str, Span]:
+        return (str(children[0]), _span(children[0]))
+
+    def conv_type(self, children: list[Token]) -> Token:
+        return children[0]
+
+    def conv_key(self, children: list[Token]) -> Token:
+        return children[0]
+
+    @v_args(meta=True)
+    def conv_layer(self, meta: Meta, children: list[object]) -> RawConv:
+        kind_token, *options = children
+        kind = str(kind_token) if kind_token is not None else "light"
+        return RawConv(kind, [o for o in options if isinstance(o, tuple)], _span(meta))
+
+    def conv_option(self, children: list[Token]) -> tuple[str, int, Span]:
+        key, value = children
+        return (str(key), int(value), _span(key))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Syntax errors
+
+
+_EXAMPLES: dict[str, list[str]] = {
+    "a binding needs `name = expression`": ["attention a { x neg(Q) }"],
+    "op operands are separated by commas": ["attention a { return add(Q K) }"],
+    "a layer is `attention NAME` or `conv [TYPE] kernel=N [dilation=N]`": ["backbone { foo }"],
+}
+
+
+def _syntax_diagnostic(error: UnexpectedInput, text: str, language: Language) -> Diagnostic:
+    line, column = max(error.line, 1), max(error.column, 1)
+    if isinstance(error, UnexpectedCharacters):
+        pos = error.pos_in_stream if error.pos_in_stream is not None else -1
+        char = text[pos] if 0 <= pos < len(text) else "?"
+        return Diagnostic("syntax", f"unexpected character {char!r}", line, column)
+    if isinstance(error, UnexpectedEOF):
+        expected = ", ".join(sorted(_readable(t) for t in error.expected))
+        return Diagnostic("syntax", f"unexpected end of file; expected one of: {expected}",
+                          *_end_position(text))
+    assert isinstance(error, UnexpectedToken)
+    token = error.token
+    previous = _previous_word(text, token.start_pos) if token.start_pos is not None else None
+    if token.type == "LPAR" and previous is not None:
+        word, wline, wcol = previous
+        return Diagnostic("unknown-op", f"unknown op {word!r}; expected one of: {', '.join(language.op_names)}",
+                          wline, wcol)
+    if token.type == "NAME" and previous is not None and previous[0] == "conv":
+        return Diagnostic("unknown-conv-type",
+                          f"unknown conv type {str(token)!r}; expected one of: {', '.join(language.conv_types)}",
+                          line, column)
+    if token.type == "$END":
+        expected = ", ".join(sorted(_readable(t) for t in error.expected))
+        return Diagnostic("syntax", f"unexpected end of file; expected one of: {expected}", *_end_position(text))
+    label = error.match_examples(language.lark.parse, _EXAMPLES, use_accepts=True)
+    expected = ", ".join(sorted(_readable(t) for t in error.expected))
+    hint = f" ({label})" if label else ""
+    return Diagnostic("syntax", f"unexpected {str(token)!r}{hint}; expected one of: {expected}", line, column)
+
+
+_TOKEN_NAMES = {"LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
+                "SEMICOLON": "';'", "NAME": "a name", "INT": "an integer", "$END": "end of file"}
+
+
+def _readable(terminal: str) -> str:
+    return _TOKEN_NAMES.get(terminal, repr(terminal.lower()))
+
+
+def _previous_word(text: str, pos: int) -> tuple[str, int, int] | None:
+    end = pos
+    while end > 0 and text[end - 1] in " \t":
+        end -= 1
+    start = end
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    if start == end:
+        return None
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    return text[start:end], line, column
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    line = text.count("\n") + 1
+    return line, len(text) - (text.rfind("\n") + 1) + 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resolution: raw records → IR
+
+
+class _Resolver:
+    def __init__(self, language: Language) -> None:
+        self.language = language
+        self.errors: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span) -> None:
+        self.errors.append(Diagnostic(code, message, span.line, span.column))
+
+    def graph(self, raw: RawGraph) -> AttentionGraph | None:
+        bindings: dict[str, tuple[RawExpr, Span]] = {}
+        for name, expr, span in raw.bindings:
+            if name in bindings:
+                first = bindings[name][1]
+                self.error("duplicate", f"node {name!r} is bound twice (first at {first.line}:{first.column})",
+                           span)
+            else:
+                bindings[name] = (expr, span)
+        if len(raw.outputs) != 1:
+            where = raw.outputs[1][1] if raw.outputs else raw.span
+            self.error("no-output", f"attention graph {raw.name!r} needs exactly one `return`, "
+                       f"found {len(raw.outputs)}", where)
+            return None
+        resolved: dict[str, Expr | None] = {}
+        visiting: list[str] = []
+
+        def build(expr: RawExpr) -> Expr | None:
+            if expr.kind == "input":
+                return Input(expr.name, expr.span)
+            if expr.kind == "ref":
+                return lookup(expr.name, expr.span)
+            args = [build(a) for a in expr.args]
+            spec = self.language.ops[expr.name]
+            if len(args) != spec.arity:
+                self.error("arity", f"{expr.name} takes {spec.arity} operand{'s' if spec.arity > 1 else ''}, "
+                           f"got {len(args)}", expr.span)
+                return None
+            if any(a is None for a in args):
+                return None
+            return Call(expr.name, tuple(a for a in args if a is not None), expr.span)
+
+        def lookup(name: str, span: Span) -> Expr | None:
+            if name in resolved:
+                return resolved[name]
+            if name in visiting:
+                cycle = " → ".join([*visiting[visiting.index(name):], name])
+                self.error("cycle", f"bindings form a cycle: {cycle}", span)
+                return None
+            if name not in bindings:
+                self.error("undefined", f"{name!r} is not bound in graph {raw.name!r}; bind it with "
+                           f"`{name} = ...` or use Q, K or V", span)
+                return None
+            visiting.append(name)
+            resolved[name] = build(bindings[name][0])
+            visiting.pop()
+            return resolved[name]
+
+        output = build(raw.outputs[0][0])
+        for name, (_, span) in bindings.items():
+            if name not in resolved:
+                self.error("unused", f"node {name!r} is bound but never used by the output of graph "
+                           f"{raw.name!r}", span)
+        return None if output is None else AttentionGraph(raw.name, output, raw.span)
+
+    def layers(self, raw: RawBackbone, graph_names: set[str]) -> list[Layer]:
+        layers: list[Layer] = []
+        for item in raw.layers:
+            if isinstance(item, tuple):
+                name, span = item
+                if name not in graph_names:
+                    known = ", ".join(sorted(graph_names)) or "none defined"
+                    self.error("unknown-graph", f"layer uses attention graph {name!r}, which is not defined "
+                               f"(defined: {known})", span)
+                layers.append(AttentionLayer(name, span))
+                continue
+            options: dict[str, int] = {}
+            for key, value, span in item.options:
+                if key in options:
+                    self.error("duplicate", f"conv option {key}= given twice", span)
+                options[key] = value
+            if "kernel" not in options:
+                self.error("missing-kernel", "a conv layer needs `kernel=N`, e.g. `conv light kernel=9`",
+                           item.span)
+            layers.append(ConvLayer(item.kind, options.get("kernel", 0), options.get("dilation", 1), item.span))
+        if not layers:
+            self.error("no-layers", "the backbone has no layers; add `attention NAME` or `conv kernel=N` lines",
+                       raw.span)
+        return layers
+
+
+def parse_genotype(
+    text: str, source_name: str = "<genotype>", *, language: Language | None = None
+) -> Genotype:
+    """Parse and validate a genotype text; raise `GenotypeError` listing every problem found."""
+    genotype, errors = parse_with_diagnostics(text, source_name, language=language)
+    if errors or genotype is None:
+        raise GenotypeError(errors, source_name)
+    return genotype
+
+
+def parse_with_diagnostics(
+    text: str, source_name: str = "<genotype>", *, language: Language | None = None
+) -> tuple[Genotype | None, list[Diagnostic]]:
+    """Parse and validate; return the genotype (None if it could not be built) and all diagnostics."""
+    language = language or default_language()
+    if "\x00" in text:
+        pos = text.index("\x00")
+        line = text.count("\n", 0, pos) + 1
+        return None, [Diagnostic("encoding", "NUL byte in the text: this looks like a binary file, not a genotype",
+                                 line, pos - (text.rfind("\n", 0, pos) + 1) + 1)]
+    try:
+        tree = language.lark.parse(text)
+    except UnexpectedInput as error:
+        return None, [_syntax_diagnostic(error, text, language)]
+    items = _TreeToRaw().transform(tree)
+    resolver = _Resolver(language)
+    raw_graphs = [i for i in items if isinstance(i, RawGraph)]
+    backbones = [i for i in items if isinstance(i, RawBackbone)]
+    graphs: list[AttentionGraph] = []
+    seen: dict[str, Span] = {}
+    for raw in raw_graphs:
+        if raw.name in seen:
+            first = seen[raw.name]
+            resolver.error("duplicate", f"attention graph {raw.name!r} is defined twice (first at "
+                           f"{first.line}:{first.column})", raw.span)
+            continue
+        seen[raw.name] = raw.span
+        graph = resolver.graph(raw)
+        if graph is not None:
+            graphs.append(graph)
+    if len(backbones) != 1:
+        where = backbones[1].span if backbones else Span(*_end_position(text))
+        resolver.error("no-backbone", f"a genotype needs exactly one `backbone {{ ... }}`, found {len(backbones)}",
+                       where)
+        return None, resolver.errors
+    layers = resolver.layers(backbones[0], set(seen))
+    if resolver.errors:
+        return None, resolver.errors
+    genotype = Genotype(tuple(graphs), tuple(layers), source_name)
+    return genotype, validate(genotype, language)
+
+
+def read_genotype_text(path: str | Path) -> tuple[str | None, list[Diagnostic]]:
+    """Read a genotype file as UTF-8; a decoding problem becomes an `encoding` diagnostic."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return None, [Diagnostic("io", f"cannot read {str(path)!r}: {error.strerror or error}", 1, 1)]
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        return None, [Diagnostic("encoding", f"byte 0x{data[error.start]:02x} is not UTF-8 text", line, column)]
+
+
+def load_genotype(path: str | Path, *, language: Language | None = None) -> Genotype:
+    """Read, parse and validate a genotype file; raise `GenotypeError` (with file:line:col) if invalid."""
+    text, errors = read_genotype_text(path)
+    if text is None:
+        raise GenotypeError(errors, str(path))
+    return parse_genotype(text, str(path), language=language)

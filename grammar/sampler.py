@@ -1,0 +1,84 @@
+"""Seeded sampling of random valid genotypes from a language (property tests, random search, seeding).
+
+A graph is grown node by node: each step draws an op and operands (earlier nodes or Q/K/V) whose shapes
+fit the op's shape rule; the output is a drawn L×d node. Unused nodes vanish (the IR is the output's
+DAG), so every sample is valid by construction; `validate` is still run as a guard.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .ir import INPUTS, AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
+from .language import Language, default_language
+from .ops import Shape, ShapeRuleError
+from .validate import OUTPUT_SHAPE, validate, validate_graph
+
+MAX_TRIES = 200
+
+
+def sample_graph(
+    rng: random.Random,
+    name: str = "g",
+    *,
+    language: Language | None = None,
+    max_nodes: int | None = None,
+    ops: tuple[str, ...] | None = None,
+) -> AttentionGraph:
+    """A random valid attention graph with at most `max_nodes` op nodes (default: the language's limit)."""
+    language = language or default_language()
+    limit = min(max_nodes or language.max_nodes, language.max_nodes)
+    names = ops or language.op_names
+    for _ in range(MAX_TRIES):
+        pool: list[tuple[Expr, Shape]] = [(Input(n), ("L", "d")) for n in INPUTS]
+        steps = rng.randint(1, limit)
+        for _ in range(steps):
+            op = rng.choice(names)
+            spec = language.ops[op]
+            for _ in range(20):
+                args = tuple(rng.choice(pool) for _ in range(spec.arity))
+                try:
+                    shape = spec.shape(tuple(s for _, s in args))
+                except ShapeRuleError:
+                    continue
+                node = Call(op, tuple(a for a, _ in args))
+                if all(node != p for p, _ in pool):
+                    pool.append((node, shape))
+                break
+        candidates = [n for n, s in pool[len(INPUTS):] if s == OUTPUT_SHAPE]
+        if not candidates:
+            continue
+        graph = AttentionGraph(name, rng.choice(candidates[-3:]))
+        if graph.size <= limit and not validate_graph(graph, language):
+            return graph
+    raise RuntimeError(f"no valid graph found in {MAX_TRIES} tries with ops {names}")
+
+
+def sample_conv(rng: random.Random, language: Language | None = None) -> ConvLayer:
+    language = language or default_language()
+    return ConvLayer(rng.choice(language.conv_types), rng.choice(language.conv_kernels),
+                     rng.choice(language.conv_dilations))
+
+
+def sample_genotype(
+    rng: random.Random,
+    num_layers: int = 4,
+    *,
+    language: Language | None = None,
+    conv_probability: float = 0.5,
+    max_nodes: int | None = None,
+) -> Genotype:
+    """A random valid backbone: each layer conv with `conv_probability`, else its own random graph."""
+    language = language or default_language()
+    graphs: list[AttentionGraph] = []
+    layers: list[Layer] = []
+    for _ in range(num_layers):
+        if rng.random() < conv_probability:
+            layers.append(sample_conv(rng, language))
+        else:
+            graph = sample_graph(rng, f"a{len(graphs) + 1}", language=language, max_nodes=max_nodes)
+            graphs.append(graph)
+            layers.append(AttentionLayer(graph.name))
+    genotype = Genotype(tuple(graphs), tuple(layers))
+    assert not validate(genotype, language)
+    return genotype
