@@ -84,7 +84,7 @@ def matmul_shape(shapes: tuple[Shape, ...]) -> Shape:
     (a, b), (c, e) = shapes
     if b != c:
         raise ShapeRuleError(
-            f"matmul needs (a×b)·(b×c), got {fmt_shapes(shapes)}: inner axes {b} and {c} differ"
+            f"needs (a×b)·(b×c), got {fmt_shapes(shapes)}: inner axes {b} and {c} differ"
         )
     return (a, e)
 

@@ -318,6 +318,9 @@ def parse_with_diagnostics(
         line = text.count("\n", 0, pos) + 1
         return None, [Diagnostic("encoding", "NUL byte in the text: this looks like a binary file, not a genotype",
                                  line, pos - (text.rfind("\n", 0, pos) + 1) + 1)]
+    too_deep = _nesting_error(text)
+    if too_deep:
+        return None, [too_deep]
     try:
         tree = language.lark.parse(text)
     except UnexpectedInput as error:
@@ -348,6 +351,21 @@ def parse_with_diagnostics(
         return None, resolver.errors
     genotype = Genotype(tuple(graphs), tuple(layers), source_name)
     return genotype, validate(genotype, language)
+
+
+MAX_NESTING = 200
+
+
+def _nesting_error(text: str) -> Diagnostic | None:
+    """Reject absurd nesting before the (recursive) tree passes see it."""
+    depth = 0
+    for pos, char in enumerate(text):
+        depth += 1 if char == "(" else -1 if char == ")" else 0
+        if depth > MAX_NESTING:
+            line = text.count("\n", 0, pos) + 1
+            return Diagnostic("too-large", f"expressions nest deeper than {MAX_NESTING} levels",
+                              line, pos - (text.rfind("\n", 0, pos) + 1) + 1)
+    return None
 
 
 def read_genotype_text(path: str | Path) -> tuple[str | None, list[Diagnostic]]:
