@@ -159,8 +159,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             per_layer[int(match.group(1))] += param.numel()
         else:
             other += param.numel()
-    flops = flops_per_token(genotype, config, args.seq_len)
-    layer_flops = flops["layers"] if isinstance(flops, dict) else flops
+    layer_flops = [layer.total for layer in flops_per_token(genotype, config, args.seq_len).layers]
     print(f"{args.file}  id {genotype.id[:16]}  hidden={sizes['hidden_size']} heads={sizes['num_attention_heads']} "
           f"ffn={sizes['intermediate_size']} seq={args.seq_len}")
     width = max(len(layer_description(genotype, i)) for i in range(genotype.num_layers))

@@ -1,0 +1,104 @@
+"""Parameter counts, FLOPs per token and the functional fingerprint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from autobert_zero.compiler import (
+    AutoBertZeroConfig,
+    AutoBertZeroForMaskedLM,
+    bert_genotype_text,
+    count_parameters,
+    fingerprint,
+    flops_per_token,
+    from_hf_bert,
+)
+from autobert_zero.compiler.fingerprint import _round
+from autobert_zero.grammar import AttentionGraph, parse_genotype
+from transformers import BertConfig, BertModel
+
+from .conftest import GENOTYPES
+
+
+def graph(expr: str, name: str = "g") -> AttentionGraph:
+    return parse_genotype(f"attention {name} {{ return {expr} }} backbone {{ attention {name} }}").graphs[0]
+
+
+def tiny(genotype: str = "", **overrides: object) -> AutoBertZeroConfig:
+    sizes: dict[str, object] = dict(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
+    sizes.update(overrides)
+    return AutoBertZeroConfig(genotype=genotype, **sizes)
+
+
+def test_parameter_count_matches_bert() -> None:
+    bert = BertModel(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=37))
+    assert count_parameters(from_hf_bert(bert)) == count_parameters(bert) == sum(p.numel() for p in bert.parameters())
+
+
+def test_tied_decoder_is_counted_once() -> None:
+    model = AutoBertZeroForMaskedLM(tiny(bert_genotype_text(1)))
+    base = count_parameters(model.autobert)
+    head = model.lm_head
+    assert count_parameters(model) == base + sum(p.numel() for p in (head.dense.weight, head.dense.bias,
+                                                                       head.norm.weight, head.norm.bias,
+                                                                       head.decoder.bias))
+
+
+def test_vanilla_flops_follow_the_formula() -> None:
+    h, inter, heads, length = 32, 37, 4, 16
+    report = flops_per_token(parse_genotype(bert_genotype_text(2)), tiny(), length)
+    (layer, _) = report.layers
+    assert layer.projections == 8 * h * h
+    # per head: Q·Kᵀ 2·L·L·d, scale L·L, softmax 5·L·L, P·V 2·L·L·d; over L tokens and all heads.
+    d = h // heads
+    assert layer.mixer == pytest.approx((4 * length * length * d + 6 * length * length) * heads / length)
+    assert layer.ffn == 4 * h * inter
+    assert report.per_token == pytest.approx(2 * layer.total)
+    assert "all" in report.table()
+
+
+def test_flops_see_missing_v_and_conv_sizes() -> None:
+    qk = "attention g { return matmul(softmax(matmul(Q, transpose(K))), Q) } backbone { attention g }"
+    assert flops_per_token(parse_genotype(qk), tiny(), 8).layers[0].projections == 6 * 32 * 32
+    conv = parse_genotype("backbone { conv light kernel=3 \n conv sepconv kernel=9 }")
+    light, sep = flops_per_token(conv, tiny(), 8).layers
+    assert sep.projections - light.projections == 2 * 32 * 32
+    assert sep.mixer - light.mixer == 2 * 32 * 6
+    figure7 = parse_genotype((GENOTYPES / "autobert_zero.abz").read_text())
+    assert len(flops_per_token(figure7, tiny(), 128).layers) == 12
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("matmul(softmax(scale(matmul(add(Q, K), transpose(K)))), V)",
+     "matmul(softmax(scale(matmul(add(K, Q), transpose(K)))), V)"),
+    ("matmul(softmax(scale(matmul(Q, transpose(transpose(transpose(K)))))), V)",
+     "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"),
+    ("matmul(softmax(scale(matmul(Q, transpose(K)))), neg(neg(V)))",
+     "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"),
+    ("matmul(softmax(matmul(scale(Q), transpose(K))), V)",
+     "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"),
+])
+def test_equal_meaning_gives_equal_fingerprint(a: str, b: str) -> None:
+    assert fingerprint(graph(a, "first")) == fingerprint(graph(b, "second"))
+
+
+def test_different_meaning_gives_different_fingerprints() -> None:
+    exprs = [
+        "matmul(softmax(scale(matmul(Q, transpose(K)))), V)",
+        "matmul(softmax(matmul(Q, transpose(K))), V)",
+        "matmul(softmax(scale(matmul(Q, transpose(K)))), Q)",
+        "matmul(softmax(scale(matmul(K, transpose(Q)))), V)",
+        "neg(matmul(softmax(scale(matmul(Q, transpose(K)))), V))",
+    ]
+    prints = [fingerprint(graph(e)) for e in exprs]
+    assert len(set(prints)) == len(prints)
+    assert prints[0] == fingerprint(graph(exprs[0]))  # deterministic
+
+
+def test_rounding_is_deterministic_for_special_values() -> None:
+    assert _round(float("nan")) == "nan"
+    assert _round(float("inf")) == "inf" and _round(float("-inf")) == "-inf"
+    assert _round(-0.0) == _round(0.0) == _round(1e-12) == "0"
+    assert _round(0.123456789) == _round(0.1234567) == "0.1235"
+    assert torch.get_default_dtype() == torch.float32  # fingerprints never change the global dtype
