@@ -31,7 +31,7 @@ from autobert_zero.io import atomic_write_text
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", help="validate genotype files (exit 2 if any is invalid)",
                            description="Validate genotype files; print FILE:LINE:COL: error[CODE]: message.")
     check.add_argument("files", nargs="+", metavar="FILE")

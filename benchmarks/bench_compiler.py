@@ -29,12 +29,13 @@ import torch
 from transformers import BertConfig, BertModel
 
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroModel, build_encoder, clear_core_cache, from_hf_bert
-from autobert_zero.grammar import load_genotype, parse_genotype, sample_genotype, validate
+from autobert_zero.grammar import parse_genotype, sample_genotype, validate
 from autobert_zero.grammar.canonical import canonicalize
 from benchmarks.report import print_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-SIZES = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
+SIZES: dict[str, Any] = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                         "intermediate_size": 1024}
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -91,15 +92,16 @@ def train_step(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> None:
 
 def throughput(rounds: int, use_compile: bool, device: str, dtype: torch.dtype) -> list[dict[str, Any]]:
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=1000, **SIZES)).to(device, dtype).train()
+    bert = BertModel(BertConfig(vocab_size=1000, **SIZES))
+    bert = bert.to(device=device, dtype=dtype).train()  # type: ignore[call-arg]
     models: dict[str, torch.nn.Module] = {"transformers.BertModel": bert}
-    fused = from_hf_bert(bert).to(device, dtype).train()
+    fused = from_hf_bert(bert).to(device=device, dtype=dtype).train()
     models["abz vanilla (fused sdpa)"] = fused
     plain = from_hf_bert(bert)
     plain.config.fused_attention = False
     plain = AutoBertZeroModel(plain.config)
     plain.load_state_dict(fused.state_dict())
-    models["abz vanilla (fx ops)"] = plain.to(device, dtype).train()
+    models["abz vanilla (fx ops)"] = plain.to(device=device, dtype=dtype).train()
     if use_compile:
         models["abz vanilla (fused + torch.compile)"] = torch.compile(fused)  # type: ignore[assignment]
     inputs = batch(device)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 from torch import nn
+
+from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 
 from .backbone import check_settings
 from .layers import LayerSettings

@@ -24,10 +24,10 @@ from collections.abc import Hashable
 
 import torch
 import torch.nn.functional as F
-from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, Language, Shape, default_language, infer_shapes
 from torch import fx, nn
 
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, Language, Shape, default_language, infer_shapes
 
 from .lowering import FusedAttention, find_fused_attention
 from .padding import NO_FACTS, Facts, dropout_facts, masked_facts, propagate, required_masks

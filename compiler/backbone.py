@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TypeVar
 
 import torch
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.initialization import no_init_weights
 
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language
 
 from .conv import ConvMixer
 from .layers import AttentionMixer, EncoderLayer, LayerSettings

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from autobert_zero.grammar import CONV_TYPES, ConvLayer
 from torch import nn
 
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import CONV_TYPES, ConvLayer
 
 CONV_ROLES = ("input", "depthwise_weight", "pointwise", "output")
 

@@ -13,6 +13,7 @@ import hashlib
 import math
 
 import torch
+
 from autobert_zero.grammar import AttentionGraph, Language
 
 from .attention_core import compile_core

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from autobert_zero.grammar import Genotype, parse_genotype
 from transformers import PretrainedConfig
 
 from autobert_zero.errors import ConfigError
+from autobert_zero.grammar import Genotype, parse_genotype
 
 
 class AutoBertZeroConfig(PretrainedConfig):

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from autobert_zero.grammar import AttentionGraph, Language
 from torch import nn
 from transformers.activations import ACT2FN
+
+from autobert_zero.grammar import AttentionGraph, Language
 
 from .attention_core import compile_core
 from .conv import CONV_ROLES

@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 
 import torch
+
 from autobert_zero.grammar import OpSpec, Shape
 
 Fact = tuple[int, float]

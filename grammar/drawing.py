@@ -79,7 +79,7 @@ def graph_to_svg(graph: AttentionGraph, title: str, language: Language | None = 
                              'marker-end="url(#arrow)"/>')
                 label = _edge_label(node, i, language)
                 if label:
-                    parts.append(f'<text x="{(x1 + x2) / 2 + 4:.0f}" y="{(y1 + y2) / 2:.0f}" font-size="10" '
+                    parts.append(f'<text x="{(x1 + 3 * x2) / 4 + 4:.0f}" y="{(y1 + 3 * y2) / 4:.0f}" font-size="10" '
                                  f'fill="#b91c1c">{label}</text>')
     for node, (x, y) in positions.items():
         label = node.name if isinstance(node, Input) else node.op  # type: ignore[attr-defined]

@@ -46,8 +46,11 @@ def test_json_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(report[0]) == {"file", "valid", "id", "errors"}
 
 
+DEEP = b"attention a { return " + b"neg(" * 5000 + b"Q" + b")" * 5000 + b" }"
+
+
 @pytest.mark.parametrize("content", [b"", b"\x00\x01\x02junk", b"\xff\xfe\xfd", b"attention a { return",
-                                     b"backbone {" * 500, b"}" * 10_000, b"attention a { return " + b"neg(" * 5000 + b"Q" + b")" * 5000 + b" }", "ü€𝄞".encode(), b"\r\n\r\n"])
+                                     b"backbone {" * 500, b"}" * 10_000, DEEP, "ü€𝄞".encode(), b"\r\n\r\n"])
 def test_any_input_gets_a_report_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  content: bytes) -> None:
     path = tmp_path / "input.abz"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import BertConfig, BertModel
+
 from autobert_zero.compiler import (
     AutoBertZeroConfig,
     AutoBertZeroForMaskedLM,
@@ -15,7 +17,6 @@ from autobert_zero.compiler import (
 )
 from autobert_zero.compiler.fingerprint import _round
 from autobert_zero.grammar import AttentionGraph, parse_genotype
-from transformers import BertConfig, BertModel
 
 from .conftest import GENOTYPES
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from autobert_zero.compiler import compile_core, find_fused_attention
-from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, infer_shapes, parse_genotype
 
+from autobert_zero.compiler import compile_core, find_fused_attention
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, infer_shapes, parse_genotype
 
 from .conftest import GENOTYPES
 

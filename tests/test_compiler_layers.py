@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+
 from autobert_zero.compiler import (
     BRANCH_ROLES,
     AutoBertZeroConfig,
@@ -15,9 +16,8 @@ from autobert_zero.compiler import (
     clear_core_cache,
     role_path,
 )
-from autobert_zero.grammar import ConvLayer, Genotype, parse_genotype
-
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import ConvLayer, Genotype, parse_genotype
 
 from .conftest import GENOTYPES
 

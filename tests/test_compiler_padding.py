@@ -11,6 +11,7 @@ import random
 
 import pytest
 import torch
+
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroModel, build_layer, compile_core
 from autobert_zero.grammar import (
     CONV_DILATIONS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from autobert_zero.grammar import load_genotype, parse_genotype, sample_genotype
 
 from .conftest import GENOTYPES

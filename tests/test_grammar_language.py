@@ -6,6 +6,8 @@ import random
 
 import pytest
 import torch
+
+from autobert_zero.errors import GenotypeError, LanguageError
 from autobert_zero.grammar import (
     DEFAULT_OPS,
     Language,
@@ -17,8 +19,6 @@ from autobert_zero.grammar import (
 )
 from autobert_zero.grammar.language import GRAMMAR_PATH
 from autobert_zero.grammar.ops import same_shape
-
-from autobert_zero.errors import GenotypeError, LanguageError
 
 GELU_GENOTYPE = "attention a { return matmul(softmax(scale(matmul(gelu(Q), transpose(K)))), V) } " \
                 "backbone { attention a }"

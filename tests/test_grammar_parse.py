@@ -6,6 +6,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from autobert_zero.errors import GenotypeError
 from autobert_zero.grammar import (
     CODES,
     AttentionLayer,
@@ -16,8 +18,6 @@ from autobert_zero.grammar import (
     read_genotype_text,
     sample_genotype,
 )
-
-from autobert_zero.errors import GenotypeError
 
 from .conftest import FIXTURES, GENOTYPES
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
 from autobert_zero.compiler import (
     AutoBertZeroConfig,
     AutoBertZeroForMaskedLM,
@@ -15,10 +17,8 @@ from autobert_zero.compiler import (
     AutoBertZeroModel,
     register_auto_classes,
 )
-from autobert_zero.grammar import parse_genotype, sample_genotype
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
-
 from autobert_zero.errors import ConfigError
+from autobert_zero.grammar import parse_genotype, sample_genotype
 
 from .conftest import GENOTYPES
 

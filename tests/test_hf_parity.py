@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from autobert_zero.compiler import bert_genotype_text, from_hf_bert
-from autobert_zero.grammar import parse_genotype
 from transformers import BertConfig, BertModel
 
+from autobert_zero.compiler import bert_genotype_text, from_hf_bert
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import parse_genotype
 
 from .conftest import GENOTYPES
 

@@ -1,0 +1,239 @@
+"""Strict loading of training configs: YAML → `TrainConfig`, and the batch arithmetic DeepSpeed needs.
+
+Every mistake a config file can hold is a `ConfigError` that names the file and the YAML path:
+duplicate keys (PyYAML silently keeps the last one, we do not), unknown keys (with the closest valid key
+from difflib), values of the wrong type or out of range, and a global batch size that does not equal
+micro_batch_size × gradient_accumulation_steps × world_size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+from autobert_zero.errors import ConfigError
+
+from .config_schema import TrainConfig
+
+T = TypeVar("T")
+
+_FLOAT_RE = re.compile(
+    r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$""",
+    re.X,
+)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `5e-4` as a float (YAML 1.1 wants `5.0e-4`)."""
+
+
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _check_duplicates(node: yaml.Node, where: str, path: str = "") -> None:
+    """Raise on a key given twice in any mapping of the YAML node tree."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            full = f"{path}.{key}" if path else str(key)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{where}: duplicate key '{full}' at line {line} (first given at line {seen[key]})")
+            seen[key] = line
+            _check_duplicates(value_node, where, full)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, where, f"{path}[{i}]")
+
+
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    """Parse YAML text into a mapping, rejecting duplicate keys; `where` names the source in errors."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _check_duplicates(node, where)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "").replace("NoneType", "null")
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Return `value` if it fits the annotation `tp` (ints are accepted for floats), else raise."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key, where)
+            except ConfigError:
+                continue
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_coerce(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _check_bound(value: Any, check: str, key: str, where: str) -> None:
+    ok = {
+        "> 0": lambda v: v > 0,
+        ">= 0": lambda v: v >= 0,
+        "in [0, 1)": lambda v: 0 <= v < 1,
+    }[check](value)
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {check}, got {value!r}")
+
+
+def build_section(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
+    """Build dataclass `cls` from a YAML mapping, strictly: unknown keys, bad types and bounds raise."""
+    section = prefix or "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: '{prefix}' must be a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            full = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+            valid = ", ".join(fields)
+            raise ConfigError(f"{where}: unknown key '{full}' in {section}{hint} (valid keys: {valid})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = build_section(tp, data[name], where, key)  # type: ignore[arg-type]
+            continue
+        value = _coerce(data[name], tp, key, where)
+        if value is not None and "check" in f.metadata:
+            _check_bound(value, f.metadata["check"], key, where)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The batch arithmetic of one loop, derived once: global = micro × accumulation × world size."""
+
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    world_size: int
+
+    @property
+    def train_batch_size(self) -> int:
+        return self.micro_batch_size * self.gradient_accumulation_steps * self.world_size
+
+    def deepspeed_keys(self) -> dict[str, int]:
+        return {
+            "train_batch_size": self.train_batch_size,
+            "train_micro_batch_size_per_gpu": self.micro_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+
+def world_size_from_env() -> int:
+    """Number of processes of this run as the launcher announced it (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def batch_plan(cfg: TrainConfig, loop: str, world_size: int | None = None) -> BatchPlan:
+    """The batch plan of loop `pretrain` or `finetune`; raises if the config's numbers disagree."""
+    section = getattr(cfg, loop)
+    plan = BatchPlan(section.micro_batch_size, section.gradient_accumulation_steps,
+                     world_size or world_size_from_env())
+    equation = (f"micro_batch_size × gradient_accumulation_steps × world_size = {plan.micro_batch_size} × "
+                f"{plan.gradient_accumulation_steps} × {plan.world_size} = {plan.train_batch_size}")
+    if section.batch_size is not None and section.batch_size != plan.train_batch_size:
+        raise ConfigError(f"{cfg.source}: {loop}.batch_size = {section.batch_size} but {equation}; "
+                          f"train_batch_size must equal micro_batch × grad_accum × world_size")
+    for key, ours in plan.deepspeed_keys().items():
+        given = cfg.deepspeed.get(key)
+        if given is not None and given != ours:
+            raise ConfigError(f"{cfg.source}: deepspeed.{key} = {given} conflicts with {ours} derived from "
+                              f"{loop} ({equation}); remove it from the deepspeed section or make them agree")
+    return plan
+
+
+def check_consistency(cfg: TrainConfig) -> None:
+    """Cross-field checks that no single field can make."""
+    m = cfg.model
+    if m.hidden_size % m.num_attention_heads:
+        raise ConfigError(f"{cfg.source}: model.hidden_size = {m.hidden_size} is not divisible by "
+                          f"model.num_attention_heads = {m.num_attention_heads}")
+    for key, length in (("data.max_seq_length", cfg.data.max_seq_length),
+                        ("finetune.max_seq_length", cfg.finetune.max_seq_length)):
+        if length > m.max_position_embeddings:
+            raise ConfigError(f"{cfg.source}: {key} = {length} exceeds model.max_position_embeddings = "
+                              f"{m.max_position_embeddings}")
+    if cfg.data.max_seq_length < 8:
+        raise ConfigError(f"{cfg.source}: data.max_seq_length must be at least 8, got {cfg.data.max_seq_length}")
+    stage = cfg.deepspeed.get("zero_optimization", {}).get("stage", 0)
+    if stage not in (0, 1, 2):
+        raise ConfigError(f"{cfg.source}: deepspeed.zero_optimization.stage = {stage!r}; expected 0, 1 or 2 "
+                          f"(ZeRO-3 partitions weights, which the HF export here does not gather)")
+    if cfg.deepspeed.get("fp16", {}).get("enabled"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{cfg.source}: deepspeed.fp16.enabled is true but there is no GPU; "
+                              f"DeepSpeed's CPU accelerator supports fp32 and bf16 only (use bf16)")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>", world_size: int | None = None) -> TrainConfig:
+    """Build and check a `TrainConfig` from a parsed mapping (as `load_config` does from a file)."""
+    cfg = build_section(TrainConfig, data, source)
+    cfg.source = source
+    check_consistency(cfg)
+    batch_plan(cfg, "pretrain", world_size)
+    batch_plan(cfg, "finetune", world_size)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str], world_size: int | None = None) -> TrainConfig:
+    """Load a YAML config file strictly; `world_size` defaults to the launcher's WORLD_SIZE (or 1)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (expected a YAML file such as configs/tiny.yaml)")
+    return config_from_dict(parse_yaml(p.read_text(encoding="utf-8"), str(p)), str(p), world_size)

@@ -1,0 +1,151 @@
+"""The training config schema: one dataclass per concern, one docstring per field.
+
+A YAML config has the top-level keys of `TrainConfig`; each section maps onto one dataclass below. The
+`deepspeed:` section is not described here: it is passed to `deepspeed.initialize` verbatim (see
+`train/engine.py`), except that the batch keys are derived from the `pretrain:`/`finetune:` sections.
+Constraints on values (positive, a probability, ...) are declared with `field(metadata=...)` and checked
+by the loader in `train/config.py`, which also rejects unknown and duplicate keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+POSITIVE = {"check": "> 0"}
+NON_NEGATIVE = {"check": ">= 0"}
+FRACTION = {"check": "in [0, 1)"}
+
+
+@dataclass
+class ModelSizes:
+    """Sizes of the model; the layers themselves (how many, which kind) come from the genotype."""
+
+    hidden_size: int = field(default=256, metadata=POSITIVE)
+    """Width d_model of every layer; must be divisible by `num_attention_heads`."""
+    num_attention_heads: int = field(default=4, metadata=POSITIVE)
+    """Heads per attention layer; the head size is hidden_size / num_attention_heads."""
+    intermediate_size: int = field(default=1024, metadata=POSITIVE)
+    """Inner width of each layer's feed-forward block (4 × hidden_size in BERT)."""
+    hidden_dropout_prob: float = field(default=0.1, metadata=FRACTION)
+    """Dropout on embeddings and on every residual branch."""
+    attention_probs_dropout_prob: float = field(default=0.1, metadata=FRACTION)
+    """Dropout on attention probabilities."""
+    max_position_embeddings: int = field(default=512, metadata=POSITIVE)
+    """Longest sequence the position embeddings cover."""
+    type_vocab_size: int = field(default=2, metadata=POSITIVE)
+    """Number of segment (token type) ids: 2 for sentence pairs."""
+    initializer_range: float = field(default=0.02, metadata=POSITIVE)
+    """Standard deviation of the normal weight initialisation."""
+
+
+@dataclass
+class DataConfig:
+    """Where the pre-training text and the tokenizer come from, and how text becomes MLM blocks."""
+
+    corpus: str | list[str] | None = None
+    """Text/JSON/TSV file(s) or folder(s), or a hub dataset `name[:config]`; null = embedded corpus."""
+    text_column: str = "text"
+    """Column that holds the text in JSON/TSV/hub corpora (plain text files always give `text`)."""
+    tokenizer: str | None = None
+    """WordPiece vocab file, tokenizer folder or hub tokenizer name; null = train one on the corpus."""
+    vocab_size: int = field(default=8192, metadata=POSITIVE)
+    """Vocabulary size of a tokenizer trained on the corpus (ignored when `tokenizer` is given)."""
+    lowercase: bool = True
+    """Lower-case (and strip accents) before WordPiece: for a trained tokenizer and for a vocab file."""
+    tokenizer_cache_dir: str | None = None
+    """Cache for trained tokenizers, keyed by corpus hash; null = ~/.cache/autobert_zero/tokenizers."""
+    max_seq_length: int = field(default=128, metadata=POSITIVE)
+    """Tokens per pre-training block, [CLS] and [SEP] included."""
+    mlm_probability: float = field(default=0.15, metadata=FRACTION)
+    """Share of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% unchanged)."""
+    eval_blocks: int = field(default=64, metadata=NON_NEGATIVE)
+    """Blocks held out of training to measure the final MLM loss (0 = no held-out evaluation)."""
+
+
+@dataclass
+class PretrainConfig:
+    """The masked-LM pre-training loop."""
+
+    max_steps: int = field(default=1000, metadata=POSITIVE)
+    """Optimizer steps of the run; the learning-rate schedule spans exactly this many steps."""
+    micro_batch_size: int = field(default=32, metadata=POSITIVE)
+    """Blocks per process per forward pass (DeepSpeed's train_micro_batch_size_per_gpu)."""
+    gradient_accumulation_steps: int = field(default=1, metadata=POSITIVE)
+    """Micro-batches whose gradients add up to one optimizer step."""
+    batch_size: int | None = field(default=None, metadata=POSITIVE)
+    """Global batch per step; null = micro_batch_size × gradient_accumulation_steps × world size."""
+    lr: float = field(default=5e-4, metadata=POSITIVE)
+    """Peak learning rate of AdamW (unless the deepspeed section brings its own optimizer)."""
+    weight_decay: float = field(default=0.01, metadata=NON_NEGATIVE)
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_steps: int = field(default=100, metadata=NON_NEGATIVE)
+    """Linear warm-up steps, then linear decay to 0 at max_steps (unless deepspeed.scheduler is set)."""
+    checkpoint_every: int = field(default=100, metadata=POSITIVE)
+    """Write an engine checkpoint every this many steps (and always at the last step)."""
+    keep_checkpoints: int = field(default=2, metadata=POSITIVE)
+    """Number of most recent checkpoints kept on disk; older ones are deleted."""
+
+
+@dataclass
+class FinetuneConfig:
+    """The GLUE fine-tuning loop."""
+
+    epochs: int = field(default=3, metadata=POSITIVE)
+    """Passes over the (possibly subsampled) training split."""
+    max_steps: int | None = field(default=None, metadata=POSITIVE)
+    """Stop after this many optimizer steps even if epochs remain; null = no cap."""
+    micro_batch_size: int = field(default=32, metadata=POSITIVE)
+    """Examples per process per forward pass."""
+    gradient_accumulation_steps: int = field(default=1, metadata=POSITIVE)
+    """Micro-batches whose gradients add up to one optimizer step."""
+    batch_size: int | None = field(default=None, metadata=POSITIVE)
+    """Global batch per step; null = micro_batch_size × gradient_accumulation_steps × world size."""
+    lr: float = field(default=5e-5, metadata=POSITIVE)
+    """Peak learning rate of AdamW (unless the deepspeed section brings its own optimizer)."""
+    weight_decay: float = field(default=0.01, metadata=NON_NEGATIVE)
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = field(default=0.1, metadata=FRACTION)
+    """Share of the steps spent in linear warm-up, then linear decay to 0."""
+    max_seq_length: int = field(default=128, metadata=POSITIVE)
+    """Longest tokenized example (pair included); longer ones are truncated."""
+    max_train_examples: int | None = field(default=None, metadata=POSITIVE)
+    """Train on a seeded random subset of this many examples; null = the whole training split."""
+    eval_batch_size: int = field(default=64, metadata=POSITIVE)
+    """Examples per forward pass when evaluating on the dev split."""
+
+
+@dataclass
+class LoggingConfig:
+    """What the loops report while they run."""
+
+    log_every: int = field(default=10, metadata=POSITIVE)
+    """Write one metrics.jsonl line (and TensorBoard point) every this many optimizer steps."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files under OUT/tensorboard."""
+    progress_bar: bool = True
+    """Show tqdm progress bars (on rank 0 only)."""
+
+
+@dataclass
+class TrainConfig:
+    """A whole training config file: the top-level YAML keys."""
+
+    genotype: str = "genotypes/bert.abz"
+    """Genotype file of the backbone (relative paths: the working directory, then the repository)."""
+    seed: int = field(default=0, metadata=NON_NEGATIVE)
+    """Seed of weight initialisation, data order, masking and dropout."""
+    model: ModelSizes = field(default_factory=ModelSizes)
+    """Model sizes."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Pre-training corpus and tokenizer."""
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    """Masked-LM pre-training loop."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """GLUE fine-tuning loop."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Progress bars, metrics lines, TensorBoard."""
+    deepspeed: dict[str, Any] = field(default_factory=dict)
+    """DeepSpeed config, passed verbatim (batch keys are derived from pretrain/finetune)."""
+    source: str = field(default="<config>", metadata={"internal": True})
+    """Where the config came from (for error messages); not a YAML key."""

@@ -1,0 +1,100 @@
+"""DeepSpeed set-up shared by every training loop: process group, engine, and small collective helpers.
+
+Runs the same way on one CPU process (no launcher: the environment a launcher would set is filled in),
+on several processes started by `deepspeed` or `torchrun` (gloo on CPU), or on GPUs. The YAML `deepspeed:`
+section is passed to `deepspeed.initialize` verbatim, plus the three batch keys derived from our config.
+Unless that section brings its own `optimizer` / `scheduler`, the engine gets a torch AdamW (no C++ build
+on CPU) and a linear warm-up/decay schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from typing import Any
+
+import deepspeed
+import torch
+import torch.distributed as dist
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from autobert_zero.errors import TrainingError
+
+from .config import BatchPlan
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join (or, alone, create) the process group; returns (rank, world_size)."""
+    if "RANK" not in os.environ:  # no launcher: a group of one, as deepspeed would otherwise ask mpi4py
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    # The shared-memory comm op is a C++ build (~30 s) that gloo does not need.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if not dist.is_initialized():
+        deepspeed.init_distributed(verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def mean_over_ranks(value: float) -> float:
+    """The mean of a float over all processes (the value itself on one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or name.endswith(NO_DECAY) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def deepspeed_config(section: dict[str, Any], plan: BatchPlan) -> dict[str, Any]:
+    """The config handed to deepspeed: the YAML section verbatim plus the derived batch keys."""
+    config = copy.deepcopy(section)
+    config.update(plan.deepspeed_keys())
+    return config
+
+
+def build_engine(model: PreTrainedModel, section: dict[str, Any], plan: BatchPlan, lr: float,
+                 weight_decay: float, total_steps: int, warmup_steps: int) -> Any:
+    """`deepspeed.initialize` the model; returns the engine (a `DeepSpeedEngine`)."""
+    config = deepspeed_config(section, plan)
+    optimizer = None if "optimizer" in config else torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
+
+    def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        return get_linear_schedule_with_warmup(opt, warmup_steps, total_steps)
+
+    try:
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
+                                          model_parameters=None if optimizer else model.parameters(),
+                                          lr_scheduler=None if "scheduler" in config else schedule)
+    except (ValueError, AssertionError, KeyError, TypeError) as exc:
+        raise TrainingError(f"deepspeed.initialize rejected the config: {type(exc).__name__}: {exc} "
+                            f"(the deepspeed: section is passed verbatim; check it against DeepSpeed's docs)") from None
+    return engine
+
+
+def unwrap(engine: Any) -> PreTrainedModel:
+    """The Hugging Face model inside an engine."""
+    module = engine.module
+    assert isinstance(module, PreTrainedModel)
+    return module

@@ -1,0 +1,139 @@
+"""GLUE fine-tuning of a pre-trained folder through a DeepSpeed engine, scored on the dev split.
+
+`finetune()` writes into its output folder `metrics.jsonl` (training loss every `logging.log_every`
+steps) and `eval.json`: the task's official metrics on the dev split, its primary score (the mean of its
+metrics, as GLUE averages them), and the run's sizes. Training visits a seeded, optionally subsampled
+training split in the same step-addressed order as pre-training (`data_order.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+
+from autobert_zero.errors import DataError
+from autobert_zero.io import atomic_write_text
+
+from .config import BatchPlan, batch_plan
+from .data_order import StreamOrder, derived_seed
+from .engine import build_engine, init_distributed, mean_over_ranks, unwrap
+from .glue import GlueTask, get_task, load_glue_split
+from .metrics import glue_metrics, primary_score
+from .model_factory import build_classifier
+from .pretrain import resolve_config
+from .run_log import RunLog
+
+
+class EncodedSplit:
+    """A tokenized GLUE split: features per example, labels, and padding into model batches."""
+
+    def __init__(self, split: Any, task: GlueTask, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+        columns = split.to_dict()
+        pairs = task.text_b is not None
+        self.encoding: BatchEncoding = tokenizer(columns["text_a"], columns["text_b"] if pairs else None,
+                                                 truncation=True, max_length=max_length)
+        self.labels = torch.tensor(columns["label"], dtype=torch.float32 if task.is_regression else torch.long)
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        features = [{k: self.encoding[k][i] for k in self.encoding} for i in indices]
+        padded = self.tokenizer.pad(features, return_tensors="pt")
+        return {**{k: v.to(device) for k, v in padded.items()}, "labels": self.labels[indices].to(device)}
+
+
+def _subsample(split: Any, limit: int | None, seed: int) -> Any:
+    if limit is None or limit >= len(split):
+        return split
+    g = torch.Generator().manual_seed(derived_seed(seed, 11))
+    return split.select(sorted(torch.randperm(len(split), generator=g)[:limit].tolist()))
+
+
+def _load_tokenizer(init_dir: Path) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(str(init_dir))
+    except Exception as exc:
+        raise DataError(f"--init folder {init_dir}: no loadable tokenizer ({type(exc).__name__}: {exc}); expected "
+                        f"the DIR/final folder of `abz pretrain`, which holds model and tokenizer") from None
+
+
+def train_step(engine: Any, data: EncodedSplit, order: StreamOrder, plan: BatchPlan, step: int, rank: int) -> float:
+    """One optimizer step of fine-tuning; returns this rank's mean loss."""
+    total = 0.0
+    for micro in range(plan.gradient_accumulation_steps):
+        loss = engine(**data.batch(order.micro_batch(plan, step, micro, rank).tolist(), engine.device)).loss
+        engine.backward(loss)
+        engine.step()
+        total += float(loss.detach().float())
+    return total / plan.gradient_accumulation_steps
+
+
+@torch.no_grad()
+def predict(engine: Any, data: EncodedSplit, task: GlueTask, batch_size: int) -> np.ndarray:
+    """Class indices (or STS-B scores) for every example of `data`, in order."""
+    model = unwrap(engine)
+    model.eval()
+    outputs = []
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(list(range(start, min(start + batch_size, len(data)))), engine.device)
+        batch.pop("labels")
+        logits = model(**batch).logits.float()
+        outputs.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+    model.train()
+    return torch.cat(outputs).cpu().numpy()
+
+
+def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, init_dir: str | os.PathLike[str],
+             out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Fine-tune `init_dir` on GLUE `task` (TSV folders under `data_dir`, or the hub's `glue` if None);
+    returns the dev evaluation (also written to `<out_dir>/eval.json`)."""
+    cfg = resolve_config(config)
+    spec = get_task(task)
+    init, out = Path(init_dir), Path(out_dir)
+    if not init.is_dir():
+        raise DataError(f"--init folder not found: {init} (expected the DIR/final folder of `abz pretrain`)")
+    rank, world = init_distributed()
+    plan = batch_plan(cfg, "finetune", world)
+    ft = cfg.finetune
+    train_split = _subsample(load_glue_split(spec, "train", data_dir), ft.max_train_examples, cfg.seed)
+    dev_split = load_glue_split(spec, "dev", data_dir)
+    tokenizer = _load_tokenizer(init)
+    train = EncodedSplit(train_split, spec, tokenizer, ft.max_seq_length)
+    dev = EncodedSplit(dev_split, spec, tokenizer, ft.max_seq_length)
+    if len(train) == 0:
+        raise DataError(f"GLUE task {spec.folder}: the training split is empty")
+
+    steps = ft.epochs * math.ceil(len(train) / plan.train_batch_size)
+    steps = min(steps, ft.max_steps) if ft.max_steps else steps
+    model = build_classifier(init, spec.num_labels, cfg.seed)
+    engine = build_engine(model, cfg.deepspeed, plan, ft.lr, ft.weight_decay, steps, int(steps * ft.warmup_ratio))
+    torch.manual_seed(derived_seed(cfg.seed, rank, 2))
+    order = StreamOrder(len(train), derived_seed(cfg.seed, 3))
+    show = cfg.logging.progress_bar and rank == 0
+    with RunLog(out, rank == 0, cfg.logging.tensorboard) as log:
+        for step in tqdm(range(steps), desc=f"finetune {spec.folder}", unit="step", disable=not show):
+            loss = mean_over_ranks(train_step(engine, train, order, plan, step, rank))
+            if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
+                log.write({"step": step + 1, "loss": loss, "lr": float(engine.get_lr()[0])})
+        metrics = glue_metrics(spec, predict(engine, dev, spec, ft.eval_batch_size), dev.labels.numpy())
+        log.scalars({"step": steps, **metrics}, prefix=f"dev_{spec.name}")
+    result = {
+        "task": spec.folder, "split": "dev", "metrics": metrics, "score": primary_score(spec, metrics),
+        "dev_examples": len(dev), "train_examples": len(train), "steps": steps,
+        "train_batch_size": plan.train_batch_size, "init": str(init),
+        "config": dataclasses.asdict(cfg.finetune),
+    }
+    if rank == 0:
+        atomic_write_text(out / "eval.json", json.dumps(result, indent=1))
+    return result

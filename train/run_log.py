@@ -1,0 +1,77 @@
+"""Metrics of a run: JSON lines in `<out>/metrics.jsonl` and, when asked, TensorBoard event files.
+
+Only rank 0 writes. On resume, lines after the resumed step (written by the killed run after its last
+checkpoint) are dropped first, so the file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from autobert_zero.io import atomic_write_text
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLog:
+    """Append-only metric records (`{"step": …, "loss": …, …}`) for one output folder."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool, resume_step: int | None = None) -> None:
+        self.path = out_dir / METRICS_FILE
+        self.enabled = enabled
+        self._tb: Any = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            atomic_write_text(self.path, "")
+        else:
+            self._truncate_after(resume_step)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
+
+    def write(self, record: dict[str, Any], prefix: str = "train") -> None:
+        """Append one record; numeric fields also go to TensorBoard as `<prefix>/<name>`."""
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.scalars(record, prefix)
+
+    def scalars(self, record: dict[str, Any], prefix: str) -> None:
+        """Numeric fields of `record` to TensorBoard only (e.g. final evaluations)."""
+        if self._tb is not None:
+            step = int(record.get("step", 0))
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of `<out_dir>/metrics.jsonl`, in order."""
+    path = Path(out_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
