@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+from autobert_zero.errors import LanguageError
+
 from .ir import INPUTS, AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
 from .language import Language, default_language
 from .ops import Shape, ShapeRuleError
@@ -51,7 +53,8 @@ def sample_graph(
         graph = AttentionGraph(name, rng.choice(candidates[-3:]))
         if graph.size <= limit and not validate_graph(graph, language):
             return graph
-    raise RuntimeError(f"no valid graph found in {MAX_TRIES} tries with ops {names}")
+    raise LanguageError(f"no valid attention graph (output L×d, at most {limit} op nodes) found in {MAX_TRIES} "
+                        f"tries with ops {', '.join(names)}; allow more ops or a larger size limit")
 
 
 def sample_conv(rng: random.Random, language: Language | None = None) -> ConvLayer:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from autobert_zero.errors import LanguageError
 from autobert_zero.grammar import (
     ConvLayer,
     default_language,
@@ -42,3 +45,8 @@ def test_eventually_every_op_and_conv_option() -> None:
     assert {c.dilation for c in convs} == set(language.conv_dilations)
     layers = [layer for s in range(50) for layer in sample_genotype(random.Random(s), 4).layers]
     assert any(isinstance(x, ConvLayer) for x in layers) and not all(isinstance(x, ConvLayer) for x in layers)
+
+
+def test_impossible_op_subset_is_a_clear_error() -> None:
+    with pytest.raises(LanguageError, match="no valid attention graph"):
+        sample_graph(random.Random(0), ops=("cosine",), max_nodes=1)
