@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import torch
 
@@ -13,7 +10,6 @@ from autobert_zero.compiler import (
     AutoBertZeroConfig,
     build_encoder,
     build_layer,
-    clear_core_cache,
     role_path,
 )
 from autobert_zero.errors import CompileError
@@ -123,19 +119,3 @@ def test_layers_reusing_a_graph_share_one_core() -> None:
     encoder = build_encoder(figure7(), tiny())
     assert encoder.layers[5].mixer.core is encoder.layers[7].mixer.core  # both `attention a6`
     assert encoder.layers[5].mixer.core is not encoder.layers[3].mixer.core
-
-
-def test_compile_is_fast_at_small_size() -> None:
-    """validate + compile of the 12-layer Figure 7 genotype at hidden 256 (DESIGN budget: 50 ms median).
-
-    Generous bound here (shared CI machines); the measured figure is in the compiler report.
-    """
-    text = (GENOTYPES / "autobert_zero.abz").read_text()
-    small = tiny(hidden_size=256, num_attention_heads=4, intermediate_size=1024)
-    times = []
-    for _ in range(5):
-        clear_core_cache()
-        start = time.perf_counter()
-        build_encoder(parse_genotype(text), small, init_std=None)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.5
