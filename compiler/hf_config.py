@@ -34,6 +34,10 @@ class AutoBertZeroConfig(PretrainedConfig):
             `F.scaled_dot_product_attention` (same outputs, faster).
         classifier_dropout: dropout before the classification head (None: `hidden_dropout_prob`).
         tie_word_embeddings: the MLM decoder shares the word-embedding matrix.
+        sparse_mlm_logits: when labels are given, run the MLM head only at the labelled positions
+            (labels != -100): the same loss with about 85% less head compute; `logits` is then
+            (N_labelled, vocab) instead of (B, L, vocab). Off by default (HF's usual output shape);
+            `abz pretrain` turns it on.
     """
 
     model_type = "autobert-zero"
@@ -55,6 +59,7 @@ class AutoBertZeroConfig(PretrainedConfig):
     fused_attention: bool = True
     classifier_dropout: float | None = None
     tie_word_embeddings: bool = True
+    sparse_mlm_logits: bool = False
 
     @classmethod
     def from_genotype(cls, genotype: Genotype, **kwargs: Any) -> AutoBertZeroConfig:

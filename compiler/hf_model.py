@@ -126,7 +126,12 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
     ) -> MaskedLMOutput | tuple[torch.Tensor, ...]:
         base = self.autobert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                              output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.lm_head(base.last_hidden_state)  # (B, L, vocab)
+        hidden = base.last_hidden_state  # (B, L, h)
+        if labels is not None and self.config.sparse_mlm_logits:
+            labels = labels.to(hidden.device)
+            picked = labels != -100
+            hidden, labels = hidden[picked], labels[picked]  # (N, h), (N,): only the labelled positions
+        logits = self.lm_head(hidden)  # (B, L, vocab), or (N, vocab) when sparse
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.view(-1, self.config.vocab_size),

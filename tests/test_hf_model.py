@@ -108,6 +108,25 @@ def test_masked_lm_loss_ignores_minus_100() -> None:
     assert out.logits.shape == (3, 7, 99)
 
 
+def test_sparse_mlm_logits_give_the_same_loss_and_gradients() -> None:
+    torch.manual_seed(0)
+    dense = AutoBertZeroForMaskedLM(tiny(MIXED)).eval()
+    sparse = AutoBertZeroForMaskedLM(tiny(MIXED, sparse_mlm_logits=True)).eval()
+    sparse.load_state_dict(dense.state_dict())
+    inputs = batch()
+    labels = inputs["input_ids"].clone()
+    labels[:, ::3] = -100
+    out_dense, out_sparse = dense(**inputs, labels=labels), sparse(**inputs, labels=labels)
+    torch.testing.assert_close(out_sparse.loss, out_dense.loss)
+    assert out_sparse.logits.shape == (int((labels != -100).sum()), 99)
+    torch.testing.assert_close(out_sparse.logits, out_dense.logits[labels != -100])
+    out_dense.loss.backward()
+    out_sparse.loss.backward()
+    for (name, a), (_, b) in zip(dense.named_parameters(), sparse.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+    assert sparse(**inputs).logits.shape == (3, 7, 99)  # without labels: the usual dense logits
+
+
 def test_sequence_classification_losses() -> None:
     torch.manual_seed(0)
     inputs = batch()

@@ -43,6 +43,7 @@ def test_pretrain_writes_metrics_checkpoints_and_hf_folder(tmp_path: Path) -> No
     tokenizer = AutoTokenizer.from_pretrained(out / "final")
     assert model.config.vocab_size == len(tokenizer) == 512
     assert model(**tokenizer("the print statement", return_tensors="pt")).logits.shape[-1] == 512
+    assert model.config.sparse_mlm_logits is False  # trained sparse, exported with the usual dense logits
 
 
 def test_stopped_run_resumes_onto_the_same_loss_curve(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ def build_mlm_model(genotype_text: str, sizes: ModelSizes, vocab_size: int, pad_
                     seed: int = 0) -> PreTrainedModel:
     """A freshly initialised masked-LM model of the genotype at the given sizes (seeded)."""
     torch.manual_seed(seed)
-    config = AutoBertZeroConfig(genotype=genotype_text, **model_kwargs(sizes, vocab_size, pad_token_id))
+    config = AutoBertZeroConfig(genotype=genotype_text, sparse_mlm_logits=True,
+                                **model_kwargs(sizes, vocab_size, pad_token_id))
     return AutoBertZeroForMaskedLM(config)
 
 

@@ -84,6 +84,7 @@ def evaluate_mlm(engine: Any, data: MlmData, batch_size: int) -> float | None:
 
 def _export(engine: Any, tokenizer: Any, folder: Path) -> None:
     model = unwrap(engine)
+    model.config.sparse_mlm_logits = False  # the exported model gives the usual (B, L, vocab) logits
     with atomic_directory(folder) as tmp:
         model.float().save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
