@@ -28,6 +28,7 @@ from torch import fx, nn
 
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, Language, Shape, default_language, infer_shapes
+from autobert_zero.grammar.ir import topological_order
 
 from .lowering import FusedAttention, find_fused_attention
 from .padding import NO_FACTS, Facts, dropout_facts, masked_facts, propagate, required_masks
@@ -96,20 +97,7 @@ def _emission_order(output: Expr, fusions: dict[Expr, FusedAttention]) -> list[E
             return fusions[node].operands
         return node.args if isinstance(node, Call) else ()
 
-    order: list[Expr] = []
-    seen: set[Expr] = set()
-    stack: list[tuple[Expr, bool]] = [(output, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if node in seen:
-            continue
-        if expanded:
-            seen.add(node)
-            order.append(node)
-            continue
-        stack.append((node, True))
-        stack.extend((arg, False) for arg in reversed(operands(node)) if arg not in seen)
-    return order
+    return list(topological_order(output, operands))
 
 
 class _CoreBuilder:

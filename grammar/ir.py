@@ -13,7 +13,7 @@ that weight sharing (BIWS) and the compiler's parameter names use.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -42,21 +42,24 @@ class Expr:
 
     def walk(self) -> Iterator[Expr]:
         """Every distinct node reachable from here, operands before users (topological order)."""
-        seen: set[Expr] = set()
-        stack: list[tuple[Expr, bool]] = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if node in seen:
-                continue
-            if expanded or isinstance(node, Input):
-                seen.add(node)
-                yield node
-                continue
-            stack.append((node, True))
-            assert isinstance(node, Call)
-            for arg in reversed(node.args):
-                if arg not in seen:
-                    stack.append((arg, False))
+        return topological_order(self, lambda node: node.args if isinstance(node, Call) else ())
+
+
+def topological_order(root: Expr, operands: Callable[[Expr], tuple[Expr, ...]]) -> Iterator[Expr]:
+    """Every distinct node reachable from `root` through `operands`, operands first (iterative DFS)."""
+    seen: set[Expr] = set()
+    stack: list[tuple[Expr, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in seen:
+            continue
+        children = () if expanded else operands(node)
+        if expanded or not children:
+            seen.add(node)
+            yield node
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children) if child not in seen)
 
 
 @dataclass(frozen=True)
