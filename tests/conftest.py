@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from autobert_zero.train.paths import data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 GENOTYPES = REPO / "genotypes"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("ABZ_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture

@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from autobert_zero.train.engine import free_port
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
 
 from .train_fixtures import REPO, subprocess_env, tiny_config, tiny_yaml
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deepspeed_command(config: Path, out: Path) -> list[str]:

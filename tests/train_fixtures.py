@@ -16,7 +16,8 @@ import yaml
 from autobert_zero.train.config import config_from_dict
 from autobert_zero.train.config_schema import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
+
 VANILLA = "attention vanilla { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }\n"
 
 

@@ -26,7 +26,8 @@ from .config import BatchPlan
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for a process group's rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -36,7 +37,7 @@ def init_distributed() -> tuple[int, int]:
     """Join (or, alone, create) the process group; returns (rank, world_size)."""
     if "RANK" not in os.environ:  # no launcher: a group of one, as deepspeed would otherwise ask mpi4py
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     # The shared-memory comm op is a C++ build (~30 s) that gloo does not need.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if not dist.is_initialized():
