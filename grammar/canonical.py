@@ -11,6 +11,10 @@ towards the inputs, so rewriting terminates):
 Common sub-expressions are shared by construction (structural equality of the IR). Then graphs are merged
 when their canonical bodies are equal, renamed `a1, a2, ...` in order of first use, and unused graphs are
 dropped; a conv layer with kernel 1 gets dilation 1 (dilation has no effect on a 1-tap kernel).
+
+The same machinery rewrites one occurrence: an `OccurrencePath` (operand indices from the output) names one
+place in the unfolded tree of the shared-node DAG, and `substitute` rebuilds only the nodes along it (other
+uses of a shared node keep the old one). Mutations in `autobert_zero.evolve` address nodes this way.
 """
 
 from __future__ import annotations
@@ -63,6 +67,35 @@ class _Rewriter:
         if spec is not None and spec.commutative:
             args = tuple(sorted(args, key=_sort_key))
         return Call(op, args)
+
+
+OccurrencePath = tuple[int, ...]
+"""Operand indices from a graph's output down to one occurrence of a node; () is the output itself."""
+
+
+def node_at(output: Expr, path: OccurrencePath) -> Expr:
+    """The node at `path` below `output`; raises IndexError when the path leaves the graph."""
+    node = output
+    for index in path:
+        if not isinstance(node, Call):
+            raise IndexError(f"path {path} goes below input {node}")
+        node = node.args[index]
+    return node
+
+
+def substitute(output: Expr, path: OccurrencePath, new: Expr) -> Expr:
+    """`output` with the occurrence at `path` replaced by `new` (ancestors along the path rebuilt)."""
+    chain = [output]
+    for index in path:
+        parent = chain[-1]
+        if not isinstance(parent, Call):
+            raise IndexError(f"path {path} goes below input {parent}")
+        chain.append(parent.args[index])
+    result = new
+    for parent, index in zip(reversed(chain[:-1]), reversed(path), strict=True):
+        assert isinstance(parent, Call)
+        result = Call(parent.op, (*parent.args[:index], result, *parent.args[index + 1:]))
+    return result
 
 
 def _add_terms(node: Expr) -> list[Expr]:

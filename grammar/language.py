@@ -8,8 +8,9 @@ sampler and mutations all take the language as a parameter.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from lark import Lark
 
@@ -20,6 +21,7 @@ from .ops import DEFAULT_OPS, OpSpec
 
 GRAMMAR_PATH = Path(__file__).with_name("genotype.lark")
 DEFAULT_MAX_NODES = 16
+T = TypeVar("T", str, int)
 
 
 class Language:
@@ -65,14 +67,47 @@ class Language:
             raise LanguageError(f"the grammar has no rule `{rule}`")
         return tuple(names)
 
-    def with_limits(self, *, max_nodes: int) -> Language:
-        """The same language with another graph-size limit."""
+    def with_limits(
+        self,
+        *,
+        max_nodes: int | None = None,
+        ops: Sequence[str] | None = None,
+        conv_types: Sequence[str] | None = None,
+        conv_kernels: Sequence[int] | None = None,
+        conv_dilations: Sequence[int] | None = None,
+    ) -> Language:
+        """The same language narrowed: another graph-size limit and/or a subset of ops and conv choices.
+
+        A narrowed language is a smaller search space: the validator rejects what it leaves out, the
+        sampler and the search's mutations never produce it. Naming something outside this language raises.
+        """
         clone = object.__new__(Language)
         clone.__dict__.update(self.__dict__)
-        if max_nodes < 1:
-            raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
-        clone.max_nodes = max_nodes
+        if max_nodes is not None:
+            if max_nodes < 1:
+                raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
+            clone.max_nodes = max_nodes
+        if ops is not None:
+            clone.op_names = _subset("op", ops, self.op_names)
+            clone.ops = {name: self.ops[name] for name in clone.op_names}
+        if conv_types is not None:
+            clone.conv_types = _subset("conv type", conv_types, self.conv_types)
+        if conv_kernels is not None:
+            clone.conv_kernels = _subset("conv kernel", conv_kernels, self.conv_kernels)
+        if conv_dilations is not None:
+            clone.conv_dilations = _subset("conv dilation", conv_dilations, self.conv_dilations)
         return clone
+
+
+def _subset(what: str, chosen: Sequence[T], available: tuple[T, ...]) -> tuple[T, ...]:
+    """`chosen` in the language's order; raises naming anything the language lacks (or an empty choice)."""
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        raise LanguageError(f"{what} {', '.join(map(repr, unknown))} is not in the language; expected a subset of "
+                            f"{', '.join(map(str, available))}")
+    if not chosen:
+        raise LanguageError(f"the {what} choice is empty; name at least one of {', '.join(map(str, available))}")
+    return tuple(a for a in available if a in chosen)
 
 
 @functools.cache

@@ -2,12 +2,14 @@
 
 A graph is grown node by node: each step draws an op and operands (earlier nodes or Q/K/V) whose shapes
 fit the op's shape rule; the output is a drawn L×d node. Unused nodes vanish (the IR is the output's
-DAG), so every sample is valid by construction; `validate` is still run as a guard.
+DAG), so every sample is valid by construction; `validate` is still run as a guard. Ops are drawn uniformly,
+or in proportion to `weights` (the search's operation priority passes its softmax weights here).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 from autobert_zero.errors import LanguageError
 
@@ -26,16 +28,23 @@ def sample_graph(
     language: Language | None = None,
     max_nodes: int | None = None,
     ops: tuple[str, ...] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> AttentionGraph:
-    """A random valid attention graph with at most `max_nodes` op nodes (default: the language's limit)."""
+    """A random valid attention graph with at most `max_nodes` op nodes (default: the language's limit).
+
+    `weights` (op name → non-negative weight, missing ops weigh 0) makes the op draw non-uniform.
+    """
     language = language or default_language()
     limit = min(max_nodes or language.max_nodes, language.max_nodes)
     names = ops or language.op_names
+    op_weights = [float(weights.get(n, 0.0)) for n in names] if weights is not None else None
+    if op_weights is not None and not sum(op_weights) > 0:
+        raise LanguageError(f"op weights {dict(weights or {})} give no op of {', '.join(names)} a positive weight")
     for _ in range(MAX_TRIES):
         pool: list[tuple[Expr, Shape]] = [(Input(n), ("L", "d")) for n in INPUTS]
         steps = rng.randint(1, limit)
         for _ in range(steps):
-            op = rng.choice(names)
+            op = rng.choices(names, op_weights)[0] if op_weights else rng.choice(names)
             spec = language.ops[op]
             for _ in range(20):
                 args = tuple(rng.choice(pool) for _ in range(spec.arity))
@@ -70,6 +79,8 @@ def sample_genotype(
     language: Language | None = None,
     conv_probability: float = 0.5,
     max_nodes: int | None = None,
+    ops: tuple[str, ...] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> Genotype:
     """A random valid backbone: each layer conv with `conv_probability`, else its own random graph."""
     language = language or default_language()
@@ -79,7 +90,8 @@ def sample_genotype(
         if rng.random() < conv_probability:
             layers.append(sample_conv(rng, language))
         else:
-            graph = sample_graph(rng, f"a{len(graphs) + 1}", language=language, max_nodes=max_nodes)
+            graph = sample_graph(rng, f"a{len(graphs) + 1}", language=language, max_nodes=max_nodes, ops=ops,
+                                 weights=weights)
             graphs.append(graph)
             layers.append(AttentionLayer(graph.name))
     genotype = Genotype(tuple(graphs), tuple(layers))
