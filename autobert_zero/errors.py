@@ -51,3 +51,7 @@ class TrainingError(AbzError):
 
 class SearchError(AbzError):
     """A search cannot start or resume (e.g. a corrupt or incompatible search state)."""
+
+
+class SupernetError(AbzError):
+    """A supernet cannot host a candidate, or a supernet folder is missing, corrupt or of other sizes."""

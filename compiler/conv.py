@@ -42,13 +42,19 @@ class ConvMixer(nn.Module):
         self.pointwise = nn.Linear(hidden_size, hidden_size) if layer.kind == "sepconv" else None
         self.output = nn.Linear(hidden_size, hidden_size)
 
+    def raw_taps(self) -> torch.Tensor:
+        """The stored kernel taps in use, (heads, k) for `light`, else (hidden, k).
+
+        A supernet's shared conv overrides this to slice the centre of its largest kernel.
+        """
+        return self.depthwise_weight
+
     def kernel(self) -> torch.Tensor:
         """The per-channel kernel for `F.conv1d` with groups=hidden: (hidden, 1, k)."""
+        taps = self.raw_taps()
         if self.kind == "light":
-            taps = torch.softmax(self.depthwise_weight, dim=-1)  # (heads, k)
+            taps = torch.softmax(taps, dim=-1)  # (heads, k)
             taps = taps.repeat_interleave(self.hidden_size // self.num_heads, dim=0)  # (hidden, k)
-        else:
-            taps = self.depthwise_weight  # (hidden, k)
         return taps.unsqueeze(1)  # (hidden, 1, k)
 
     def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

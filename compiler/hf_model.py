@@ -47,10 +47,14 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
 class AutoBertZeroModel(AutoBertZeroPreTrainedModel):
     """Embeddings → compiled encoder → (optional) pooler."""
 
-    def __init__(self, config: AutoBertZeroConfig, add_pooling_layer: bool = True) -> None:
+    def __init__(self, config: AutoBertZeroConfig, add_pooling_layer: bool = True,
+                 encoder: nn.Module | None = None) -> None:
+        """`encoder` replaces the one built from `config.genotype` (a supernet's, or one compiled with a
+        custom language); it is given uninitialised and initialised here like every other weight."""
         super().__init__(config)
         self.embeddings = Embeddings(config)
-        self.encoder = build_encoder(config.parsed_genotype(), config, init_std=None)
+        self.encoder = encoder if encoder is not None else build_encoder(config.parsed_genotype(), config,
+                                                                         init_std=None)
         self.pooler = Pooler(config) if add_pooling_layer else None
         self.post_init()
 
@@ -100,9 +104,9 @@ class AutoBertZeroForMaskedLM(AutoBertZeroPreTrainedModel):
 
     _tied_weights_keys = {"lm_head.decoder.weight": "autobert.embeddings.word_embeddings.weight"}  # noqa: RUF012
 
-    def __init__(self, config: AutoBertZeroConfig) -> None:
+    def __init__(self, config: AutoBertZeroConfig, encoder: nn.Module | None = None) -> None:
         super().__init__(config)
-        self.autobert = AutoBertZeroModel(config, add_pooling_layer=False)
+        self.autobert = AutoBertZeroModel(config, add_pooling_layer=False, encoder=encoder)
         self.lm_head = MaskedLMHead(config)
         self.post_init()
 

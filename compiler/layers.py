@@ -61,22 +61,46 @@ class LayerSettings(Protocol):
 
 
 class AttentionMixer(nn.Module):
-    """Q/K/V projections the graph uses → split heads → compiled core → merge heads → output Linear."""
+    """Q/K/V projections → split heads → compiled core → merge heads → output Linear.
 
-    def __init__(self, graph: AttentionGraph, settings: LayerSettings, language: Language | None = None):
+    The projections are separate from the core: a stand-alone layer creates only the projections its
+    graph reads (`roles=None`), a supernet position creates all of them (`roles=("query", "key", "value")`)
+    and switches graphs with `set_graph`, which swaps the (cached, parameter-free) core.
+    """
+
+    def __init__(self, graph: AttentionGraph | None, settings: LayerSettings, language: Language | None = None,
+                 roles: tuple[str, ...] | None = None) -> None:
         super().__init__()
         hidden, heads = settings.hidden_size, settings.num_attention_heads
         self.num_heads = heads
         self.head_dim = hidden // heads
         self.dropout_p = float(settings.attention_probs_dropout_prob)
-        self.projections = tuple(PROJECTION_ROLES[name] for name in graph.inputs_used)
-        for role in self.projections:
+        self.fused = bool(settings.fused_attention)
+        if roles is None:
+            if graph is None:
+                raise ValueError("AttentionMixer needs a graph or the projection roles to create")
+            roles = tuple(PROJECTION_ROLES[name] for name in graph.inputs_used)
+        self.roles = roles
+        for role in roles:
             self.add_module(role, nn.Linear(hidden, hidden))
         self.output = nn.Linear(hidden, hidden)
-        self.core = compile_core(graph, self.head_dim, fused=settings.fused_attention, language=language)
+        self.projections: tuple[str, ...] = ()
+        self.core: nn.Module | None = None
+        if graph is not None:
+            self.set_graph(graph, language)
+
+    def set_graph(self, graph: AttentionGraph, language: Language | None = None) -> None:
+        """Run `graph` from now on: its projections and its compiled core (from the core cache)."""
+        projections = tuple(PROJECTION_ROLES[name] for name in graph.inputs_used)
+        missing = [role for role in projections if role not in self.roles]
+        if missing:
+            raise ValueError(f"graph {graph.name!r} reads projections {missing} that this mixer lacks")
+        self.core = compile_core(graph, self.head_dim, fused=self.fused, language=language)
+        self.projections = projections
 
     def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """hidden (B, L, h), keep (B, L) bool → (B, L, h)."""
+        assert self.core is not None, "no attention graph set"
         batch, length, width = hidden.shape
         heads = [
             getattr(self, role)(hidden).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
