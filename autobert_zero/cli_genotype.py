@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from autobert_zero.grammar import (
     read_genotype_text,
 )
 from autobert_zero.io import atomic_write_text
+from autobert_zero.run_dir import open_run_dir
 
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size")
 
@@ -57,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="which model class to save (default: mlm)")
     compile_.add_argument("--vocab-size", type=int, default=30522)
     compile_.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    compile_.add_argument("--force", action="store_true",
+                          help="write into a non-empty --out folder, replacing only the files compile writes")
     add_size_arguments(compile_)
     compile_.set_defaults(func=cmd_compile)
 
@@ -115,12 +119,20 @@ def resolve_sizes(args: argparse.Namespace) -> dict[str, int]:
 
         model = load_config(args.config).model
         sizes.update({key: getattr(model, key) for key in SIZE_KEYS})
+    from autobert_zero.train.config import check_field, check_model_fits
+    from autobert_zero.train.config_schema import DataConfig, ModelSizes, TrainConfig
+
     for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
         value = getattr(args, key, None)
         if value is not None:
-            if value < 1:
-                raise ConfigError(f"--{key.split('_')[0]} must be positive, got {value}")
+            check_field(ModelSizes, key, value, f"--{key.split('_')[0]}", "command line")
             sizes[key] = value
+    vocab = getattr(args, "vocab_size", 30522)
+    check_field(DataConfig, "vocab_size", vocab, "--vocab-size", "command line")
+    if getattr(args, "seed", None) is not None:
+        check_field(TrainConfig, "seed", args.seed, "--seed", "command line")
+    check_model_fits(sizes["hidden_size"], sizes["intermediate_size"], vocab, sizes["max_position_embeddings"],
+                     "command line", bytes_per_parameter=4)
     return sizes
 
 
@@ -203,13 +215,27 @@ def cmd_compile(args: argparse.Namespace) -> int:
            "classifier": AutoBertZeroForSequenceClassification}[args.head]
     model = cls(config)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    from autobert_zero.io import atomic_directory
-
-    with atomic_directory(out) as tmp:
-        model.save_pretrained(tmp)
+    with open_run_dir(out, "abz compile", force=args.force) as run:
+        written = save_into(model, run.path)
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out} ({cls.__name__}, {genotype.num_layers} layers, {params:,} parameters); "
+    print(f"wrote {', '.join(written)} into {out} ({cls.__name__}, {genotype.num_layers} layers, "
+          f"{params:,} parameters); "
           f"load it with transformers.AutoModel.from_pretrained after `import autobert_zero`", file=sys.stdout)
     return 0
+
+
+def save_into(model: Any, folder: Path) -> list[str]:
+    """`save_pretrained` into a temporary folder inside `folder`, then move each file over its namesake:
+    files of the same name are replaced (each atomically), every other file in `folder` stays."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=".abz-save.", dir=folder))
+    try:
+        model.save_pretrained(str(tmp))
+        names = sorted(p.name for p in tmp.iterdir())
+        for name in names:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return names

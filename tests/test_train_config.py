@@ -52,7 +52,7 @@ def test_duplicate_key_inside_deepspeed_section(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, fragment", [
     ("pretrain:\n  lr: fast\n", "'pretrain.lr' must be float, got 'fast'"),
     ("pretrain:\n  max_steps: 2.5\n", "'pretrain.max_steps' must be int"),
-    ("pretrain:\n  max_steps: -3\n", "'pretrain.max_steps' must be > 0, got -3"),
+    ("pretrain:\n  max_steps: -3\n", "'pretrain.max_steps' must be positive and at most 1,000,000,000"),
     ("data:\n  mlm_probability: 1.5\n", "'data.mlm_probability' must be in [0, 1)"),
     ("logging:\n  tensorboard: 1\n", "'logging.tensorboard' must be bool"),
     ("seed: true\n", "'seed' must be int"),

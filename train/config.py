@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -33,8 +34,49 @@ _FLOAT_RE = re.compile(
 )
 
 
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of mappings/sequences a config may have (ours use 3)."""
+MAX_YAML_NODES = 20_000
+"""Most values a config may expand to, aliases counted at their full size (ours hold ~60)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `5e-4` as a float (YAML 1.1 wants `5.0e-4`)."""
+    """SafeLoader that also reads `5e-4` as a float (YAML 1.1 wants `5.0e-4`), and bounds the document:
+    nesting depth, and the size it expands to through aliases (an "alias bomb" of nested `*a` lists is
+    refused as soon as the expanded count passes the limit; a recursive alias is refused at once)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) → expanded size, once the node is complete
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise yaml.composer.ComposerError(None, None, f"recursive alias *{event.anchor} (it refers to a "
+                                                  f"value that contains itself)", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[return-value]
+        start = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels",
+                                              start)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        size = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        if size > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"the document expands to more than {MAX_YAML_NODES} "
+                                              f"values (through aliases?)", start)
+        self._sizes[id(node)] = size
+        return node  # type: ignore[return-value]
 
 
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
@@ -68,6 +110,8 @@ def parse_yaml(text: str, where: str) -> dict[str, Any]:
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -102,6 +146,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -111,14 +157,32 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
-def _check_bound(value: Any, check: str, key: str, where: str) -> None:
+def check_bound(value: Any, metadata: Any, key: str, where: str) -> None:
+    """Raise unless `value` meets a field's declared constraint (`check`, and `min`/`max` if given)."""
+    check = metadata["check"]
     ok = {
         "> 0": lambda v: v > 0,
         ">= 0": lambda v: v >= 0,
         "in [0, 1)": lambda v: 0 <= v < 1,
     }[check](value)
-    if not ok:
-        raise ConfigError(f"{where}: '{key}' must be {check}, got {value!r}")
+    low, high = metadata.get("min"), metadata.get("max")
+    if ok and (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None:
+        wanted = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
+    elif high is not None:
+        wanted = f"{'positive' if check == '> 0' else 'non-negative'} and at most {high:,}"
+    else:
+        wanted = check
+    raise ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+
+
+def check_field(cls: type, name: str, value: Any, key: str, where: str) -> None:
+    """Check one value against the constraint declared on field `name` of schema class `cls`
+    (for command-line values that mirror config keys, e.g. `--vocab-size` and data.vocab_size)."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    if "check" in f.metadata:
+        check_bound(value, f.metadata, key, where)
 
 
 def build_section(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
@@ -148,7 +212,7 @@ def build_section(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
             continue
         value = _coerce(data[name], tp, key, where)
         if value is not None and "check" in f.metadata:
-            _check_bound(value, f.metadata["check"], key, where)
+            check_bound(value, f.metadata, key, where)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -196,9 +260,30 @@ def batch_plan(cfg: TrainConfig, loop: str, world_size: int | None = None) -> Ba
     return plan
 
 
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (0 if unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_model_fits(hidden: int, intermediate: int, vocab: int, positions: int, where: str,
+                     bytes_per_parameter: int = 16) -> None:
+    """Refuse sizes whose smallest model (embeddings and one layer) cannot fit in this machine's RAM;
+    16 bytes per parameter = fp32 weights, gradients and AdamW's two moments (4 for a saved model)."""
+    parameters = (vocab + positions) * hidden + 4 * hidden * hidden + 2 * hidden * intermediate
+    need, have = parameters * bytes_per_parameter, physical_memory()
+    if have and need > have:
+        raise ConfigError(f"{where}: the model sizes (hidden {hidden:,}, intermediate {intermediate:,}, vocabulary "
+                          f"{vocab:,}, positions {positions:,}) need at least {need / 2**30:,.1f} GiB for "
+                          f"{parameters:,} parameters, more than this machine's {have / 2**30:,.1f} GiB of RAM")
+
+
 def check_consistency(cfg: TrainConfig) -> None:
     """Cross-field checks that no single field can make."""
     m = cfg.model
+    check_model_fits(m.hidden_size, m.intermediate_size, cfg.data.vocab_size, m.max_position_embeddings, cfg.source)
     if m.hidden_size % m.num_attention_heads:
         raise ConfigError(f"{cfg.source}: model.hidden_size = {m.hidden_size} is not divisible by "
                           f"model.num_attention_heads = {m.num_attention_heads}")

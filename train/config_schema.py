@@ -3,8 +3,10 @@
 A YAML config has the top-level keys of `TrainConfig`; each section maps onto one dataclass below. The
 `deepspeed:` section is not described here: it is passed to `deepspeed.initialize` verbatim (see
 `train/engine.py`), except that the batch keys are derived from the `pretrain:`/`finetune:` sections.
-Constraints on values (positive, a probability, ...) are declared with `field(metadata=...)` and checked
-by the loader in `train/config.py`, which also rejects unknown and duplicate keys.
+Constraints on values (positive, a probability, an upper bound, ...) are declared with
+`field(metadata=...)` and checked by the loader in `train/config.py`, which also rejects unknown and
+duplicate keys and non-finite floats. Upper bounds keep values within what a machine can allocate and
+what the libraries accept (a seed must fit numpy's 32 bits; WordPiece training aborts on huge vocabularies).
 """
 
 from __future__ import annotations
@@ -15,27 +17,40 @@ from typing import Any
 POSITIVE = {"check": "> 0"}
 NON_NEGATIVE = {"check": ">= 0"}
 FRACTION = {"check": "in [0, 1)"}
+BIG = 10**9
+"""Upper bound of step and example counts: far beyond any run, far below what breaks arithmetic."""
+
+
+def positive(at_most: float) -> dict[str, Any]:
+    """A value in (0, at_most]: an upper bound keeps sizes within what a machine can allocate."""
+    return {"check": "> 0", "max": at_most}
+
+
+def non_negative(at_most: float) -> dict[str, Any]:
+    """A value in [0, at_most]."""
+    return {"check": ">= 0", "max": at_most}
+
 
 
 @dataclass
 class ModelSizes:
     """Sizes of the model; the layers themselves (how many, which kind) come from the genotype."""
 
-    hidden_size: int = field(default=256, metadata=POSITIVE)
+    hidden_size: int = field(default=256, metadata=positive(65536))
     """Width d_model of every layer; must be divisible by `num_attention_heads`."""
-    num_attention_heads: int = field(default=4, metadata=POSITIVE)
+    num_attention_heads: int = field(default=4, metadata=positive(4096))
     """Heads per attention layer; the head size is hidden_size / num_attention_heads."""
-    intermediate_size: int = field(default=1024, metadata=POSITIVE)
+    intermediate_size: int = field(default=1024, metadata=positive(262144))
     """Inner width of each layer's feed-forward block (4 × hidden_size in BERT)."""
     hidden_dropout_prob: float = field(default=0.1, metadata=FRACTION)
     """Dropout on embeddings and on every residual branch."""
     attention_probs_dropout_prob: float = field(default=0.1, metadata=FRACTION)
     """Dropout on attention probabilities."""
-    max_position_embeddings: int = field(default=512, metadata=POSITIVE)
+    max_position_embeddings: int = field(default=512, metadata=positive(65536))
     """Longest sequence the position embeddings cover."""
-    type_vocab_size: int = field(default=2, metadata=POSITIVE)
+    type_vocab_size: int = field(default=2, metadata=positive(1024))
     """Number of segment (token type) ids: 2 for sentence pairs."""
-    initializer_range: float = field(default=0.02, metadata=POSITIVE)
+    initializer_range: float = field(default=0.02, metadata=positive(10.0))
     """Standard deviation of the normal weight initialisation."""
 
 
@@ -49,17 +64,17 @@ class DataConfig:
     """Column that holds the text in JSON/TSV/hub corpora (plain text files always give `text`)."""
     tokenizer: str | None = None
     """WordPiece vocab file, tokenizer folder or hub tokenizer name; null = train one on the corpus."""
-    vocab_size: int = field(default=8192, metadata=POSITIVE)
+    vocab_size: int = field(default=8192, metadata={"check": "> 0", "min": 6, "max": 1_000_000})
     """Vocabulary size of a tokenizer trained on the corpus (ignored when `tokenizer` is given)."""
     lowercase: bool = True
     """Lower-case (and strip accents) before WordPiece: for a trained tokenizer and for a vocab file."""
     tokenizer_cache_dir: str | None = None
     """Cache for trained tokenizers, keyed by corpus hash; null = ~/.cache/autobert_zero/tokenizers."""
-    max_seq_length: int = field(default=128, metadata=POSITIVE)
+    max_seq_length: int = field(default=128, metadata=positive(65536))
     """Tokens per pre-training block, [CLS] and [SEP] included."""
     mlm_probability: float = field(default=0.15, metadata=FRACTION)
     """Share of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% unchanged)."""
-    eval_blocks: int = field(default=64, metadata=NON_NEGATIVE)
+    eval_blocks: int = field(default=64, metadata=non_negative(BIG))
     """Blocks held out of training to measure the final MLM loss (0 = no held-out evaluation)."""
 
 
@@ -67,23 +82,23 @@ class DataConfig:
 class PretrainConfig:
     """The masked-LM pre-training loop."""
 
-    max_steps: int = field(default=1000, metadata=POSITIVE)
+    max_steps: int = field(default=1000, metadata=positive(BIG))
     """Optimizer steps of the run; the learning-rate schedule spans exactly this many steps."""
-    micro_batch_size: int = field(default=32, metadata=POSITIVE)
+    micro_batch_size: int = field(default=32, metadata=positive(65536))
     """Blocks per process per forward pass (DeepSpeed's train_micro_batch_size_per_gpu)."""
-    gradient_accumulation_steps: int = field(default=1, metadata=POSITIVE)
+    gradient_accumulation_steps: int = field(default=1, metadata=positive(65536))
     """Micro-batches whose gradients add up to one optimizer step."""
-    batch_size: int | None = field(default=None, metadata=POSITIVE)
+    batch_size: int | None = field(default=None, metadata=positive(BIG))
     """Global batch per step; null = micro_batch_size × gradient_accumulation_steps × world size."""
-    lr: float = field(default=5e-4, metadata=POSITIVE)
+    lr: float = field(default=5e-4, metadata=positive(10.0))
     """Peak learning rate of AdamW (unless the deepspeed section brings its own optimizer)."""
-    weight_decay: float = field(default=0.01, metadata=NON_NEGATIVE)
+    weight_decay: float = field(default=0.01, metadata=non_negative(10.0))
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
-    warmup_steps: int = field(default=100, metadata=NON_NEGATIVE)
+    warmup_steps: int = field(default=100, metadata=non_negative(BIG))
     """Linear warm-up steps, then linear decay to 0 at max_steps (unless deepspeed.scheduler is set)."""
-    checkpoint_every: int = field(default=100, metadata=POSITIVE)
+    checkpoint_every: int = field(default=100, metadata=positive(BIG))
     """Write an engine checkpoint every this many steps (and always at the last step)."""
-    keep_checkpoints: int = field(default=2, metadata=POSITIVE)
+    keep_checkpoints: int = field(default=2, metadata=positive(1000))
     """Number of most recent checkpoints kept on disk; older ones are deleted."""
 
 
@@ -91,27 +106,27 @@ class PretrainConfig:
 class FinetuneConfig:
     """The GLUE fine-tuning loop."""
 
-    epochs: int = field(default=3, metadata=POSITIVE)
+    epochs: int = field(default=3, metadata=positive(BIG))
     """Passes over the (possibly subsampled) training split."""
-    max_steps: int | None = field(default=None, metadata=POSITIVE)
+    max_steps: int | None = field(default=None, metadata=positive(BIG))
     """Stop after this many optimizer steps even if epochs remain; null = no cap."""
-    micro_batch_size: int = field(default=32, metadata=POSITIVE)
+    micro_batch_size: int = field(default=32, metadata=positive(65536))
     """Examples per process per forward pass."""
-    gradient_accumulation_steps: int = field(default=1, metadata=POSITIVE)
+    gradient_accumulation_steps: int = field(default=1, metadata=positive(65536))
     """Micro-batches whose gradients add up to one optimizer step."""
-    batch_size: int | None = field(default=None, metadata=POSITIVE)
+    batch_size: int | None = field(default=None, metadata=positive(BIG))
     """Global batch per step; null = micro_batch_size × gradient_accumulation_steps × world size."""
-    lr: float = field(default=5e-5, metadata=POSITIVE)
+    lr: float = field(default=5e-5, metadata=positive(10.0))
     """Peak learning rate of AdamW (unless the deepspeed section brings its own optimizer)."""
-    weight_decay: float = field(default=0.01, metadata=NON_NEGATIVE)
+    weight_decay: float = field(default=0.01, metadata=non_negative(10.0))
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     warmup_ratio: float = field(default=0.1, metadata=FRACTION)
     """Share of the steps spent in linear warm-up, then linear decay to 0."""
-    max_seq_length: int = field(default=128, metadata=POSITIVE)
+    max_seq_length: int = field(default=128, metadata=positive(65536))
     """Longest tokenized example (pair included); longer ones are truncated."""
-    max_train_examples: int | None = field(default=None, metadata=POSITIVE)
+    max_train_examples: int | None = field(default=None, metadata=positive(BIG))
     """Train on a seeded random subset of this many examples; null = the whole training split."""
-    eval_batch_size: int = field(default=64, metadata=POSITIVE)
+    eval_batch_size: int = field(default=64, metadata=positive(65536))
     """Examples per forward pass when evaluating on the dev split."""
 
 
@@ -119,7 +134,7 @@ class FinetuneConfig:
 class LoggingConfig:
     """What the loops report while they run."""
 
-    log_every: int = field(default=10, metadata=POSITIVE)
+    log_every: int = field(default=10, metadata=positive(BIG))
     """Write one metrics.jsonl line (and TensorBoard point) every this many optimizer steps."""
     tensorboard: bool = False
     """Also write TensorBoard event files under OUT/tensorboard."""
@@ -133,7 +148,7 @@ class TrainConfig:
 
     genotype: str = "genotypes/bert.abz"
     """Genotype file of the backbone (relative paths: the working directory, then the repository)."""
-    seed: int = field(default=0, metadata=NON_NEGATIVE)
+    seed: int = field(default=0, metadata=non_negative(2**32 - 1))
     """Seed of weight initialisation, data order, masking and dropout."""
     model: ModelSizes = field(default_factory=ModelSizes)
     """Model sizes."""
