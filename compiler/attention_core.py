@@ -8,11 +8,12 @@ head merge. Its generated `forward(q?, k?, v?, keep, dropout_p)` takes:
 - `dropout_p`: the attention-probability dropout rate (the caller passes 0.0 in eval mode);
 
 and returns (B, H, L, dh). The fx graph is built explicitly from the IR (one fx node per distinct `Expr`,
-so shared sub-expressions are computed once), with the op table's torch functions as call targets;
+so shared sub-expressions are computed once), with each op's implementation (`op_impls.op_impl`, by op
+name) as call target;
 padding masks are inserted where `padding.required_masks` says so; `lowering` fuses scaled dot-product
 attention when `fused` is set. Constants are plain numbers in the graph (no buffers), and the module
 holds no parameters, so one compiled core is shared by every layer (and model) with an equal graph:
-cores are cached by (graph structure, head dim, fused, op specs).
+cores are cached by (graph structure, head dim, fused, op specs, op implementations).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, Language, S
 from autobert_zero.grammar.ir import topological_order
 
 from .lowering import FusedAttention, find_fused_attention
+from .op_impls import OpImpl, op_impl
 from .padding import NO_FACTS, Facts, dropout_facts, masked_facts, propagate, required_masks
 
 OUTPUT_SHAPE: Shape = ("L", "d")
@@ -49,20 +51,23 @@ def compile_core(
     """The compiled core of `graph` at head dimension `head_dim` (cached; shared between callers).
 
     Raises `CompileError` for a graph the op table cannot compile (unknown op, shape mismatch, output
-    not L×d); a parsed genotype has been validated, so this only guards hand-built IR.
+    not L×d; a parsed genotype has been validated, so these only guard hand-built IR) and for an op of a
+    custom language without a registered implementation (`register_op_impl`).
     """
     language = language or default_language()
+    names = sorted({c.op for c in graph.calls})
     try:
-        specs = tuple(language.ops[op] for op in sorted({c.op for c in graph.calls}))
+        specs = tuple(language.ops[op] for op in names)
     except KeyError as error:
         raise CompileError(f"attention graph {graph.name!r} uses op {error.args[0]!r}, which the op table "
                            f"does not define; known ops: {', '.join(language.ops)}") from None
-    key = (graph.output, head_dim, fused, specs)
+    impls = {op: op_impl(op) for op in names}
+    key = (graph.output, head_dim, fused, specs, tuple(impls.values()))
     core = _CACHE.get(key)
     if core is not None:
         _CACHE.move_to_end(key)
         return core
-    core = _build(graph, head_dim, fused, language)
+    core = _build(graph, head_dim, fused, language, impls)
     _CACHE[key] = core
     if len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -74,7 +79,9 @@ def clear_core_cache() -> None:
     _CACHE.clear()
 
 
-def _build(graph: AttentionGraph, head_dim: int, fused: bool, language: Language) -> fx.GraphModule:
+def _build(
+    graph: AttentionGraph, head_dim: int, fused: bool, language: Language, impls: dict[str, OpImpl]
+) -> fx.GraphModule:
     try:
         shapes = infer_shapes(graph, language)
     except ValueError as error:
@@ -83,7 +90,7 @@ def _build(graph: AttentionGraph, head_dim: int, fused: bool, language: Language
         raise CompileError(f"attention graph {graph.name!r} returns a {'×'.join(shapes[graph.output])} value; "
                            "an attention output must be L×d")
     fusions = find_fused_attention(graph.output, shapes) if fused else {}
-    builder = _CoreBuilder(graph, shapes, head_dim, language)
+    builder = _CoreBuilder(graph, shapes, head_dim, language, impls)
     for node in _emission_order(graph.output, fusions):
         builder.emit(node, fusions.get(node))
     return builder.finish(graph.output)
@@ -103,10 +110,12 @@ def _emission_order(output: Expr, fusions: dict[Expr, FusedAttention]) -> list[E
 class _CoreBuilder:
     """Holds the fx graph under construction: env (IR node → fx node), shapes and padding facts."""
 
-    def __init__(self, graph: AttentionGraph, shapes: dict[Expr, Shape], head_dim: int, language: Language):
+    def __init__(self, graph: AttentionGraph, shapes: dict[Expr, Shape], head_dim: int, language: Language,
+                 impls: dict[str, OpImpl]) -> None:
         self.graph = fx.Graph()
         self.head_dim = head_dim
         self.ops = language.ops
+        self.impls = impls
         self.shapes = dict(shapes)
         self.env: dict[Expr, fx.Node] = {}
         self.facts: dict[Expr, Facts] = {}
@@ -133,9 +142,10 @@ class _CoreBuilder:
             args[operand] = self._mask(node.args[operand], axis, spec.mask_fill)
             arg_facts[operand] = masked_facts(arg_facts[operand], axis, spec.mask_fill)
         kwargs: dict[str, fx.node.Argument] = {"d": self.head_dim} if spec.needs_head_dim else {}
-        out = self.graph.call_function(spec.fn, tuple(args), kwargs)
+        impl = self.impls[node.op]
+        out = self.graph.call_function(impl, tuple(args), kwargs)
         shape = self.shapes.setdefault(node, spec.shape(arg_shapes))
-        facts = propagate(spec, tuple(arg_facts), self.head_dim)
+        facts = propagate(spec, impl, tuple(arg_facts), self.head_dim)
         if node.op == "softmax" and shape[1] == "L":  # attention probabilities: dropout while training
             out = self.graph.call_function(F.dropout, (out,), {"p": self.dropout_p, "training": True})
             facts = dropout_facts(facts)

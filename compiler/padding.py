@@ -10,8 +10,8 @@ A *fact* `(axis, value)` about a node says "every entry at a padded position alo
 already guarantees it. Facts come from:
 
 - masks themselves (`masked_fill` establishes its fact);
-- elementwise ops, evaluated numerically on the fact's value (neg(0) = 0, scale(-inf) = -inf, ...),
-  so no per-op table is needed for them;
+- elementwise ops, evaluated numerically on the fact's value by the op's implementation (neg(0) = 0,
+  scale(-inf) = -inf, ...), so no per-op table is needed for them;
 - a few structural rules below for named ops (transpose, softmax, matmul, cosine).
 
 An op without a rule propagates no facts, which is always safe: it only costs a redundant mask. Values
@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 
 from autobert_zero.grammar import OpSpec, Shape
+
+from .op_impls import OpImpl
 
 Fact = tuple[int, float]
 """(axis, value): entries at padded positions along `axis` (0 rows, 1 columns) all equal `value`."""
@@ -61,13 +63,13 @@ def masked_facts(facts: Facts, axis: int, fill: float) -> Facts:
     return frozenset({f for f in facts if f[0] != axis} | {(axis, fill)})
 
 
-def propagate(spec: OpSpec, facts: tuple[Facts, ...], head_dim: int) -> Facts:
-    """Facts about an op's output from facts about its (already masked) operands."""
+def propagate(spec: OpSpec, impl: OpImpl, facts: tuple[Facts, ...], head_dim: int) -> Facts:
+    """Facts about an op's output from facts about its (already masked) operands; `impl` runs the op."""
     rule = _RULES.get(spec.name)
     if rule is not None:
         return rule(facts)
     if spec.elementwise:
-        return _elementwise(spec, facts, head_dim)
+        return _elementwise(spec, impl, facts, head_dim)
     return NO_FACTS
 
 
@@ -80,25 +82,25 @@ def dropout_facts(facts: Facts) -> Facts:
 # Rules
 
 
-def _elementwise(spec: OpSpec, facts: tuple[Facts, ...], head_dim: int) -> Facts:
+def _elementwise(spec: OpSpec, impl: OpImpl, facts: tuple[Facts, ...], head_dim: int) -> Facts:
     out: set[Fact] = set()
     for axis in (0, 1):
         values = [_value_on(f, axis) for f in facts]
         if any(v is None for v in values):
             continue
-        result = _probe(spec, tuple(v for v in values if v is not None), head_dim)
+        result = _probe(impl, spec.needs_head_dim, tuple(v for v in values if v is not None), head_dim)
         if not math.isnan(result):
             out.add((axis, result))
     return frozenset(out)
 
 
 @functools.cache
-def _probe(spec: OpSpec, values: tuple[float, ...], head_dim: int) -> float:
+def _probe(impl: OpImpl, needs_head_dim: bool, values: tuple[float, ...], head_dim: int) -> float:
     """The op applied to constant operands (one entry each), as a Python float."""
     args = [torch.full((1, 1, 1, 1), v, dtype=torch.float64, device="cpu") for v in values]
-    kwargs = {"d": head_dim} if spec.needs_head_dim else {}
+    kwargs = {"d": head_dim} if needs_head_dim else {}
     with torch.no_grad():
-        return float(spec.fn(*args, **kwargs).reshape(()).item())
+        return float(impl(*args, **kwargs).reshape(()).item())
 
 
 def _value_on(facts: Facts, axis: int) -> float | None:

@@ -1,33 +1,25 @@
-"""The primitive-op table: name, arity, shape rule, padding rule, cost and torch implementation of every op.
+"""The primitive-op table: name, arity, shape rule, padding rule, formula and cost of every op.
 
 The grammar (`genotype.lark`, rule `op`) lists which op names the language accepts; this table says what
-each one means. `Language` checks that the two agree. Adding an op is one grammar alternative plus one
-`OpSpec` here (or passed to `Language(ops=...)`), see README "Adding a primitive op".
+each one means. `Language` checks that the two agree. The table is plain Python (no torch): the language,
+the search and `abz check` use it without the training stack. How an op runs is the compiler's business
+(`compiler/op_impls.py`, keyed by op name). Adding an op is one grammar alternative, one `OpSpec` here (or
+passed to `Language(ops=...)`) and one implementation entry, see README "Adding a primitive op".
 
 Shapes are symbolic and per head: a pair of axis symbols, each `L` (token positions) or `d` (head dim).
-The torch implementations work on tensors of shape (B, H, a, b) and never touch the batch/head axes.
+The implementations work on tensors of shape (B, H, a, b) and never touch the batch/head axes.
 
 Padding rule: `reduced_axes(shapes)` lists the (argument, axis) pairs an op reduces over. When such an
 axis is a position axis (`L`), the compiler masks padded positions on it first — with `mask_fill`
 (0 for contractions, -inf for softmax) — which makes every valid genotype padding-invariant.
-
-Numerical choices (documented, PAPER.md leaves them open):
-- `sqrt` is sign-safe: sign(x)·√(|x|+ε) with ε = 1e-6, so it is defined and differentiable everywhere.
-- `cosine` clamps each row norm at ε = 1e-6; `euclid` is √(‖x_i−y_j‖²+ε) so `euclid(Q, Q)` has a finite
-  gradient on its diagonal.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 Shape = tuple[str, str]
-EPS = 1e-6
 
 
 class ShapeRuleError(ValueError):
@@ -44,8 +36,6 @@ class OpSpec:
     """Number of operands (1 or 2)."""
     shape: Callable[[tuple[Shape, ...]], Shape]
     """Output shape from operand shapes; raises `ShapeRuleError` when they do not fit."""
-    fn: Callable[..., torch.Tensor]
-    """Torch implementation on (B, H, a, b) tensors; receives `d=head_dim` when `needs_head_dim`."""
     formula: str
     """Template for the readable formula, operands as {0} and {1}, e.g. "{0}·{1}"."""
     precedence: int = 100
@@ -55,7 +45,7 @@ class OpSpec:
     elementwise: bool = False
     """Acts on each entry alone (so it commutes with `transpose`)."""
     needs_head_dim: bool = False
-    """The implementation takes the keyword `d` (head dimension)."""
+    """The op depends on the head dimension d: its implementation takes the keyword `d`."""
     reduced_axes: Callable[[tuple[Shape, ...]], tuple[tuple[int, int], ...]] = lambda shapes: ()
     """(operand, axis) pairs the op reduces over; position axes among them are masked first."""
     mask_fill: float = 0.0
@@ -103,58 +93,6 @@ def fmt_shapes(shapes: tuple[Shape, ...]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Torch implementations, on (B, H, a, b) tensors
-
-
-def neg(x: torch.Tensor) -> torch.Tensor:
-    return -x
-
-
-def transpose(x: torch.Tensor) -> torch.Tensor:
-    return x.transpose(-1, -2)
-
-
-def scale(x: torch.Tensor, *, d: int) -> torch.Tensor:
-    return x * (1.0 / math.sqrt(d))
-
-
-def softmax(x: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(x, dim=-1)
-
-
-def logsigmoid(x: torch.Tensor) -> torch.Tensor:
-    return F.logsigmoid(x)
-
-
-def softsign(x: torch.Tensor) -> torch.Tensor:
-    return F.softsign(x)
-
-
-def signed_sqrt(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.sqrt(x.abs() + EPS)
-
-
-def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return x + y
-
-
-def matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return x @ y
-
-
-def cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    xn = x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    yn = y / y.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    return xn @ yn.transpose(-1, -2)
-
-
-def euclid(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # ‖x_i − y_j‖² = ‖x_i‖² + ‖y_j‖² − 2·x_i·y_j, clamped at 0 against rounding, then +ε under the root.
-    sq = (x * x).sum(-1, keepdim=True) + (y * y).sum(-1).unsqueeze(-2) - 2.0 * (x @ y.transpose(-1, -2))
-    return torch.sqrt(sq.clamp_min(0.0) + EPS)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Padding (reduced axes) and cost rules
 
 
@@ -196,27 +134,27 @@ def softmax_flops(ins: tuple[tuple[int, int], ...], out: tuple[int, int]) -> int
 DEFAULT_OPS: Mapping[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("neg", 1, same_shape, neg, "−{0}", precedence=80, elementwise=True, flops=elementwise_flops,
+        OpSpec("neg", 1, same_shape, "−{0}", precedence=80, elementwise=True, flops=elementwise_flops,
                description="negation, −x"),
-        OpSpec("transpose", 1, transposed, transpose, "{0}ᵀ", precedence=90, flops=no_flops,
+        OpSpec("transpose", 1, transposed, "{0}ᵀ", precedence=90, flops=no_flops,
                description="swap the last two axes"),
-        OpSpec("scale", 1, same_shape, scale, "{0}/√d", precedence=60, elementwise=True, needs_head_dim=True,
+        OpSpec("scale", 1, same_shape, "{0}/√d", precedence=60, elementwise=True, needs_head_dim=True,
                flops=elementwise_flops, description="divide by √d (d = head dimension)"),
-        OpSpec("softmax", 1, same_shape, softmax, "softmax({0})", reduced_axes=last_axis,
+        OpSpec("softmax", 1, same_shape, "softmax({0})", reduced_axes=last_axis,
                mask_fill=float("-inf"), flops=softmax_flops, description="softmax over the last axis"),
-        OpSpec("logsigmoid", 1, same_shape, logsigmoid, "logsigmoid({0})", elementwise=True,
+        OpSpec("logsigmoid", 1, same_shape, "logsigmoid({0})", elementwise=True,
                flops=softmax_flops, description="log σ(x)"),
-        OpSpec("softsign", 1, same_shape, softsign, "softsign({0})", elementwise=True,
+        OpSpec("softsign", 1, same_shape, "softsign({0})", elementwise=True,
                flops=elementwise_flops, description="x/(1+|x|)"),
-        OpSpec("sqrt", 1, same_shape, signed_sqrt, "sqrt({0})", elementwise=True, flops=elementwise_flops,
+        OpSpec("sqrt", 1, same_shape, "sqrt({0})", elementwise=True, flops=elementwise_flops,
                description="sign-safe square root, sign(x)·√(|x|+1e-6)"),
-        OpSpec("add", 2, same_shape, add, "{0} + {1}", precedence=40, commutative=True, elementwise=True,
+        OpSpec("add", 2, same_shape, "{0} + {1}", precedence=40, commutative=True, elementwise=True,
                flops=elementwise_flops, description="x + y"),
-        OpSpec("matmul", 2, matmul_shape, matmul, "{0}·{1}", precedence=60, reduced_axes=contracted_axis,
+        OpSpec("matmul", 2, matmul_shape, "{0}·{1}", precedence=60, reduced_axes=contracted_axis,
                flops=matmul_flops, description="matrix product (a×b)·(b×c)→(a×c)"),
-        OpSpec("cosine", 2, pairwise_shape, cosine, "cos({0}, {1})", reduced_axes=both_feature_axes,
+        OpSpec("cosine", 2, pairwise_shape, "cos({0}, {1})", reduced_axes=both_feature_axes,
                flops=pairwise_flops, description="pairwise cosine similarity of rows"),
-        OpSpec("euclid", 2, pairwise_shape, euclid, "dist({0}, {1})", reduced_axes=both_feature_axes,
+        OpSpec("euclid", 2, pairwise_shape, "dist({0}, {1})", reduced_axes=both_feature_axes,
                flops=pairwise_flops, description="pairwise Euclidean distance of rows, √(‖x−y‖²+ε)"),
     )
 }
