@@ -43,7 +43,8 @@ def main() -> None:
     rank, world = init_distributed()
     plan = batch_plan(cfg, "pretrain", world)
     cfg.data = dataclasses.replace(cfg.data, corpus=args.corpus, eval_blocks=0)
-    _, tokenizer, data = prepare_mlm_data(cfg)
+    prepared = prepare_mlm_data(cfg)
+    tokenizer, data = prepared.tokenizer, prepared.data
     order = StreamOrder(len(data.train_blocks), cfg.seed)
     genotype_text = read_genotype(args.genotype)
     layers = parse_genotype(genotype_text).num_layers

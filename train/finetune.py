@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
 
 from autobert_zero.errors import DataError
@@ -25,8 +24,9 @@ from autobert_zero.io import atomic_write_text
 
 from .config import BatchPlan, batch_plan
 from .data_order import StreamOrder, derived_seed
-from .engine import build_engine, init_distributed, mean_over_ranks, unwrap
+from .engine import build_engine, init_distributed, unwrap
 from .glue import GlueTask, get_task, load_glue_split
+from .loop import LoopSettings, TrainLoop, accumulate
 from .metrics import glue_metrics, primary_score
 from .model_factory import build_classifier
 from .pretrain import resolve_config
@@ -70,13 +70,10 @@ def _load_tokenizer(init_dir: Path) -> PreTrainedTokenizerBase:
 
 def train_step(engine: Any, data: EncodedSplit, order: StreamOrder, plan: BatchPlan, step: int, rank: int) -> float:
     """One optimizer step of fine-tuning; returns this rank's mean loss."""
-    total = 0.0
-    for micro in range(plan.gradient_accumulation_steps):
-        loss = engine(**data.batch(order.micro_batch(plan, step, micro, rank).tolist(), engine.device)).loss
-        engine.backward(loss)
-        engine.step()
-        total += float(loss.detach().float())
-    return total / plan.gradient_accumulation_steps
+    def batch(micro: int) -> dict[str, torch.Tensor]:
+        return data.batch(order.micro_batch(plan, step, micro, rank).tolist(), engine.device)
+
+    return accumulate(engine, batch, plan.gradient_accumulation_steps)
 
 
 @torch.no_grad()
@@ -120,12 +117,11 @@ def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, in
     engine = build_engine(model, cfg.deepspeed, plan, ft.lr, ft.weight_decay, steps, int(steps * ft.warmup_ratio))
     torch.manual_seed(derived_seed(cfg.seed, rank, 2))
     order = StreamOrder(len(train), derived_seed(cfg.seed, 3))
-    show = cfg.logging.progress_bar and rank == 0
+    settings = LoopSettings(stop=steps, desc=f"finetune {spec.folder}", log_every=cfg.logging.log_every,
+                            progress_bar=cfg.logging.progress_bar)
+    loop = TrainLoop(engine, lambda step: train_step(engine, train, order, plan, step, rank), settings, rank=rank)
     with RunLog(out, rank == 0, cfg.logging.tensorboard) as log:
-        for step in tqdm(range(steps), desc=f"finetune {spec.folder}", unit="step", disable=not show):
-            loss = mean_over_ranks(train_step(engine, train, order, plan, step, rank))
-            if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
-                log.write({"step": step + 1, "loss": loss, "lr": float(engine.get_lr()[0])})
+        loop.run(0, log)
         metrics = glue_metrics(spec, predict(engine, dev, spec, ft.eval_batch_size), dev.labels.numpy())
         log.scalars({"step": steps, **metrics}, prefix=f"dev_{spec.name}")
     result = {

@@ -13,20 +13,25 @@ from transformers.utils import logging as hf_logging
 
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroForMaskedLM, register_auto_classes
 from autobert_zero.errors import ConfigError, DataError
+from autobert_zero.grammar import Genotype, load_genotype
 
 from .config_schema import ModelSizes
 from .paths import resolve_shipped
 
 
-def read_genotype(path: str | os.PathLike[str]) -> str:
-    """The text of a genotype file, after checking that it parses and validates (else GenotypeError)."""
-    from autobert_zero.grammar import load_genotype
-
+def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:
+    """The genotype of a file (relative paths: the working directory, then the repository); GenotypeError
+    when it does not parse or validate."""
     resolved = resolve_shipped(path)
     if not resolved.is_file():
         raise ConfigError(f"genotype file not found: {path} (expected a .abz file such as genotypes/bert.abz)")
-    load_genotype(resolved)
-    return resolved.read_text(encoding="utf-8")
+    return load_genotype(resolved)
+
+
+def read_genotype(path: str | os.PathLike[str]) -> str:
+    """The text of a genotype file, after checking that it parses and validates (else GenotypeError)."""
+    load_genotype_file(path)
+    return resolve_shipped(path).read_text(encoding="utf-8")
 
 
 def model_kwargs(sizes: ModelSizes, vocab_size: int, pad_token_id: int) -> dict[str, Any]:
@@ -45,13 +50,18 @@ def model_kwargs(sizes: ModelSizes, vocab_size: int, pad_token_id: int) -> dict[
     }
 
 
-def build_mlm_model(genotype_text: str, sizes: ModelSizes, vocab_size: int, pad_token_id: int,
+def mlm_config(genotype: Genotype | str, sizes: ModelSizes, vocab_size: int, pad_token_id: int
+               ) -> AutoBertZeroConfig:
+    """The model config of a masked-LM model (sparse MLM logits for training) of a genotype (IR or text)."""
+    text = genotype.to_text() if isinstance(genotype, Genotype) else genotype
+    return AutoBertZeroConfig(genotype=text, sparse_mlm_logits=True, **model_kwargs(sizes, vocab_size, pad_token_id))
+
+
+def build_mlm_model(genotype: Genotype | str, sizes: ModelSizes, vocab_size: int, pad_token_id: int,
                     seed: int = 0) -> PreTrainedModel:
-    """A freshly initialised masked-LM model of the genotype at the given sizes (seeded)."""
+    """A freshly initialised masked-LM model of the genotype (IR or text) at the given sizes (seeded)."""
     torch.manual_seed(seed)
-    config = AutoBertZeroConfig(genotype=genotype_text, sparse_mlm_logits=True,
-                                **model_kwargs(sizes, vocab_size, pad_token_id))
-    return AutoBertZeroForMaskedLM(config)
+    return AutoBertZeroForMaskedLM(mlm_config(genotype, sizes, vocab_size, pad_token_id))
 
 
 def build_classifier(init_dir: str | os.PathLike[str], num_labels: int, seed: int = 0) -> PreTrainedModel:

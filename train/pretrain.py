@@ -14,25 +14,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from autobert_zero.errors import ConfigError, TrainingError
+from autobert_zero.errors import ConfigError
+from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_directory, atomic_write_text
 
-from . import checkpoint
 from .config import BatchPlan, batch_plan, load_config
 from .config_schema import TrainConfig
 from .corpus import Corpus, load_corpus
 from .data_order import StreamOrder, derived_seed
-from .engine import build_engine, init_distributed, mean_over_ranks, unwrap
+from .engine import build_engine, init_distributed, unwrap
+from .loop import LoopSettings, TrainLoop, accumulate, refuse_existing_run, to_device
 from .mlm_data import MlmData
-from .model_factory import build_mlm_model, read_genotype
+from .model_factory import build_mlm_model, load_genotype_file
 from .run_log import RunLog
 from .tokenizer import build_tokenizer
 
@@ -44,8 +44,16 @@ def resolve_config(config: TrainConfig | str | os.PathLike[str]) -> TrainConfig:
     return load_config(config)
 
 
-def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False
-                     ) -> tuple[Corpus, PreTrainedTokenizerBase, MlmData]:
+@dataclass(frozen=True)
+class PreparedMlm:
+    """A config's corpus, tokenizer and MLM blocks, prepared once and reused (e.g. across candidates)."""
+
+    corpus: Corpus
+    tokenizer: PreTrainedTokenizerBase
+    data: MlmData
+
+
+def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False) -> PreparedMlm:
     """The corpus, the tokenizer (given, or trained and cached) and the MLM blocks of a config."""
     text = load_corpus(cfg.data.corpus, cfg.data.text_column)
     tokenizer = build_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, cfg.data.lowercase,
@@ -53,118 +61,142 @@ def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False
     tokenizer.model_max_length = cfg.model.max_position_embeddings
     data = MlmData.build(text, tokenizer, cfg.data.max_seq_length, cfg.data.mlm_probability,
                          cfg.data.eval_blocks, cfg.seed)
-    return text, tokenizer, data
+    return PreparedMlm(text, tokenizer, data)
+
+
+def check_prepared(cfg: TrainConfig, prepared: PreparedMlm) -> None:
+    """Refuse prepared data that does not fit the config (another block length or seed)."""
+    data = prepared.data
+    if data.block_length != cfg.data.max_seq_length or data.seed != cfg.seed:
+        raise ConfigError(f"prepared MLM data has block length {data.block_length} and seed {data.seed}, but "
+                          f"{cfg.source} asks for data.max_seq_length {cfg.data.max_seq_length} and seed "
+                          f"{cfg.seed}; prepare the data from this config")
 
 
 def mlm_step(engine: Any, data: MlmData, order: StreamOrder, plan: BatchPlan, step: int, rank: int) -> float:
     """One optimizer step (all its micro-batches) at 0-based `step`; returns this rank's mean loss."""
-    total = 0.0
-    for micro in range(plan.gradient_accumulation_steps):
-        batch = {k: v.to(engine.device) for k, v in data.train_batch(order, plan, step, micro, rank).items()}
-        loss = engine(**batch).loss
-        engine.backward(loss)
-        engine.step()
-        total += float(loss.detach().float())
-    return total / plan.gradient_accumulation_steps
+    return accumulate(engine, lambda micro: data.train_batch(order, plan, step, micro, rank),
+                      plan.gradient_accumulation_steps)
 
 
 @torch.no_grad()
-def evaluate_mlm(engine: Any, data: MlmData, batch_size: int) -> float | None:
-    """Mean MLM loss over the held-out blocks (None when there are none)."""
+def evaluate_mlm(model: Any, data: MlmData, batch_size: int) -> float | None:
+    """Mean MLM loss of a model (or an engine) over the held-out blocks (None when there are none).
+
+    The batches and mask positions are fixed (`MlmData.eval_batches`): every model is scored on the same.
+    """
     batches = data.eval_batches(batch_size)
     if not batches:
         return None
-    model = unwrap(engine)
-    was_training = model.training
-    model.eval()
-    losses = [float(model(**{k: v.to(engine.device) for k, v in b.items()}).loss.float()) for b in batches]
-    model.train(was_training)
+    module = unwrap(model) if hasattr(model, "module") else model
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    losses = [float(module(**to_device(b, device)).loss.float()) for b in batches]
+    module.train(was_training)
     return sum(losses) / len(losses)
 
 
-def _export(engine: Any, tokenizer: Any, folder: Path) -> None:
-    model = unwrap(engine)
-    model.config.sparse_mlm_logits = False  # the exported model gives the usual (B, L, vocab) logits
+def export_model(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Write a model (or an engine's model) and tokenizer as a Hugging Face folder, atomically."""
+    module = unwrap(model) if hasattr(model, "module") else model
+    module.config.sparse_mlm_logits = False  # the exported model gives the usual (B, L, vocab) logits
     with atomic_directory(folder) as tmp:
-        model.float().save_pretrained(str(tmp))
+        module.float().save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
 
 
-def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-             genotype_path: str | None = None, corpus: str | list[str] | None = None,
-             max_steps: int | None = None, resume: bool = False) -> dict[str, Any]:
-    """Pre-train with masked LM; returns the run summary (also written to `<out_dir>/summary.json`)."""
-    cfg = resolve_config(config)
-    if genotype_path is not None:
-        cfg.genotype = genotype_path
-    if corpus is not None:
-        cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
+def resolve_genotype(cfg: TrainConfig, genotype: Genotype | str | os.PathLike[str] | None) -> Genotype:
+    """The genotype to train: an object as is, else a file (the argument, or the config's `genotype`)."""
+    if isinstance(genotype, Genotype):
+        return genotype
+    if genotype is not None:
+        cfg.genotype = str(genotype)
+    return load_genotype_file(cfg.genotype)
+
+
+def mlm_identity(cfg: TrainConfig, plan: BatchPlan, data: MlmData, world: int) -> dict[str, Any]:
+    """The run identity of an MLM run: what, if changed, would change the data order or the loss curve."""
+    return {"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed,
+            "schedule_steps": cfg.pretrain.max_steps, "block_length": data.block_length,
+            "train_blocks": len(data.train_blocks)}
+
+
+def stop_step(cfg: TrainConfig, max_steps: int | None) -> int:
+    """Where a run stops: `max_steps`, checked against the schedule length `pretrain.max_steps`."""
     stop = cfg.pretrain.max_steps if max_steps is None else max_steps
     if not 0 < stop <= cfg.pretrain.max_steps:
         raise ConfigError(f"--max-steps {stop} must be in 1..pretrain.max_steps = {cfg.pretrain.max_steps} "
                           f"(the schedule length in {cfg.source}); raise pretrain.max_steps for a longer run")
+    return stop
+
+
+def mlm_loop_settings(cfg: TrainConfig, stop: int, plan: BatchPlan, data: MlmData, desc: str,
+                      show: bool) -> LoopSettings:
+    """Loop settings of an MLM run (pre-training or supernet training) from the config."""
+    return LoopSettings(stop=stop, desc=desc, log_every=cfg.logging.log_every,
+                        checkpoint_every=cfg.pretrain.checkpoint_every,
+                        keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
+                        tokens_per_step=plan.train_batch_size * data.block_length)
+
+
+def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+             genotype_path: Genotype | str | None = None, corpus: str | list[str] | None = None,
+             max_steps: int | None = None, resume: bool = False,
+             prepared: PreparedMlm | None = None) -> dict[str, Any]:
+    """Pre-train with masked LM; returns the run summary (also written to `<out_dir>/summary.json`).
+
+    `genotype_path` is a genotype file or a `Genotype` object (default: the config's `genotype`);
+    `prepared` reuses data prepared by `prepare_mlm_data` for this config instead of preparing it again.
+    """
+    cfg = resolve_config(config)
+    if corpus is not None:
+        cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
+    stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
-    ckpt_root = out / "checkpoints"
-    if not resume and checkpoint.read_latest(ckpt_root) is not None:
-        raise TrainingError(f"{out} already holds checkpoints of an earlier run; pass --resume to continue it "
-                            f"or choose another --out folder")
+    refuse_existing_run(out, resume)
     rank, world = init_distributed()
     plan = batch_plan(cfg, "pretrain", world)
-    genotype_text = read_genotype(cfg.genotype)
+    genotype = resolve_genotype(cfg, genotype_path)
     show = cfg.logging.progress_bar and rank == 0
 
-    text, tokenizer, data = prepare_mlm_data(cfg, show)
+    if prepared is None or corpus is not None:
+        prepared = prepare_mlm_data(cfg, show)
+    check_prepared(cfg, prepared)
+    text, tokenizer, data = prepared.corpus, prepared.tokenizer, prepared.data
     order = StreamOrder(len(data.train_blocks), cfg.seed)
 
     assert tokenizer.pad_token_id is not None
-    model = build_mlm_model(genotype_text, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
+    model = build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
     engine = build_engine(model, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay,
                           cfg.pretrain.max_steps, cfg.pretrain.warmup_steps)
     torch.manual_seed(derived_seed(cfg.seed, rank, 1))  # dropout differs per rank
-    identity = {"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed,
-                "schedule_steps": cfg.pretrain.max_steps, "block_length": data.block_length,
-                "train_blocks": len(data.train_blocks)}
-    start = checkpoint.load_checkpoint(engine, ckpt_root, rank, identity) if resume else 0
-    if start > stop:
-        raise TrainingError(f"--resume: the last checkpoint in {ckpt_root} is at step {start}, beyond "
-                            f"--max-steps {stop}; give a larger --max-steps (at most pretrain.max_steps = "
-                            f"{cfg.pretrain.max_steps})")
+    loop = TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, rank),
+                     mlm_loop_settings(cfg, stop, plan, data, "pretrain", show), rank=rank,
+                     checkpoints=out / "checkpoints", identity=mlm_identity(cfg, plan, data, world))
+    start = loop.begin(resume)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
 
-    tokens_per_step = plan.train_batch_size * data.block_length
-    last_loss: float | None = None
     with RunLog(out, rank == 0, cfg.logging.tensorboard, start if resume else None) as log:
-        bar = tqdm(total=stop, initial=start, desc="pretrain", unit="step", disable=not show)
-        tick, tick_step, t0 = time.perf_counter(), start, time.perf_counter()
-        for step in range(start, stop):
-            last_loss = mean_over_ranks(mlm_step(engine, data, order, plan, step, rank))
-            done = step + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.4f}")
-            if done % cfg.logging.log_every == 0 or done == stop:
-                now = time.perf_counter()
-                log.write({"step": done, "loss": last_loss, "lr": float(engine.get_lr()[0]),
-                           "tokens_per_s": tokens_per_step * (done - tick_step) / max(now - tick, 1e-9)})
-                tick, tick_step = now, done
-            if done % cfg.pretrain.checkpoint_every == 0 or done == stop:
-                checkpoint.save_checkpoint(engine, ckpt_root, done, identity, rank, cfg.pretrain.keep_checkpoints)
-        bar.close()
-        elapsed = time.perf_counter() - t0
+        result = loop.run(start, log)
         eval_loss = evaluate_mlm(engine, data, plan.micro_batch_size)  # reported in summary.json
         if eval_loss is not None:
             log.scalars({"step": stop, "loss": eval_loss}, prefix="eval")
 
+    tokens_per_step = plan.train_batch_size * data.block_length
     summary = {
-        "steps": stop, "resumed_from": start if resume else None, "final_loss": last_loss, "eval_loss": eval_loss,
-        "tokens_per_s": tokens_per_step * (stop - start) / elapsed if stop > start else None,
+        "steps": stop, "resumed_from": start if resume else None, "final_loss": result.last_loss,
+        "eval_loss": eval_loss,
+        "tokens_per_s": tokens_per_step * (stop - start) / result.seconds if stop > start else None,
         "world_size": world, "train_batch_size": plan.train_batch_size, "block_length": data.block_length,
         "train_blocks": len(data.train_blocks), "vocab_size": len(tokenizer),
         "num_parameters": sum(p.numel() for p in unwrap(engine).parameters()),
-        "genotype": cfg.genotype, "corpus": text.description, "final_dir": str(out / "final"),
+        "genotype": cfg.genotype if not isinstance(genotype_path, Genotype) else None,
+        "genotype_id": genotype.id, "corpus": text.description, "final_dir": str(out / "final"),
     }
     if rank == 0:
-        _export(engine, tokenizer, out / "final")
+        export_model(engine, tokenizer, out / "final")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
