@@ -35,12 +35,17 @@ def _renamed(error: OSError, tmp: str | Path, target: Path) -> OSError:
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Write `text` to `path` atomically (the old content survives a crash mid-write)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (the old content survives a crash mid-write)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         _follow_umask(tmp, directory=False)
