@@ -142,11 +142,16 @@ class EncoderLayer(nn.Module):
     def mixer(self) -> nn.Module:
         return self.get_submodule(self.branch)
 
+    def active(self, part: str) -> nn.Module:
+        """The module serving `part` ("ffn" or "norm") in this forward (a supernet may keep one per branch)."""
+        return self.get_submodule(part)
+
     def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """hidden (B, L, h), keep (B, L) bool → (B, L, h)."""
-        mixer, norm = self.mixer, self.norm
+        mixer, norm, ffn = self.mixer, self.active("norm"), self.active("ffn")
+        assert isinstance(norm, nn.ModuleDict)
         if self.pre_norm:
             hidden = hidden + self.dropout(mixer(norm["mixer"](hidden), keep))
-            return hidden + self.dropout(self.ffn(norm["ffn"](hidden)))
+            return hidden + self.dropout(ffn(norm["ffn"](hidden)))
         hidden = norm["mixer"](hidden + self.dropout(mixer(hidden, keep)))
-        return norm["ffn"](hidden + self.dropout(self.ffn(hidden)))
+        return norm["ffn"](hidden + self.dropout(ffn(hidden)))

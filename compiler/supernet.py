@@ -8,8 +8,10 @@ Every layer position holds both branches of the search space:
 - a **conv branch** — per conv type, one kernel at the largest size the language allows; a smaller kernel
   is its centre slice, and a dilation spreads the same taps;
 
-plus the FFN and the two LayerNorms of the position, shared by both branches. The parameter count is
-therefore bounded whatever graphs the space holds.
+plus the FFN and the two LayerNorms of the position, shared by both branches — or, with
+`per_branch=("norm",)` / `("norm", "ffn")`, one set per branch (`layers.i.conv_norm`, `layers.i.conv_ffn`
+serve the conv branch), so that the very different output scales of attention graphs and convolutions
+do not fight over one LayerNorm. The parameter count is bounded whatever graphs the space holds.
 
     supernet = AutoBertZeroSupernetForMaskedLM(config)   # config.genotype fixes the layer count
     supernet.activate(genotype)                          # forward() now runs this candidate
@@ -36,9 +38,12 @@ from .backbone import Encoder, check_settings
 from .conv import ConvMixer
 from .hf_config import AutoBertZeroConfig
 from .hf_model import AutoBertZeroForMaskedLM
-from .layers import PROJECTION_ROLES, AttentionMixer, EncoderLayer, LayerSettings
+from .layers import BRANCH_ROLES, PROJECTION_ROLES, AttentionMixer, EncoderLayer, FeedForward, LayerSettings
 
 _CONV_WEIGHT = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.\d+\.conv)\.(?P<role>.+)$")
+_POSITION_WEIGHT = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.(?P<index>\d+)\.)(?P<part>ffn|norm)\.(?P<rest>.+)$")
+PER_BRANCH_PARTS = ("ffn", "norm")
+"""Position modules a supernet may keep once per branch (the conv branch's copy is `conv_{part}`)."""
 
 
 def centre_taps(kernel: int, max_kernel: int) -> slice:
@@ -47,13 +52,21 @@ def centre_taps(kernel: int, max_kernel: int) -> slice:
     return slice(centre - kernel // 2, centre + kernel // 2 + 1)
 
 
-def shared_weight(name: str, genotype: Genotype, max_kernel: int) -> tuple[str, slice | None]:
+def shared_weight(name: str, genotype: Genotype, max_kernel: int,
+                  per_branch: tuple[str, ...] = ()) -> tuple[str, slice | None]:
     """Which supernet weight the stand-alone weight `name` of `genotype` inherits, and which taps of it.
 
     Attention projections, FFN, norms, embeddings and heads keep their names (one set per position).
     A conv weight `layers.i.conv.ROLE` lives under its type, `layers.i.conv.KIND.ROLE`; its kernel
-    `depthwise_weight` is the centre `kernel` taps of the stored `max_kernel` ones.
+    `depthwise_weight` is the centre `kernel` taps of the stored `max_kernel` ones. With `per_branch`
+    parts, a conv layer's `layers.i.PART.*` comes from `layers.i.conv_PART.*`.
     """
+    position = _POSITION_WEIGHT.match(name)
+    if position is not None:
+        conv = isinstance(genotype.layers[int(position["index"])], ConvLayer)
+        if conv and position["part"] in per_branch:
+            return f"{position['prefix']}conv_{position['part']}.{position['rest']}", None
+        return name, None
     match = _CONV_WEIGHT.match(name)
     if match is None:
         return name, None
@@ -66,9 +79,10 @@ def shared_weight(name: str, genotype: Genotype, max_kernel: int) -> tuple[str, 
     return f"{match['prefix']}.{layer.kind}.{match['role']}", taps
 
 
-def shared_weight_map(model: nn.Module, genotype: Genotype, max_kernel: int) -> dict[str, tuple[str, slice | None]]:
+def shared_weight_map(model: nn.Module, genotype: Genotype, max_kernel: int,
+                      per_branch: tuple[str, ...] = ()) -> dict[str, tuple[str, slice | None]]:
     """`shared_weight` for every entry of a stand-alone model's state dict."""
-    return {name: shared_weight(name, genotype, max_kernel) for name in model.state_dict()}
+    return {name: shared_weight(name, genotype, max_kernel, per_branch) for name in model.state_dict()}
 
 
 class SharedConv(ConvMixer):
@@ -94,15 +108,25 @@ class SharedConv(ConvMixer):
 class SuperLayer(EncoderLayer):
     """A position of the supernet: the attention branch, one `SharedConv` per conv type, FFN and norms."""
 
-    def __init__(self, settings: LayerSettings, conv_types: tuple[str, ...], max_kernel: int) -> None:
+    def __init__(self, settings: LayerSettings, conv_types: tuple[str, ...], max_kernel: int,
+                 per_branch: tuple[str, ...] = ()) -> None:
         super().__init__("attention", AttentionMixer(None, settings, roles=tuple(PROJECTION_ROLES.values())),
                          settings)
         self.conv = nn.ModuleDict({kind: SharedConv(kind, settings, max_kernel) for kind in conv_types})
         self.active_conv = conv_types[0]
+        self.per_branch = per_branch
+        if "ffn" in per_branch:
+            self.conv_ffn = FeedForward(settings)
+        if "norm" in per_branch:
+            self.conv_norm = nn.ModuleDict({role: nn.LayerNorm(settings.hidden_size, eps=settings.layer_norm_eps)
+                                            for role in BRANCH_ROLES["norm"]})
 
     @property
     def mixer(self) -> nn.Module:
         return self.get_submodule("attention" if self.branch == "attention" else f"conv.{self.active_conv}")
+
+    def active(self, part: str) -> nn.Module:
+        return self.get_submodule(f"conv_{part}" if self.branch == "conv" and part in self.per_branch else part)
 
     def activate(self, genotype: Genotype, index: int, language: Language) -> None:
         layer = genotype.layers[index]
@@ -125,12 +149,17 @@ class SuperLayer(EncoderLayer):
             raise SupernetError(f"layer {index + 1} is neither attention nor conv: {layer!r}")
 
 
-def build_super_encoder(settings: LayerSettings, num_layers: int, language: Language) -> Encoder:
+def build_super_encoder(settings: LayerSettings, num_layers: int, language: Language,
+                        per_branch: tuple[str, ...] = ()) -> Encoder:
     """The supernet's encoder, weights uninitialised (the HF model initialises them)."""
     check_settings(settings)
+    unknown = sorted(set(per_branch) - set(PER_BRANCH_PARTS))
+    if unknown:
+        raise SupernetError(f"per_branch parts {unknown} are unknown; expected a subset of {PER_BRANCH_PARTS}")
     with no_init_weights():
         layers: list[EncoderLayer] = [
-            SuperLayer(settings, language.conv_types, max(language.conv_kernels)) for _ in range(num_layers)
+            SuperLayer(settings, language.conv_types, max(language.conv_kernels), per_branch)
+            for _ in range(num_layers)
         ]
         final_norm = (nn.LayerNorm(settings.hidden_size, eps=settings.layer_norm_eps)
                       if settings.layer_norm_position == "pre" else None)
@@ -141,13 +170,20 @@ class AutoBertZeroSupernetForMaskedLM(AutoBertZeroForMaskedLM):
     """A masked-LM model whose backbone is the BIWS supernet; `forward` runs the active candidate.
 
     `config.genotype` is a host genotype: it fixes the number of layer positions and is the first active
-    candidate. Every candidate of the language with that many layers can be hosted.
+    candidate. Every candidate of the language with that many layers can be hosted. `per_branch` (kept in
+    the config as `supernet_per_branch`, so a saved supernet rebuilds the same way) names the position
+    modules held once per branch.
     """
 
-    def __init__(self, config: AutoBertZeroConfig, language: Language | None = None) -> None:
+    def __init__(self, config: AutoBertZeroConfig, language: Language | None = None,
+                 per_branch: tuple[str, ...] | None = None) -> None:
         self.language = language or default_language()
+        if per_branch is not None:
+            config.supernet_per_branch = list(per_branch)
+        self.per_branch = tuple(getattr(config, "supernet_per_branch", ()) or ())
         host = config.parsed_genotype()
-        super().__init__(config, encoder=build_super_encoder(config, host.num_layers, self.language))
+        super().__init__(config, encoder=build_super_encoder(config, host.num_layers, self.language,
+                                                             self.per_branch))
         self.max_kernel = max(self.language.conv_kernels)
         self._active = host
         self.activate(host)
@@ -196,6 +232,8 @@ class AutoBertZeroSupernetForMaskedLM(AutoBertZeroForMaskedLM):
         config = copy.deepcopy(self.config)
         config.genotype = genotype.to_text()
         config.architectures = [AutoBertZeroForMaskedLM.__name__]
+        if hasattr(config, "supernet_per_branch"):
+            del config.supernet_per_branch
         return config
 
     def extract(self, genotype: Genotype) -> AutoBertZeroForMaskedLM:
@@ -214,7 +252,7 @@ class AutoBertZeroSupernetForMaskedLM(AutoBertZeroForMaskedLM):
         child = child.to(device=reference.device, dtype=reference.dtype)  # type: ignore[call-arg]
         shared = self.state_dict()
         inherited: dict[str, torch.Tensor] = {}
-        for name, (source, taps) in shared_weight_map(child, genotype, self.max_kernel).items():
+        for name, (source, taps) in shared_weight_map(child, genotype, self.max_kernel, self.per_branch).items():
             if source not in shared:
                 raise SupernetError(f"the supernet holds no weight {source} for the candidate's {name}")
             weight = shared[source]

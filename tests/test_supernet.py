@@ -186,3 +186,26 @@ def test_supernet_round_trips_through_save_pretrained(supernet, tmp_path):
     inputs = _inputs()
     with torch.no_grad():
         assert torch.equal(supernet(**inputs).logits, loaded(**inputs).logits)
+
+
+@pytest.mark.parametrize("per_branch", [("norm",), ("norm", "ffn")])
+def test_per_branch_norms_and_ffn_extract_exactly_and_survive_a_round_trip(per_branch, tmp_path):
+    torch.manual_seed(2)
+    model = AutoBertZeroSupernetForMaskedLM(AutoBertZeroConfig.from_genotype(BERT, **SIZES), per_branch=per_branch)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    names = {n for n, _ in model.named_parameters()}
+    assert "autobert.encoder.layers.0.conv_norm.mixer.weight" in names
+    assert ("autobert.encoder.layers.0.conv_ffn.up.weight" in names) == ("ffn" in per_branch)
+    _assert_extraction_equal(model, FIGURE7)
+    child = model.extract(FIGURE7)
+    conv_norm = model.get_parameter("autobert.encoder.layers.0.conv_norm.mixer.weight")
+    assert torch.equal(child.get_parameter("autobert.encoder.layers.0.norm.mixer.weight"), conv_norm)
+    assert torch.equal(child.get_parameter("autobert.encoder.layers.1.norm.mixer.weight"),
+                       model.get_parameter("autobert.encoder.layers.1.norm.mixer.weight"))
+    assert not hasattr(child.config, "supernet_per_branch")
+    model.save_pretrained(tmp_path)
+    loaded = AutoBertZeroSupernetForMaskedLM.from_pretrained(tmp_path)
+    assert loaded.per_branch == per_branch
