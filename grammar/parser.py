@@ -9,6 +9,7 @@ Then `validate` (shapes, sizes, conv values) runs on the IR. Nothing in a genoty
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class RawGraph:
 @dataclass
 class RawConv:
     kind: str
-    options: list[tuple[str, int, Span]]
+    options: list[tuple[str, str, Span]]
     span: Span
 
 
@@ -132,9 +133,9 @@ class _TreeToRaw(Transformer):
         kind = str(kind_token) if kind_token is not None else "light"
         return RawConv(kind, [o for o in options if isinstance(o, tuple)], _span(meta))
 
-    def conv_option(self, children: list[Token]) -> tuple[str, int, Span]:
+    def conv_option(self, children: list[Token]) -> tuple[str, str, Span]:
         key, value = children
-        return (str(key), int(value), _span(key))
+        return (str(key), str(value), _span(key))  # digits as written: resolution bounds them before int()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, language: Language) ->
     if isinstance(error, UnexpectedCharacters):
         pos = error.pos_in_stream if error.pos_in_stream is not None else -1
         char = text[pos] if 0 <= pos < len(text) else "?"
-        return Diagnostic("syntax", f"unexpected character {char!r}", line, column)
+        return Diagnostic("syntax", f"unexpected character {_describe_char(char)}", line, column)
     if isinstance(error, UnexpectedEOF):
         expected = ", ".join(sorted(_readable(t) for t in error.expected))
         return Diagnostic("syntax", f"unexpected end of file; expected one of: {expected}",
@@ -176,6 +177,21 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, language: Language) ->
     expected = ", ".join(sorted(_readable(t) for t in error.expected))
     hint = f" ({label})" if label else ""
     return Diagnostic("syntax", f"unexpected {str(token)!r}{hint}; expected one of: {expected}", line, column)
+
+
+def _describe_char(char: str) -> str:
+    """A character as the user should see it: non-ASCII ones with code point and Unicode name, and the
+    ASCII letter they resemble (a Cyrillic `а` reads as 'а' (U+0430 CYRILLIC SMALL LETTER A, looks like 'a'))."""
+    if char.isascii():
+        return repr(char)
+    name = unicodedata.name(char, "unnamed character")
+    folded = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+    if not folded:
+        base = name.rsplit(" ", 1)[-1]
+        folded = base.lower() if "SMALL" in name else base
+        folded = folded if len(folded) == 1 and folded.isascii() and folded.isalpha() else ""
+    hint = f", looks like {folded!r}; genotypes are written in ASCII" if folded else "; genotypes are written in ASCII"
+    return f"{char!r} (U+{ord(char):04X} {name}{hint})"
 
 
 _TOKEN_NAMES = {"LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
@@ -209,6 +225,109 @@ def _end_position(text: str) -> tuple[int, int]:
 # Resolution: raw records → IR
 
 
+@dataclass
+class _Evaluate:
+    """Work item: build the IR node of `expr` (its operands first when `operands_done` is False)."""
+
+    expr: RawExpr
+    operands_done: bool = False
+
+
+@dataclass
+class _FinishBinding:
+    """Work item: the value on top of the stack is binding `name`'s; record it and leave the binding."""
+
+    name: str
+
+
+@dataclass
+class _Value:
+    """A built node (None after an error), its nesting depth and its size written out as a tree."""
+
+    node: Expr | None
+    depth: int = 0
+    tree_size: int = 1
+
+
+MAX_TREE_SIZE = 100_000
+"""Most nodes an expression may have once shared bindings are written out (doubling chains grow 2^n)."""
+
+
+class _Resolution:
+    """Names → IR for one graph, with an explicit work stack: no recursion, so a long chain of bindings
+    is a `too-large` diagnostic (nesting deeper than MAX_NESTING), never a RecursionError."""
+
+    def __init__(self, resolver: _Resolver, graph: str, bindings: dict[str, RawExpr]) -> None:
+        self.resolver, self.graph, self.bindings = resolver, graph, bindings
+        self.resolved: dict[str, _Value] = {}
+        self.visiting: list[str] = []
+        self.reported_size = False
+
+    def resolve(self, root: RawExpr) -> Expr | None:
+        work: list[_Evaluate | _FinishBinding] = [_Evaluate(root)]
+        values: list[_Value] = []
+        while work:
+            item = work.pop()
+            if isinstance(item, _FinishBinding):
+                self.resolved[item.name] = values[-1]
+                self.visiting.pop()
+                continue
+            expr = item.expr
+            if expr.kind == "input":
+                values.append(_Value(Input(expr.name, expr.span)))
+            elif expr.kind == "ref":
+                value = self._reference(expr, work)
+                if value is not None:
+                    values.append(value)
+            elif not item.operands_done:
+                work.append(_Evaluate(expr, operands_done=True))
+                work.extend(_Evaluate(arg) for arg in reversed(expr.args))
+            else:
+                operands = values[len(values) - len(expr.args):] if expr.args else []
+                del values[len(values) - len(expr.args):]
+                values.append(self._call(expr, operands))
+        return values[-1].node
+
+    def _reference(self, expr: RawExpr, work: list[_Evaluate | _FinishBinding]) -> _Value | None:
+        """The value of a name already resolved or in error; None when its binding was queued instead."""
+        name = expr.name
+        if name in self.resolved:
+            return self.resolved[name]
+        if name in self.visiting:
+            cycle = " → ".join([*self.visiting[self.visiting.index(name):], name])
+            self.resolver.error("cycle", f"bindings form a cycle: {cycle}", expr.span)
+            return _Value(None)
+        if name not in self.bindings:
+            self.resolver.error("undefined", f"{name!r} is not bound in graph {self.graph!r}; bind it with "
+                                f"`{name} = ...` or use Q, K or V", expr.span)
+            return _Value(None)
+        self.visiting.append(name)
+        work.append(_FinishBinding(name))
+        work.append(_Evaluate(self.bindings[name]))
+        return None
+
+    def _call(self, expr: RawExpr, operands: list[_Value]) -> _Value:
+        spec = self.resolver.language.ops[expr.name]
+        if len(operands) != spec.arity:
+            self.resolver.error("arity", f"{expr.name} takes {spec.arity} operand{'s' if spec.arity > 1 else ''}, "
+                                f"got {len(operands)}", expr.span)
+            return _Value(None)
+        if any(v.node is None for v in operands):
+            return _Value(None)
+        depth = 1 + max((v.depth for v in operands), default=0)
+        tree_size = 1 + sum(v.tree_size for v in operands)
+        if depth > MAX_NESTING or tree_size > MAX_TREE_SIZE:
+            if not self.reported_size:
+                what = (f"nests deeper than {MAX_NESTING} ops" if depth > MAX_NESTING
+                        else f"has more than {MAX_TREE_SIZE:,} ops when its shared bindings are written out")
+                self.resolver.error("too-large", f"graph {self.graph!r}: the expression at {expr.name}(...) {what} "
+                                    f"(through a chain of bindings); keep graphs small", expr.span)
+                self.reported_size = True
+            return _Value(None)
+        node = Call(expr.name, tuple(v.node for v in operands if v.node is not None), expr.span)
+        return _Value(node, depth, tree_size)
+
+
 class _Resolver:
     def __init__(self, language: Language) -> None:
         self.language = language
@@ -231,41 +350,9 @@ class _Resolver:
             self.error("no-output", f"attention graph {raw.name!r} needs exactly one `return`, "
                        f"found {len(raw.outputs)}", where)
             return None
-        resolved: dict[str, Expr | None] = {}
-        visiting: list[str] = []
-
-        def build(expr: RawExpr) -> Expr | None:
-            if expr.kind == "input":
-                return Input(expr.name, expr.span)
-            if expr.kind == "ref":
-                return lookup(expr.name, expr.span)
-            args = [build(a) for a in expr.args]
-            spec = self.language.ops[expr.name]
-            if len(args) != spec.arity:
-                self.error("arity", f"{expr.name} takes {spec.arity} operand{'s' if spec.arity > 1 else ''}, "
-                           f"got {len(args)}", expr.span)
-                return None
-            if any(a is None for a in args):
-                return None
-            return Call(expr.name, tuple(a for a in args if a is not None), expr.span)
-
-        def lookup(name: str, span: Span) -> Expr | None:
-            if name in resolved:
-                return resolved[name]
-            if name in visiting:
-                cycle = " → ".join([*visiting[visiting.index(name):], name])
-                self.error("cycle", f"bindings form a cycle: {cycle}", span)
-                return None
-            if name not in bindings:
-                self.error("undefined", f"{name!r} is not bound in graph {raw.name!r}; bind it with "
-                           f"`{name} = ...` or use Q, K or V", span)
-                return None
-            visiting.append(name)
-            resolved[name] = build(bindings[name][0])
-            visiting.pop()
-            return resolved[name]
-
-        output = build(raw.outputs[0][0])
+        resolution = _Resolution(self, raw.name, {name: expr for name, (expr, _) in bindings.items()})
+        output = resolution.resolve(raw.outputs[0][0])
+        resolved = resolution.resolved
         for name, (_, span) in bindings.items():
             if name not in resolved:
                 self.error("unused", f"node {name!r} is bound but never used by the output of graph "
@@ -284,10 +371,14 @@ class _Resolver:
                 layers.append(AttentionLayer(name, span))
                 continue
             options: dict[str, int] = {}
-            for key, value, span in item.options:
+            for key, digits, span in item.options:
                 if key in options:
                     self.error("duplicate", f"conv option {key}= given twice", span)
-                options[key] = value
+                if len(digits.lstrip("0")) > MAX_OPTION_DIGITS:
+                    self.error("too-large", f"conv option {key}={digits[:12]}… has {len(digits):,} digits; expected "
+                               f"a small integer (e.g. {key}=3)", span)
+                    digits = "0"
+                options[key] = int(digits)
             if "kernel" not in options:
                 self.error("missing-kernel", "a conv layer needs `kernel=N`, e.g. `conv light kernel=9`",
                            item.span)
@@ -354,6 +445,10 @@ def parse_with_diagnostics(
 
 
 MAX_NESTING = 200
+"""Deepest nesting of ops in one expression (parentheses, or a chain of bindings): the IR's recursive
+walks (hash, printing) stay far below Python's recursion limit."""
+MAX_OPTION_DIGITS = 9
+"""Longest conv option value accepted as a number (a kernel of thousands of digits is a diagnostic)."""
 
 
 def _nesting_error(text: str) -> Diagnostic | None:
