@@ -143,6 +143,35 @@ class LoggingConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The ranking audit (`abz audit`): reference budget, estimators tried, candidate mix and statistics.
+
+    The reference is scratch training (the `evaluate:` estimator `scratch`) for `reference_steps` steps, once
+    per reference seed (as `evaluate.init_seed`; the held-out blocks always come from `seed`).
+    """
+
+    reference_steps: int = field(default=300, metadata=positive(BIG))
+    """Steps of the full-budget scratch training that every estimator is scored against."""
+    reference_warmup_steps: int = field(default=30, metadata=non_negative(BIG))
+    """Linear warm-up steps of the reference runs (the short estimators use `evaluate.warmup_steps`)."""
+    reference_seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Init/data-order seeds of the reference (two or more, distinct): the reference is their mean score and
+    τ between the first two is the noise ceiling."""
+    biws_steps: list[int] = field(default_factory=lambda: [0, 5, 20])
+    """BIWS estimators tried: k steps of training of each inherited candidate (0 = inherit, then score). Each k
+    also gets a scratch run at the same seconds per candidate and a rank combination with the size prior."""
+    neighbours: int | None = field(default=None, metadata=positive(BIG))
+    """Mutated neighbours of Figure 7 among the candidates; null = a third of them."""
+    size_prior: str = "params"
+    """Prior of the rank combinations: `params` or `flops` (forward FLOPs per token)."""
+    bootstrap_samples: int = field(default=1000, metadata=positive(1_000_000))
+    """Resamples of the bootstrap intervals (seeded by `seed`)."""
+    cache_dir: str | None = None
+    """Reference results by (genotype id, seed, config hash), reused across audits and after a kill;
+    null = ~/.cache/autobert_zero/audit."""
+
+
+@dataclass
 class TrainConfig:
     """A whole training config file: the top-level YAML keys."""
 
@@ -160,6 +189,8 @@ class TrainConfig:
     """GLUE fine-tuning loop."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Progress bars, metrics lines, TensorBoard."""
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    """The ranking audit (`abz audit`)."""
     deepspeed: dict[str, Any] = field(default_factory=dict)
     """DeepSpeed config, passed verbatim (batch keys are derived from pretrain/finetune)."""
     source: str = field(default="<config>", metadata={"internal": True})
