@@ -143,6 +143,110 @@ class LoggingConfig:
 
 
 @dataclass
+class SearchConfig:
+    """The OP-NAS search (`abz search`): strategy, budget, search space and fitness."""
+
+    strategy: str = "op"
+    """`op` (operation priority), `evolution` (regularized evolution, uniform op choice) or `random`."""
+    evaluations: int = field(default=200, metadata=POSITIVE)
+    """Budget: candidates evaluated in all (the initial population included, duplicates included)."""
+    population_size: int = field(default=16, metadata=POSITIVE)
+    """P: members of the aging population (and size of the initial population)."""
+    tournament_size: int = field(default=4, metadata=POSITIVE)
+    """S: members drawn per tournament; the fittest becomes the parent."""
+    round_size: int = field(default=1, metadata=POSITIVE)
+    """Children made per round from the same population (split across processes under a launcher)."""
+    seed_genotypes: list[str] = field(default_factory=list)
+    """Genotype files put first into the initial population (the sampler fills the rest)."""
+    num_layers: int | None = field(default=None, metadata=POSITIVE)
+    """Layers of every candidate; null = the layer count of `genotype`."""
+    conv_probability: float = field(default=0.5, metadata=FRACTION)
+    """Share of conv layers in sampled genotypes (initial population, random search)."""
+    ops: list[str] | None = None
+    """Ops mutations and the sampler may use; null = every op of the language."""
+    conv_types: list[str] | None = None
+    """Conv block types allowed; null = all (light, depthwise, sepconv)."""
+    kernels: list[int] | None = None
+    """Conv kernel sizes allowed; null = all of the language."""
+    dilations: list[int] | None = None
+    """Conv dilations allowed; null = all of the language."""
+    max_nodes: int | None = field(default=None, metadata=POSITIVE)
+    """Largest attention graph (op nodes); null = the language's limit."""
+    mutations: list[str] | None = None
+    """Mutation types enabled (names as in evolve/mutations.py, e.g. replace-op); null = all."""
+    priority_c: float = field(default=0.5, metadata=NON_NEGATIVE)
+    """c of the priority u_i = μ_i + c·√(2 ln N / N_i): weight of exploration."""
+    priority_temperature: float = field(default=0.1, metadata=POSITIVE)
+    """Temperature of the softmax over priorities (small = greedy)."""
+    reward: str = "fitness"
+    """Reward credited to the ops of a child: `fitness` or `improvement` (over the parent)."""
+    max_params: int | None = field(default=None, metadata=POSITIVE)
+    """Candidates with more parameters are recorded but never join the population; null = no limit."""
+    max_flops_per_token: float | None = field(default=None, metadata=POSITIVE)
+    """Same for forward FLOPs per token; null = no limit."""
+    adapt_steps: int = field(default=0, metadata=NON_NEGATIVE)
+    """Supernet training steps on the live population between rounds (BIWS fitness); 0 = off."""
+    fitness: str = "scratch"
+    """`scratch` (a few MLM steps from scratch per candidate), `biws` (the supernet evaluator, when it is
+    available) or `synthetic` (a deterministic pure-python stand-in for tests and loop benchmarks)."""
+    fitness_steps: int = field(default=20, metadata=POSITIVE)
+    """`scratch` fitness: MLM pre-training steps per candidate before its held-out loss is measured."""
+
+
+@dataclass
+class SupernetConfig:
+    """BIWS supernet training (`abz supernet`): which candidate each MLM step trains.
+
+    The supernet hosts backbones with the layer count of `genotype` at the sizes of `model:`; it trains with
+    the `pretrain:` loop (steps, batches, lr, checkpoints) and the `deepspeed:` section.
+    """
+
+    strategy: str = "uniform"
+    """`uniform`: each step a fresh sample of the grammar sampler; `population`: each step one genotype of
+    `population`, drawn uniformly. Either way the candidate of step s is a function of (seed, s)."""
+    population: list[str] = field(default_factory=list)
+    """For `population`: .abz files, folders of .abz files, or .txt files listing .abz paths one per line
+    (relative to the .txt file; # comments); relative paths: the working directory, then the repository."""
+    conv_probability: float = field(default=0.5, metadata=FRACTION)
+    """For `uniform`: chance that a sampled layer is a convolution (else an attention graph)."""
+    per_branch: list[str] = field(default_factory=list)
+    """Position modules held once per branch (attention / conv): a subset of `norm`, `ffn`; [] = shared."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Candidate evaluation (`abz evaluate`, the search's fitness): how a genotype gets its score.
+
+    Every estimator scores on the same held-out blocks and mask positions (`data.eval_blocks`).
+    """
+
+    estimator: str = "scratch"
+    """`scratch`: a fresh model trained `steps` MLM steps; `biws`: the supernet's weights inherited
+    (`--supernet DIR`), then `steps` steps of the extracted copy (0 = none)."""
+    steps: int = field(default=20, metadata=non_negative(BIG))
+    """MLM training steps per candidate (batch sizes of `pretrain:`), each a fixed function of the step."""
+    lr: float = field(default=1e-3, metadata=positive(10.0))
+    """Peak AdamW learning rate of those steps (linear warm-up, then linear decay to 0 at `steps`)."""
+    warmup_steps: int = field(default=0, metadata=non_negative(BIG))
+    """Linear warm-up steps of the per-candidate schedule."""
+    init_seed: int | None = field(default=None, metadata=non_negative(2**32 - 1))
+    """Seed of a scratch model's initialisation and of the training data order; null = `seed`. The held-out
+    blocks always come from `seed`, so runs with different init seeds are scored on the same data."""
+    eval_batch_size: int = field(default=32, metadata=positive(BIG))
+    """Held-out blocks per forward pass."""
+    size_prior: str | None = None
+    """Rank combination: null = score is −held-out loss; `params` or `flops` = the score is a weighted mean of
+    the candidate's rank by loss and its rank by size (larger ranks higher) within one `evaluate` call."""
+    prior_weight: float = field(default=0.5, metadata=FRACTION)
+    """Weight of the size rank in the combination (the loss rank gets 1 − prior_weight)."""
+    glue_task: str | None = None
+    """Second stage: after MLM, fine-tune on this GLUE task (`finetune:` section) and score by its dev
+    metric (higher is better); null = no second stage."""
+    glue_data_dir: str | None = None
+    """Folder of GLUE TSV folders for the second stage; null = ABZ_DATA_DIR/glue (the shared data)."""
+
+
+@dataclass
 class AuditConfig:
     """The ranking audit (`abz audit`): reference budget, estimators tried, candidate mix and statistics.
 
@@ -189,6 +293,12 @@ class TrainConfig:
     """GLUE fine-tuning loop."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Progress bars, metrics lines, TensorBoard."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """The OP-NAS search (`abz search`)."""
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    """BIWS supernet training (`abz supernet`)."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """Candidate evaluation (`abz evaluate` and the search's fitness)."""
     audit: AuditConfig = field(default_factory=AuditConfig)
     """The ranking audit (`abz audit`)."""
     deepspeed: dict[str, Any] = field(default_factory=dict)

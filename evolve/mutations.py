@@ -1,0 +1,355 @@
+"""Mutations: the closed set of edits that turn a parent genotype into a child.
+
+Every mutation changes one layer of the backbone and keeps the layer count. What it may produce comes from
+the `Language` it is given (ops, conv types, kernels, dilations, graph-size limit), so a language narrowed
+by the search config, or one whose grammar gained an op, changes what mutation reaches with no code here.
+
+A node of the shared-node IR is addressed by an occurrence path from the graph's output
+(`grammar.canonical.OccurrencePath`) and edited with `grammar.canonical.substitute`, so editing one use of a
+shared sub-expression leaves its other uses alone. A mutated layer gets its own copy of its graph, then the
+child is canonicalised (graphs merged and renamed) and validated. A proposal that cannot be made, or whose
+child is invalid or equal to its parent, is a `Rejection` with a reason code: a validator diagnostic code
+(`shape`, `too-large`, ...) or one of `REJECTION_CODES`. `Mutator.mutate` retries until a valid child
+appears and counts the rejections by code.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from autobert_zero.errors import SearchError
+from autobert_zero.grammar import (
+    INPUTS,
+    AttentionGraph,
+    AttentionLayer,
+    Call,
+    ConvLayer,
+    Expr,
+    Genotype,
+    Input,
+    Language,
+    Layer,
+    ShapeRuleError,
+    canonicalize,
+    infer_shapes,
+    sample_conv,
+    sample_graph,
+    validate,
+)
+from autobert_zero.grammar.canonical import OccurrencePath, substitute
+
+MAX_TRIES = 200
+MUTATED = "mutated"  # temporary name of a layer's own copy of its graph (canonicalisation renames it)
+
+
+class Mutation(enum.Enum):
+    """The closed set of mutations; each edits exactly one layer."""
+
+    REPLACE_OP = "replace-op"
+    """An op node becomes another op of the same arity whose shape rule gives the same shape."""
+    INSERT_NODE = "insert-node"
+    """A new op goes on one edge: x becomes f(x), f(x, y) or f(y, x) with y a node of the graph."""
+    DELETE_NODE = "delete-node"
+    """An op node is bypassed: its user reads one of its operands (of the same shape) instead."""
+    REWIRE_OPERAND = "rewire-operand"
+    """One operand of an op node reads another node of the graph (or Q, K, V) of the same shape."""
+    CONV_TYPE = "conv-type"
+    """A conv layer changes its block type (light, depthwise, sepconv)."""
+    CONV_KERNEL = "conv-kernel"
+    """A conv layer changes its kernel size."""
+    CONV_DILATION = "conv-dilation"
+    """A conv layer with kernel > 1 changes its dilation."""
+    FLIP_LAYER = "flip-layer"
+    """An attention layer becomes a drawn conv layer, or a conv layer a drawn attention graph."""
+    COPY_LAYER = "copy-layer"
+    """One layer's mixer (attention graph or conv settings) is copied onto another layer."""
+
+
+REJECTION_CODES = {
+    "not-applicable": "the genotype has no layer this mutation edits (e.g. no conv layer)",
+    "no-op-fits": "no op of the language fits the chosen place",
+    "no-bypass": "no operand of the chosen node has the node's shape",
+    "no-rewire": "no other node has the shape of the chosen operand",
+    "no-ops": "the edit would leave an attention graph without any op",
+    "unchanged": "the child is the parent (same canonical id)",
+}
+
+
+class OpPolicy(Protocol):
+    """How a mutation chooses among candidate ops: weights (None = uniform)."""
+
+    def weights(self, ops: Sequence[str]) -> list[float] | None: ...
+
+
+def choose_op(rng: random.Random, ops: Sequence[str], policy: OpPolicy | None) -> str:
+    """One op of `ops`, uniformly or in proportion to the policy's weights."""
+    weights = policy.weights(ops) if policy is not None else None
+    return rng.choices(list(ops), weights)[0] if weights else rng.choice(list(ops))
+
+
+@dataclass(frozen=True)
+class Child:
+    """A valid child and how it was made."""
+
+    genotype: Genotype
+    """Canonical form."""
+    mutation: Mutation
+    layer: int
+    """Index of the edited layer."""
+    ops: tuple[str, ...]
+    """The ops the mutation chose (operation priority credits them with the child's reward)."""
+    detail: str
+    """What changed, in words."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A proposal that did not give a valid child, with its reason code."""
+
+    mutation: Mutation
+    reason: str
+    detail: str = ""
+
+
+class Mutator:
+    """Proposes children of a parent within a language; the RNG and the op policy are passed in."""
+
+    def __init__(self, language: Language, mutations: Sequence[Mutation] = tuple(Mutation)) -> None:
+        self.language = language
+        self.mutations = tuple(mutations)
+
+    def mutate(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None = None,
+               rejections: Counter[str] | None = None) -> Child:
+        """A valid child of `parent`; rejected proposals are counted by reason code into `rejections`."""
+        for _ in range(MAX_TRIES):
+            result = self.propose(parent, rng, policy)
+            if isinstance(result, Child):
+                return result
+            if rejections is not None:
+                rejections[result.reason] += 1
+        raise SearchError(f"no valid child of genotype {parent.id[:12]} in {MAX_TRIES} mutation attempts; the "
+                          f"search space (ops, kernels, dilations, max_nodes) may be too narrow for it")
+
+    def propose(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None = None) -> Child | Rejection:
+        """One mutation drawn uniformly from the enabled set, applied once: a valid child or a rejection."""
+        mutation = rng.choice(self.mutations)
+        result = _APPLY[mutation](self, parent, rng, policy)
+        if isinstance(result, Rejection):
+            return result
+        genotype, layer, ops, detail = result
+        child = canonicalize(genotype, self.language)
+        problems = validate(child, self.language)
+        if problems:
+            return Rejection(mutation, problems[0].code, problems[0].message)
+        if any(not g.calls for g in child.graphs):
+            return Rejection(mutation, "no-ops", detail)
+        if child.id == parent.id:
+            return Rejection(mutation, "unchanged", detail)
+        return Child(child, mutation, layer, ops, detail)
+
+    # --- attention-graph edits --------------------------------------------------------------------------
+
+    def _graph_edit(self, parent: Genotype, rng: random.Random) -> tuple[int, AttentionGraph] | None:
+        layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, AttentionLayer)]
+        if not layers:
+            return None
+        index = rng.choice(layers)
+        graph = parent.layer_graph(index)
+        assert graph is not None
+        return index, graph
+
+    def _replace_op(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        picked = self._graph_edit(parent, rng)
+        if picked is None:
+            return Rejection(Mutation.REPLACE_OP, "not-applicable")
+        index, graph = picked
+        shapes = infer_shapes(graph, self.language)
+        node = rng.choice(graph.calls)
+        path = _path_to(graph.output, node, rng)
+        operand_shapes = tuple(shapes[a] for a in node.args)
+        fits = [op for op in self.language.op_names if op != node.op and _fits(self.language, op, operand_shapes,
+                                                                               shapes[node])]
+        if not fits:
+            return Rejection(Mutation.REPLACE_OP, "no-op-fits", f"{node.op} at {path}")
+        op = choose_op(rng, fits, policy)
+        new = Call(op, node.args)
+        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (op,),
+                f"layer {index}: {node.op} → {op} at {list(path)}")
+
+    def _insert_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        picked = self._graph_edit(parent, rng)
+        if picked is None:
+            return Rejection(Mutation.INSERT_NODE, "not-applicable")
+        index, graph = picked
+        shapes = infer_shapes(graph, self.language)
+        nodes = _pool(graph)
+        target = rng.choice(list(graph.output.walk()))
+        path = _path_to(graph.output, target, rng)
+        shape = shapes[target]
+        arrangements: dict[str, list[tuple[Expr, ...]]] = {}
+        for op in self.language.op_names:
+            spec = self.language.ops[op]
+            if spec.arity == 1:
+                options = [(target,)] if _fits(self.language, op, (shape,), shape) else []
+            else:
+                options = [args for other in nodes for args in ((target, other), (other, target))
+                           if _fits(self.language, op, (shapes.get(args[0], ("L", "d")),
+                                                        shapes.get(args[1], ("L", "d"))), shape)]
+            if options:
+                arrangements[op] = options
+        if not arrangements:
+            return Rejection(Mutation.INSERT_NODE, "no-op-fits", f"above {target}")
+        op = choose_op(rng, list(arrangements), policy)
+        new = Call(op, rng.choice(arrangements[op]))
+        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (op,),
+                f"layer {index}: insert {op} above {_short(target)} at {list(path)}")
+
+    def _delete_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        picked = self._graph_edit(parent, rng)
+        if picked is None:
+            return Rejection(Mutation.DELETE_NODE, "not-applicable")
+        index, graph = picked
+        shapes = infer_shapes(graph, self.language)
+        node = rng.choice(graph.calls)
+        path = _path_to(graph.output, node, rng)
+        bypasses = [a for a in node.args if shapes[a] == shapes[node]]
+        if not bypasses:
+            return Rejection(Mutation.DELETE_NODE, "no-bypass", f"{node.op} at {path}")
+        keep = rng.choice(bypasses)
+        return (_with_graph(parent, index, substitute(graph.output, path, keep)), index, (),
+                f"layer {index}: delete {node.op} at {list(path)}")
+
+    def _rewire_operand(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        picked = self._graph_edit(parent, rng)
+        if picked is None:
+            return Rejection(Mutation.REWIRE_OPERAND, "not-applicable")
+        index, graph = picked
+        shapes = infer_shapes(graph, self.language)
+        node = rng.choice(graph.calls)
+        path = _path_to(graph.output, node, rng)
+        slot = rng.randrange(len(node.args))
+        old = node.args[slot]
+        options = [n for n in _pool(graph) if n != old and shapes.get(n, ("L", "d")) == shapes[old]]
+        if not options:
+            return Rejection(Mutation.REWIRE_OPERAND, "no-rewire", f"{node.op} operand {slot + 1}")
+        new_arg = rng.choice(options)
+        new = Call(node.op, (*node.args[:slot], new_arg, *node.args[slot + 1:]))
+        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (),
+                f"layer {index}: {node.op} operand {slot + 1} {_short(old)} → {_short(new_arg)}")
+
+    # --- conv and whole-layer edits ---------------------------------------------------------------------
+
+    def _conv_edit(self, parent: Genotype, rng: random.Random, mutation: Mutation) -> _Edit | Rejection:
+        attribute, choices = {
+            Mutation.CONV_TYPE: ("kind", self.language.conv_types),
+            Mutation.CONV_KERNEL: ("kernel", self.language.conv_kernels),
+            Mutation.CONV_DILATION: ("dilation", self.language.conv_dilations),
+        }[mutation]
+        layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, ConvLayer)
+                  and (mutation is not Mutation.CONV_DILATION or layer.kernel != 1)]
+        if not layers:
+            return Rejection(mutation, "not-applicable")
+        index = rng.choice(layers)
+        layer = parent.layers[index]
+        assert isinstance(layer, ConvLayer)
+        old = getattr(layer, attribute)
+        options = [c for c in choices if c != old]
+        if not options:
+            return Rejection(mutation, "not-applicable", f"only {attribute}={old} is allowed")
+        new = rng.choice(options)
+        conv = ConvLayer(**{"kind": layer.kind, "kernel": layer.kernel, "dilation": layer.dilation, attribute: new})
+        return _with_layer(parent, index, conv), index, (), f"layer {index}: conv {attribute} {old} → {new}"
+
+    def _flip_layer(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        index = rng.randrange(parent.num_layers)
+        if isinstance(parent.layers[index], AttentionLayer):
+            conv = sample_conv(rng, self.language)
+            return (_with_layer(parent, index, conv), index, (),
+                    f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}")
+        names = self.language.op_names
+        weights = policy.weights(names) if policy is not None else None
+        graph = sample_graph(rng, MUTATED, language=self.language,
+                             weights=dict(zip(names, weights, strict=True)) if weights else None)
+        ops = tuple(sorted({c.op for c in graph.calls}))
+        return _with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention"
+
+    def _copy_layer(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+        if parent.num_layers < 2:
+            return Rejection(Mutation.COPY_LAYER, "not-applicable")
+        source, target = rng.sample(range(parent.num_layers), 2)
+        return (_with_layer(parent, target, parent.layers[source]), target, (),
+                f"layer {source} copied onto layer {target}")
+
+
+_Edit = tuple[Genotype, int, tuple[str, ...], str]
+
+_APPLY = {
+    Mutation.REPLACE_OP: Mutator._replace_op,
+    Mutation.INSERT_NODE: Mutator._insert_node,
+    Mutation.DELETE_NODE: Mutator._delete_node,
+    Mutation.REWIRE_OPERAND: Mutator._rewire_operand,
+    Mutation.CONV_TYPE: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_TYPE),
+    Mutation.CONV_KERNEL: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_KERNEL),
+    Mutation.CONV_DILATION: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_DILATION),
+    Mutation.FLIP_LAYER: Mutator._flip_layer,
+    Mutation.COPY_LAYER: Mutator._copy_layer,
+}
+assert set(_APPLY) == set(Mutation)
+
+
+def _fits(language: Language, op: str, operand_shapes: tuple[tuple[str, str], ...], out: tuple[str, str]) -> bool:
+    spec = language.ops[op]
+    if spec.arity != len(operand_shapes):
+        return False
+    try:
+        return spec.shape(operand_shapes) == out
+    except ShapeRuleError:
+        return False
+
+
+def _pool(graph: AttentionGraph) -> list[Expr]:
+    """Every node an edit may read: Q, K, V and the graph's op nodes."""
+    return [Input(name) for name in INPUTS] + list(graph.calls)
+
+
+def _path_to(output: Expr, target: Expr, rng: random.Random) -> OccurrencePath:
+    """A random occurrence path from `output` down to `target` (which must be reachable, or an input)."""
+    reaches: dict[Expr, bool] = {}
+    for node in output.walk():
+        reaches[node] = node == target or (isinstance(node, Call) and any(reaches[a] for a in node.args))
+    assert reaches[output], f"{target} is not in the graph"
+    path: list[int] = []
+    node = output
+    while node != target:
+        assert isinstance(node, Call)
+        slots = [i for i, a in enumerate(node.args) if reaches[a]]
+        slot = rng.choice(slots)
+        path.append(slot)
+        node = node.args[slot]
+    return tuple(path)
+
+
+def _short(node: Expr) -> str:
+    return node.op if isinstance(node, Call) else str(node)
+
+
+def _with_layer(parent: Genotype, index: int, layer: Layer) -> Genotype:
+    layers = list(parent.layers)
+    layers[index] = layer
+    return Genotype(parent.graphs, tuple(layers))
+
+
+def _with_graph(parent: Genotype, index: int, output: Expr) -> Genotype:
+    """`parent` with layer `index` reading its own graph `output` (other layers sharing the old graph keep it)."""
+    graphs = (*(g for g in parent.graphs if g.name != MUTATED), AttentionGraph(MUTATED, output))
+    return Genotype(graphs, _with_layer(parent, index, AttentionLayer(MUTATED)).layers)
+
+
+def rejection_summary(rejections: Counter[str]) -> str:
+    """`code: count` pairs, most frequent first."""
+    return ", ".join(f"{code}: {count}" for code, count in rejections.most_common())

@@ -1,0 +1,333 @@
+"""The search loop: aging evolution with operation priority, and its two baselines, in one loop.
+
+Strategies (`search.strategy`): `op` draws the ops of mutations by operation priority; `evolution` draws
+them uniformly (regularized evolution); `random` samples every candidate afresh from the sampler.
+
+The loop works in rounds. Round 0 is the initial population (seed genotype files, then samples up to P).
+Every later round makes `round_size` children, each from a tournament parent of the current population,
+then evaluates them (in chunks of `fitness.chunk_size`, e.g. one chunk per round split across processes),
+and only at the end of the round adds them to the population and credits their ops — so the history does
+not depend on how a round was split. Between rounds `fitness.adapt(population, adapt_steps)` runs if set.
+
+A candidate whose id is already in the history reuses that result (status `duplicate`, no fitness call);
+the fitness may also answer `duplicate` for a functional duplicate it recognised. A candidate over
+`max_params` / `max_flops_per_token` is recorded with status `over-limit` and never joins the population;
+`failed` ones (the fitness says why) do not join either. The state is saved after every chunk, so a run
+killed at any moment resumes with exactly the history the uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from autobert_zero.errors import SearchError
+from autobert_zero.grammar import Genotype, Language, parse_genotype, sample_genotype, validate
+
+from .fitness import Fitness, Result
+from .mutations import Mutation, Mutator
+from .population import AgingPopulation, Member
+from .priority import REWARDS, OperationPriority, UniformOps
+from .state import StateStore, rng_from_json, rng_to_json
+
+if TYPE_CHECKING:
+    from autobert_zero.train.config_schema import SearchConfig
+
+STRATEGIES = ("op", "evolution", "random")
+JOINS = ("ok", "duplicate")
+"""Statuses whose candidates join the population."""
+
+
+def search_space(config: SearchConfig, language: Language) -> Language:
+    """The language narrowed by the config (ops, conv types, kernels, dilations, max_nodes)."""
+    if config.strategy not in STRATEGIES:
+        raise SearchError(f"search.strategy = {config.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if config.reward not in REWARDS:
+        raise SearchError(f"search.reward = {config.reward!r}; expected one of {', '.join(REWARDS)}")
+    names = [m.value for m in Mutation]
+    for name in config.mutations or ():
+        if name not in names:
+            raise SearchError(f"search.mutations names {name!r}; expected some of {', '.join(names)}")
+    from autobert_zero.errors import LanguageError
+
+    try:
+        return language.with_limits(max_nodes=config.max_nodes, ops=config.ops, conv_types=config.conv_types,
+                                    conv_kernels=config.kernels, conv_dilations=config.dilations)
+    except LanguageError as error:
+        raise SearchError(f"search config: {error}") from None
+
+
+@dataclass
+class Candidate:
+    """A genotype waiting for (or holding) its result within the current round."""
+
+    genotype: str
+    id: str
+    parent: str | None
+    parent_fitness: float | None
+    mutation: str
+    """A `Mutation` value, or `seed` / `sample` for candidates not made by mutation."""
+    ops: list[str]
+    detail: str
+    invalid: int
+    """Rejected proposals before this candidate was found."""
+    record: dict[str, Any] | None = None
+    """The history line once evaluated."""
+
+
+@dataclass
+class Progress:
+    """What a progress display shows after each evaluation."""
+
+    evaluations: int
+    budget: int
+    best: float | None
+    fitness_calls: int
+    duplicates: int
+    rejections: dict[str, int] = field(default_factory=dict)
+
+
+class Search:
+    """One search run over a state folder (`store`; None = in memory only, e.g. non-primary processes)."""
+
+    def __init__(self, config: SearchConfig, language: Language, fitness: Fitness, *, seed: int, num_layers: int,
+                 seeds: Sequence[Genotype] = (), store: StateStore | None = None,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.config = config
+        self.space = search_space(config, language)
+        self.fitness = fitness
+        self.store = store
+        self.on_progress = on_progress
+        self.num_layers = num_layers
+        enabled = [m for m in Mutation if config.mutations is None or m.value in config.mutations]
+        self.mutator = Mutator(self.space, enabled)
+        self.priority = OperationPriority(self.space.op_names, c=config.priority_c,
+                                          temperature=config.priority_temperature, reward=config.reward)
+        self.policy = self.priority if config.strategy == "op" else UniformOps()
+        self.seeds = list(seeds)
+        for genotype in self.seeds:
+            self._check_seed(genotype)
+        # the mutable state (everything below is saved after each chunk)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.round = 0
+        self.history: list[dict[str, Any]] = []
+        self.population = AgingPopulation(config.population_size)
+        self.pending: list[Candidate] = []
+        self.rejections: Counter[str] = Counter()
+        self.fitness_calls = 0
+        self.duplicates = 0
+        self.supernet: str | None = None
+        self._parsed: dict[str, Genotype] = {}
+        self._known: dict[str, dict[str, Any]] = {}
+        """id → the first history line of that id (the cache duplicates read)."""
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "round": self.round, "evaluations": len(self.history), "rng": rng_to_json(self.rng),
+            "config": asdict(self.config), "num_layers": self.num_layers,
+            "population": self.population.to_json(), "pending": [dict(vars(c)) for c in self.pending],
+            "priority": self.priority.to_json(), "rejections": dict(self.rejections),
+            "fitness_calls": self.fitness_calls, "duplicates": self.duplicates, "supernet": self.supernet,
+            "finished": self.finished,
+        }
+
+    def restore(self, body: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """Continue from a saved state (`StateStore.load`)."""
+        self.seed, self.round = int(body["seed"]), int(body["round"])
+        self.rng = rng_from_json(body["rng"])
+        self.history = history
+        self._known = {}
+        for line in history:
+            self._known.setdefault(line["id"], line)
+        self.population = AgingPopulation.from_json(self.config.population_size, body["population"])
+        self.pending = [Candidate(**c) for c in body["pending"]]
+        self.priority.load_json(body["priority"])
+        self.rejections = Counter(body["rejections"])
+        self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
+        self.supernet = body["supernet"]
+
+    def _save(self, new_lines: list[dict[str, Any]]) -> None:
+        if self.store is not None:
+            self.store.save(self.state(), new_lines)
+
+    @property
+    def finished(self) -> bool:
+        return len(self.history) >= self.config.evaluations and not self.pending
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
+        """Run until the budget is spent (or `stop_after` more evaluations); returns the history."""
+        target = len(self.history) + stop_after if stop_after is not None else None
+        while not self.finished and (target is None or len(self.history) < target):
+            if self.pending and all(c.record is not None for c in self.pending):
+                self._end_round()
+            elif not self.pending:
+                # nothing is saved here: from the state saved after the last chunk, a resumed run redoes the
+                # end of the round and draws the same children (the RNG state is part of the state)
+                adapt = getattr(self.fitness, "adapt", None)
+                if self.round > 0 and self.config.adapt_steps and adapt is not None:
+                    adapt([self._genotype(m.genotype) for m in self.population], self.config.adapt_steps)
+                    self.supernet = getattr(self.fitness, "checkpoint", self.supernet)
+                self.pending = self._initial() if self.round == 0 else self._children()
+            else:
+                self._evaluate_chunk()
+        if self.pending and all(c.record is not None for c in self.pending):
+            self._end_round()
+        if self.finished:
+            self._save([])
+        return self.history
+
+    def _budget_left(self) -> int:
+        return self.config.evaluations - len(self.history) - sum(c.record is None for c in self.pending)
+
+    def _initial(self) -> list[Candidate]:
+        count = min(self.config.population_size, self._budget_left())
+        out = [Candidate(g.canonical().to_text(), g.id, None, None, "seed", [], g.source_name, 0)
+               for g in self.seeds[:count]]
+        while len(out) < count:
+            out.append(self._sampled())
+        return out
+
+    def _sampled(self) -> Candidate:
+        g = sample_genotype(self.rng, self.num_layers, language=self.space,
+                            conv_probability=self.config.conv_probability)
+        return self._remember(g, Candidate(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0))
+
+    def _children(self) -> list[Candidate]:
+        out: list[Candidate] = []
+        for _ in range(min(self.config.round_size, self._budget_left())):
+            if self.config.strategy == "random" or not len(self.population):
+                out.append(self._sampled())
+                continue
+            parent = self.population.tournament(self.rng, self.config.tournament_size)
+            rejected: Counter[str] = Counter()
+            child = self.mutator.mutate(self._genotype(parent.genotype), self.rng, self.policy, rejected)
+            self.rejections.update(rejected)
+            out.append(self._remember(child.genotype, Candidate(
+                child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness, child.mutation.value,
+                list(child.ops), child.detail, sum(rejected.values()))))
+        return out
+
+    def _evaluate_chunk(self) -> None:
+        waiting = [c for c in self.pending if c.record is None]
+        chunk = waiting[:max(1, int(getattr(self.fitness, "chunk_size", 1)))]
+        fresh = [c for c in chunk if c.id not in self._known]
+        unique = list({c.id: c for c in fresh}.values())
+        results: dict[str, Result] = {}
+        if unique:
+            genotypes = [self._genotype(c.genotype) for c in unique]
+            try:
+                answers = list(self.fitness.evaluate(genotypes))
+            except Exception as error:
+                raise SearchError(f"the fitness raised {type(error).__name__}: {error} while evaluating "
+                                  f"{len(genotypes)} candidate(s) (first {unique[0].id[:12]}); the search state "
+                                  f"before them is saved — fix the cause and run `abz resume`") from error
+            if len(answers) != len(unique):
+                raise SearchError(f"the fitness returned {len(answers)} results for {len(unique)} genotypes")
+            self.fitness_calls += len(unique)
+            results = {c.id: r for c, r in zip(unique, answers, strict=True)}
+        new_lines = []
+        for candidate in chunk:
+            index = len(self.history)
+            if candidate.id in self._known:
+                record = self._duplicate(candidate, self._known[candidate.id], index)
+            else:
+                record = self._record(candidate, results[candidate.id], index)
+                self._known[candidate.id] = record
+            candidate.record = record
+            self.history.append(record)
+            new_lines.append(record)
+        self._save(new_lines)
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def _record(self, candidate: Candidate, result: Result, index: int) -> dict[str, Any]:
+        status, reason = result.status, result.reason or ""
+        if status == "duplicate":
+            self.duplicates += 1
+        if status not in ("ok", "failed", "duplicate"):
+            status, reason = "failed", f"the fitness answered status {status!r}; {reason}"
+        score = None if status == "failed" or result.score is None else float(result.score)
+        if status == "ok" and score is None:
+            status, reason = "failed", "the fitness gave no score"
+        over = self._over_limit(result)
+        if over and status != "failed":
+            status, reason = "over-limit", over
+        return self._line(candidate, index, score, status, reason, result.params, result.flops_per_token)
+
+    def _duplicate(self, candidate: Candidate, earlier: dict[str, Any], index: int) -> dict[str, Any]:
+        self.duplicates += 1
+        status = "duplicate" if earlier["status"] in JOINS else earlier["status"]
+        return self._line(candidate, index, earlier["fitness"], status, f"same id as #{earlier['index']}",
+                          earlier["params"], earlier["flops_per_token"])
+
+    def _over_limit(self, result: Result) -> str:
+        c = self.config
+        if c.max_params is not None and result.params is not None and result.params > c.max_params:
+            return f"params {result.params} > search.max_params {c.max_params}"
+        if (c.max_flops_per_token is not None and result.flops_per_token is not None
+                and result.flops_per_token > c.max_flops_per_token):
+            return f"flops_per_token {result.flops_per_token:.4g} > search.max_flops_per_token {c.max_flops_per_token}"
+        return ""
+
+    def _line(self, candidate: Candidate, index: int, fitness: float | None, status: str, reason: str,
+              params: int | None, flops: float | None) -> dict[str, Any]:
+        line = {
+            "index": index, "round": self.round, "id": candidate.id, "genotype": candidate.genotype,
+            "fitness": fitness, "status": status, "reason": reason, "parent": candidate.parent,
+            "mutation": candidate.mutation, "ops": candidate.ops, "detail": candidate.detail,
+            "invalid": candidate.invalid, "params": params, "flops_per_token": flops,
+        }
+        if self.config.strategy == "op":
+            line["priority"] = {op: (u if u != float("inf") else None) for op, u in self.priority.priorities().items()}
+        return line
+
+    def _end_round(self) -> None:
+        for candidate in self.pending:
+            record = candidate.record
+            assert record is not None
+            joins = record["status"] in JOINS and record["fitness"] is not None
+            if candidate.ops:
+                self.priority.credit(candidate.ops, self.priority.raw_reward(
+                    record["fitness"] if joins else None, candidate.parent_fitness))
+            if joins:
+                self.population.add(Member(candidate.id, candidate.genotype, record["fitness"], record["index"]))
+        self.pending = []
+        self.round += 1
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _remember(self, genotype: Genotype, candidate: Candidate) -> Candidate:
+        """Keep the genotype object of a candidate so that evaluating it does not re-parse its text."""
+        self._parsed[candidate.genotype] = genotype
+        return candidate
+
+    def _genotype(self, text: str) -> Genotype:
+        genotype = self._parsed.get(text)
+        if genotype is None:
+            genotype = parse_genotype(text, language=self.space)
+            if len(self._parsed) > 4096:
+                self._parsed.clear()
+            self._parsed[text] = genotype
+        return genotype
+
+    def _check_seed(self, genotype: Genotype) -> None:
+        if genotype.num_layers != self.num_layers:
+            raise SearchError(f"seed genotype {genotype.source_name} has {genotype.num_layers} layers; this search "
+                              f"has {self.num_layers} (search.num_layers, or the layers of `genotype`)")
+        problems = validate(genotype, self.space)
+        if problems:
+            raise SearchError(f"seed genotype {genotype.source_name} lies outside the search space (search.ops, "
+                              f"kernels, dilations, max_nodes): " + "; ".join(p.message for p in problems[:3]))
+
+    def progress(self) -> Progress:
+        scores = [line["fitness"] for line in self.history if line["status"] in JOINS and line["fitness"] is not None]
+        return Progress(len(self.history), self.config.evaluations, max(scores) if scores else None,
+                        self.fitness_calls, self.duplicates, dict(self.rejections))
