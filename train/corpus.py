@@ -6,17 +6,23 @@ file or folder → local files, read by `datasets`' `text`, `json` or `csv` buil
 (folders: every non-hidden file below, sorted); anything else that looks like a path → `DataError`;
 otherwise a hub dataset `name` or `name:config` (split `train`), which needs a network. Text files are
 decoded as UTF-8 with undecodable bytes replaced (some NLTK files hold Latin-1 bytes) and universal
-newlines (CRLF is fine). Empty lines are dropped; a corpus with no text left is a `DataError`.
+newlines (CRLF is fine). Empty lines are dropped; a corpus with no text left is a `DataError`. Each local
+file is checked first (`check_corpus_file`): an empty file, a JSON line that does not parse or lacks the
+text column, or a TSV/CSV row with another number of fields than the header is a `DataError` naming the
+file and line.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from datasets.exceptions import DatasetGenerationError
 
 from autobert_zero.errors import DataError
 
@@ -58,8 +64,78 @@ def _local_files(path: Path) -> list[Path]:
     return files
 
 
+def _check_json(path: Path, text: str, text_column: str) -> None:
+    """A JSON array of objects, or JSON lines (one object per line), each with `text_column`."""
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); expected a JSON array of objects "
+                            f"or one JSON object per line") from None
+        numbered = list(enumerate(rows if isinstance(rows, list) else [rows], start=1))
+        where = "item"
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    numbered.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}); expected one JSON object per "
+                                    f"line (JSON lines) or a JSON array of objects") from None
+        where = "line"
+    for number, row in numbered:
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: {where} {number} is {type(row).__name__}, expected a JSON object with a "
+                            f"'{text_column}' key")
+        if text_column not in row:
+            raise DataError(f"{path}: {where} {number} has no key '{text_column}' (keys: {', '.join(map(str, row))}); "
+                            f"set data.text_column to the key holding the text")
+
+
+def _check_table(path: Path, kind: str, text: str) -> None:
+    """Every row has as many fields as the header."""
+    delimiter = "\t" if kind == "tsv" else ","
+    source = io.StringIO(text, newline="")
+    rows = (csv.reader(source, delimiter=delimiter, quoting=csv.QUOTE_NONE) if kind == "tsv"
+            else csv.reader(source, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL))
+    header = next(rows, None)
+    for row in rows:
+        if row and header is not None and len(row) != len(header):
+            raise DataError(f"{path}:{rows.line_num}: {len(row)} {'tab' if kind == 'tsv' else 'comma'}-separated "
+                            f"fields, expected {len(header)} as in the header ({', '.join(header)})")
+
+
+def check_corpus_file(path: Path, text_column: str) -> None:
+    """Refuse an empty or malformed corpus file with its path and line, before `datasets` reads it."""
+    kind = _kind(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"corpus file {path} cannot be read: {exc.strerror or exc}") from None
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise DataError(f"corpus file {path} is empty: it holds no text (expected lines of text, JSON lines or a "
+                        f"TSV/CSV table)")
+    if kind == "json":
+        _check_json(path, text, text_column)
+    elif kind in ("tsv", "csv"):
+        _check_table(path, kind, text)
+
+
 def _load_files(kind: str, files: list[Path], text_column: str) -> datasets.Dataset:
+    for path in files:
+        check_corpus_file(path, text_column)
     names = [str(f) for f in files]
+    try:
+        return _read_files(kind, names, text_column)
+    except DatasetGenerationError as exc:
+        cause = exc.__cause__ or exc
+        raise DataError(f"corpus file(s) {', '.join(names[:3])} could not be read as {kind}: "
+                        f"{type(cause).__name__}: {cause}") from None
+
+
+def _read_files(kind: str, names: list[str], text_column: str) -> datasets.Dataset:
     if kind == "text":
         ds = datasets.load_dataset("text", data_files=names, split="train", encoding_errors="replace")
     elif kind == "json":

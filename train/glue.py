@@ -127,6 +127,9 @@ def read_glue_tsv(task: GlueTask | str, path: str | Path) -> datasets.Dataset:
         columns, body, first_line = rows[0], rows[1:], 2
     wanted = [task.text_a, *([task.text_b] if task.text_b else []), task.label]
     _check_columns(task, path, columns, wanted, body)
+    if not body:
+        raise DataError(f"GLUE file {path} ({task.folder}) holds no labelled rows"
+                        f"{' after its header' if task.header is None else ''}; expected one example per line")
     ia, il = columns.index(task.text_a), columns.index(task.label)
     ib = columns.index(task.text_b) if task.text_b else None
     text_a: list[str] = []
