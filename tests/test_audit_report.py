@@ -1,0 +1,127 @@
+"""The audit's report, outputs, reference cache, config hash and cost matching, on measured-looking numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from autobert_zero.errors import ConfigError
+from autobert_zero.train.audit import (
+    ReferenceCache,
+    check_audit_config,
+    config_hash,
+    load_audit_config,
+    matched_steps,
+    write_outputs,
+)
+from autobert_zero.train.audit_candidates import candidate_set
+from autobert_zero.train.audit_report import AuditInputs, EstimatorRun, Outcome, build_report
+
+from .train_fixtures import tiny_config
+
+ESTIMATOR_KEYS = {"kendall_tau", "spearman_rho", "top_half_tau", "equal_params_tau", "seconds_per_candidate",
+                  "cost_ratio", "failed", "axis"}
+
+
+def _inputs(n: int = 8) -> AuditInputs:
+    candidates = candidate_set(2, n, seed=0)
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=n)
+    loss = {s: 5.0 - truth + rng.normal(scale=0.1, size=n) for s in (0, 1)}
+    reference = {s: [Outcome(-float(v), float(v), 10.0) for v in loss[s]] for s in (0, 1)}
+    reference[1][3] = Outcome(None, None, 4.0, "failed", "loss is nan at step 7")
+    biws = truth + rng.normal(scale=0.5, size=n)
+    outcomes = [Outcome(float(v), -float(v), 0.5) for v in biws]
+    outcomes[5] = Outcome(None, None, 0.5, "failed", "outputs are inf")
+    params = [1000 + 10 * (i % 3) for i in range(n)]
+    return AuditInputs(candidates=candidates, params=params, flops_per_token=[2.0 * p for p in params],
+                       reference=reference, reference_steps=100,
+                       estimators={"biws_k0": EstimatorRun(outcomes, {"kind": "biws", "k": 0})},
+                       combine=["biws_k0"], bootstrap_samples=200, seed=0, context={"supernet": "x"})
+
+
+def test_report_figures_match_scipy_and_failures_are_handled() -> None:
+    inputs = _inputs()
+    report = build_report(inputs)
+    assert report["scored"] == 7 and [e["name"] for e in report["excluded"]] == [inputs.candidates[3].name]
+    assert "seed 1: failed loss is nan" in report["excluded"][0]["reason"]
+    ok = [i for i in range(8) if i != 3]
+    ref = [np.mean([-inputs.reference[s][i].eval_loss for s in (0, 1)]) for i in ok]  # type: ignore[operator]
+    biws = [inputs.estimators["biws_k0"].outcomes[i].score for i in ok]
+    biws = [-math.inf if v is None else v for v in biws]  # the failed candidate ranks last
+    e = report["estimators"]["biws_k0"]
+    assert e["kendall_tau"]["value"] == pytest.approx(stats.kendalltau(biws, ref).statistic, abs=1e-4)
+    assert e["spearman_rho"]["value"] == pytest.approx(stats.spearmanr(biws, ref).statistic, abs=1e-4)
+    assert e["failed"] == 1 and e["cost_ratio"] == pytest.approx(20.0)
+    assert set(report["estimators"]) == {"biws_k0", "params", "combo_biws_k0"}
+    for figures in report["estimators"].values():
+        assert set(figures) >= ESTIMATOR_KEYS
+    params_tau = stats.kendalltau([inputs.params[i] for i in ok], ref).statistic
+    assert report["estimators"]["params"]["kendall_tau"]["value"] == pytest.approx(params_tau, abs=1e-4)
+    seed_tau = stats.kendalltau([-inputs.reference[0][i].eval_loss for i in ok],  # type: ignore[operator]
+                                [-inputs.reference[1][i].eval_loss for i in ok]).statistic  # type: ignore[operator]
+    assert report["noise_ceiling_tau"] == pytest.approx(seed_tau, abs=1e-4)
+    row = report["candidates"][0]
+    assert row["id"] == inputs.candidates[0].id and row["genotype"].startswith("attention")
+    assert set(row["scores"]) == set(report["estimators"]) and set(row["reference"]["seeds"]) == {"0", "1"}
+    assert report["verdict"]["best_biws"] in ("biws_k0", "combo_biws_k0")
+
+
+def test_outputs_written(tmp_path: Path) -> None:
+    text = write_outputs(build_report(_inputs()), tmp_path)
+    data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
+    assert data["reference"]["steps"] == 100 and "noise_ceiling_tau" in data
+    png = (tmp_path / "audit.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "biws_k0" in text and "noise ceiling" in text and "7 candidates scored, 1 excluded" in text
+
+
+def test_reference_cache_round_trip_and_damage(tmp_path: Path) -> None:
+    cache = ReferenceCache(tmp_path, "a" * 64)
+    outcome = Outcome(-3.5, 3.5, 12.25)
+    assert cache.get("g1", 0) is None
+    cache.put("g1", 0, outcome)
+    assert cache.get("g1", 0) == outcome and cache.get("g1", 1) is None
+    assert ReferenceCache(tmp_path, "a" * 16 + "b" * 48).get("g1", 0) is None  # same folder, other config
+    path = next(cache.folder.glob("g1-seed0.json"))
+    path.write_text('{"config_hash": "aaa', encoding="utf-8")  # truncated by a kill: recomputed, no error
+    assert cache.get("g1", 0) is None
+    assert not list(cache.folder.glob(".*.tmp"))
+
+
+def test_config_hash_and_checks(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    base = config_hash(cfg)
+    cfg.audit.biws_steps = [0, 3]
+    cfg.audit.bootstrap_samples = 10
+    assert config_hash(cfg) == base  # estimator choices do not touch the reference
+    cfg.audit.reference_steps += 1
+    assert config_hash(cfg) != base
+    cfg.audit.reference_seeds = [1, 1]
+    with pytest.raises(ConfigError, match="reference_seeds"):
+        check_audit_config(cfg)
+    cfg.audit.reference_seeds = [0, 1]
+    cfg.audit.size_prior = "depth"
+    with pytest.raises(ConfigError, match="size_prior"):
+        check_audit_config(cfg)
+
+
+def test_supernet_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_audit_config(tmp_path / "missing", None)
+    with pytest.raises(ConfigError, match=r"holds no config\.json"):
+        load_audit_config(tmp_path, None)
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not readable JSON"):
+        load_audit_config(tmp_path, None)
+
+
+def test_matched_steps() -> None:
+    # overhead 2 s, reference 102 s for 100 steps → 1 s per step; BIWS 7 s → 5 steps of scratch
+    assert matched_steps(7.0, 2.0, 102.0, 100) == 5
+    assert matched_steps(1.0, 2.0, 102.0, 100) == 1

@@ -1,0 +1,217 @@
+"""`abz audit`: how well does each cheap estimator rank candidates, against full-budget scratch training?
+
+Steps: the candidate set at the supernet's depth (`audit_candidates`); BIWS for each k of `audit.biws_steps`;
+the reference — scratch training for `audit.reference_steps`, once per `audit.reference_seeds` — read from
+or written to the reference cache; scratch at the same seconds per candidate as each BIWS k (the
+cost-matched baseline); then the figures (`audit_report`), `OUT/audit.json`, `OUT/audit.png` and a table.
+Every estimate comes from the project's one evaluation entry point, `train.biws.Evaluator`: nothing here
+trains a model.
+
+Cost matching: seconds(steps) ≈ overhead + steps × per_step, with the overhead measured by BIWS k = 0
+(extract + score, no training; 0 when k = 0 is not tried) and per_step from the reference runs; the
+matched scratch gets max(1, round((seconds of BIWS k − overhead) / per_step)) steps, and both measured
+costs are reported, so the match can be checked.
+
+The reference cache (`audit.cache_dir`) holds one JSON file per (genotype id, seed) under a folder named
+by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys,
+`evaluate:` lr and batch, DeepSpeed, the reference steps); files are written atomically as soon as a run
+ends, so a killed audit resumes where it stopped and later audits reuse what matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from autobert_zero.errors import ConfigError
+from autobert_zero.grammar import Genotype
+from autobert_zero.io import atomic_write_text
+
+from .audit_candidates import Candidate, candidate_set
+from .audit_plot import table, write_plot
+from .audit_report import AuditInputs, EstimatorRun, Outcome, build_report
+from .config import config_from_dict, load_config
+from .config_schema import TrainConfig
+
+OUTPUTS = ("audit.json", "audit.png")
+SIZE_PRIORS = ("params", "flops")
+CACHE_VERSION = 1
+
+
+class Backend(Protocol):
+    """What the audit needs from the evaluation stack (`EvaluatorBackend` is the real one)."""
+
+    num_layers: int
+
+    def sizes(self, genotype: Genotype) -> tuple[int, float]:
+        """(parameters, forward FLOPs per token) of the candidate at the config's sizes."""
+
+    def run(self, genotypes: Sequence[Genotype], estimator: str, steps: int, seed: int, warmup: int
+            ) -> list[Outcome]:
+        """Each genotype scored by `estimator` ("scratch" or "biws") after `steps` steps (init seed `seed`)."""
+
+
+def check_audit_config(cfg: TrainConfig) -> None:
+    """Refuse audit settings no field check catches (seeds, k values, the prior)."""
+    a = cfg.audit
+    seeds = a.reference_seeds
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"{cfg.source}: audit.reference_seeds = {seeds}: expected two or more distinct "
+                          f"non-negative seeds (their mean is the reference, their τ the noise ceiling)")
+    if not a.biws_steps or len(set(a.biws_steps)) != len(a.biws_steps) or min(a.biws_steps) < 0:
+        raise ConfigError(f"{cfg.source}: audit.biws_steps = {a.biws_steps}: expected distinct step counts ≥ 0 "
+                          f"(k of each BIWS estimator tried, e.g. [0, 5, 20])")
+    if a.size_prior not in SIZE_PRIORS:
+        raise ConfigError(f"{cfg.source}: audit.size_prior = {a.size_prior!r}: expected one of {SIZE_PRIORS}")
+
+
+def load_audit_config(supernet_dir: Path, config: str | os.PathLike[str] | None) -> TrainConfig:
+    """The config given, else the supernet run's own `config.json`; the audit section checked."""
+    if not supernet_dir.is_dir():
+        raise ConfigError(f"--supernet {supernet_dir}: no such folder (expected the --out folder of an "
+                          f"`abz supernet` run)")
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        path = supernet_dir / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"--supernet {supernet_dir} holds no config.json, so it is not a finished or "
+                              f"running `abz supernet` folder; give the right folder or pass --config") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} is not readable JSON ({exc}); the supernet folder is damaged: give "
+                              f"--config FILE with the sizes it was trained at") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} holds {type(data).__name__}, expected the run's config mapping")
+        data.pop("source", None)
+        cfg = config_from_dict(data, str(path))
+    check_audit_config(cfg)
+    return cfg
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """sha256 of what changes a reference result (see the module docstring)."""
+    data = dataclasses.asdict(cfg)
+    for key in ("source", "genotype", "seed", "logging", "finetune", "search", "supernet", "audit"):
+        data.pop(key, None)
+    evaluate = data.get("evaluate", {})
+    for key in ("estimator", "steps", "init_seed", "warmup_steps", "size_prior", "prior_weight",
+                "glue_task", "glue_data_dir"):
+        evaluate.pop(key, None)
+    data["held_out_seed"] = cfg.seed
+    data["reference"] = {"steps": cfg.audit.reference_steps, "warmup": cfg.audit.reference_warmup_steps,
+                         "version": CACHE_VERSION}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+class ReferenceCache:
+    """Reference outcomes on disk, one atomic JSON file per (genotype id, seed)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None, key: str) -> None:
+        base = Path(root).expanduser() if root else Path.home() / ".cache" / "autobert_zero" / "audit"
+        self.key = key
+        self.folder = base / key[:16]
+
+    def _path(self, genotype_id: str, seed: int) -> Path:
+        return self.folder / f"{genotype_id[:40]}-seed{seed}.json"
+
+    def get(self, genotype_id: str, seed: int) -> Outcome | None:
+        """The stored outcome, or None (absent, unreadable, or written for another config or genotype)."""
+        try:
+            data = json.loads(self._path(genotype_id, seed).read_text(encoding="utf-8"))
+            if data["config_hash"] != self.key or data["genotype_id"] != genotype_id or data["seed"] != seed:
+                return None
+            return Outcome(**data["outcome"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, genotype_id: str, seed: int, outcome: Outcome) -> None:
+        record = {"config_hash": self.key, "genotype_id": genotype_id, "seed": seed,
+                  "outcome": dataclasses.asdict(outcome)}
+        atomic_write_text(self._path(genotype_id, seed), json.dumps(record, indent=1))
+
+
+def reference_runs(backend: Backend, candidates: Sequence[Candidate], cfg: TrainConfig, cache: ReferenceCache,
+                   show: bool) -> dict[int, list[Outcome]]:
+    """Every candidate's reference outcome per seed, from the cache or run (and cached) now."""
+    a = cfg.audit
+    results: dict[int, list[Outcome | None]] = {
+        s: [cache.get(c.id, s) for c in candidates] for s in a.reference_seeds}
+    todo = [(s, i) for s in a.reference_seeds for i, o in enumerate(results[s]) if o is None]
+    bar = tqdm(total=len(candidates) * len(a.reference_seeds), initial=len(candidates) * len(a.reference_seeds)
+               - len(todo), desc="reference", unit="run", disable=not show)
+    for seed, i in todo:
+        (outcome,) = backend.run([candidates[i].genotype], "scratch", a.reference_steps, seed,
+                                 a.reference_warmup_steps)
+        cache.put(candidates[i].id, seed, outcome)
+        results[seed][i] = outcome
+        bar.update(1)
+    bar.close()
+    return {s: [o for o in outcomes if o is not None] for s, outcomes in results.items()}
+
+
+def estimator_runs(backend: Backend, candidates: Sequence[Candidate], estimator: str, steps: int, cfg: TrainConfig,
+                   desc: str, show: bool) -> list[Outcome]:
+    """Every candidate under one estimator, one at a time (for the progress bar)."""
+    seed = cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else cfg.seed
+    warmup = min(cfg.evaluate.warmup_steps, steps)
+    return [backend.run([c.genotype], estimator, steps, seed, warmup)[0]
+            for c in tqdm(candidates, desc=desc, unit="cand", disable=not show)]
+
+
+def matched_steps(biws_seconds: float, overhead: float, reference_seconds: float, reference_steps: int) -> int:
+    """Scratch steps whose predicted seconds match `biws_seconds` (see the module docstring)."""
+    per_step = max(reference_seconds - overhead, 1e-9) / reference_steps
+    return max(1, round((biws_seconds - overhead) / per_step))
+
+
+def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
+    return sum(o.seconds for o in outcomes) / len(outcomes)
+
+
+def run_audit(backend: Backend, cfg: TrainConfig, count: int, *, show: bool = True,
+              context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure everything and return the `audit.json` mapping (writes only the reference cache)."""
+    a = cfg.audit
+    candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=a.neighbours)
+    sizes = [backend.sizes(c.genotype) for c in candidates]
+    estimators: dict[str, EstimatorRun] = {}
+    for k in a.biws_steps:
+        outcomes = estimator_runs(backend, candidates, "biws", k, cfg, f"biws k={k}", show)
+        estimators[f"biws_k{k}"] = EstimatorRun(outcomes, {"kind": "biws", "k": k}, f"BIWS k={k}: −held-out loss")
+    cache = ReferenceCache(a.cache_dir, config_hash(cfg))
+    reference = reference_runs(backend, candidates, cfg, cache, show)
+    ref_seconds = sum(_mean_seconds(v) for v in reference.values()) / len(reference)
+    overhead = _mean_seconds(estimators["biws_k0"].outcomes) if 0 in a.biws_steps else 0.0
+    for k in a.biws_steps:
+        if k == 0:
+            continue  # a scratch model with no training step is not an estimator
+        biws_seconds = _mean_seconds(estimators[f"biws_k{k}"].outcomes)
+        steps = matched_steps(biws_seconds, overhead, ref_seconds, a.reference_steps)
+        outcomes = estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show)
+        estimators[f"scratch_k{k}"] = EstimatorRun(
+            outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}",
+                       "target_seconds": round(biws_seconds, 3)}, f"scratch {steps} steps: −held-out loss")
+    inputs = AuditInputs(
+        candidates=candidates, params=[p for p, _ in sizes], flops_per_token=[f for _, f in sizes],
+        reference=reference, reference_steps=a.reference_steps, estimators=estimators, size_prior=a.size_prior,
+        combine=[f"biws_k{k}" for k in a.biws_steps], bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
+        context={**(context or {}), "num_layers": backend.num_layers, "hidden_size": cfg.model.hidden_size,
+                 "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,
+                 "config_hash": cache.key, "reference_cache": str(cache.folder)})
+    return build_report(inputs)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> str:
+    """`audit.json` and `audit.png` into `out` (atomically); returns the printed table."""
+    atomic_write_text(out / "audit.json", json.dumps(report, indent=1, allow_nan=False))
+    write_plot(report, out / "audit.png")
+    return table(report)

@@ -1,0 +1,140 @@
+"""The ranking audit's candidate set: vanilla BERT, Figure 7, mutated neighbours of Figure 7, random genotypes.
+
+All candidates have the supernet's layer count (hidden size and heads come from the config), so size
+confounding is limited to what the layers themselves change. The two shipped genotypes are 12 layers; at
+another depth vanilla BERT repeats its one graph and Figure 7 repeats its 12-layer pattern from the start
+(cut or cycled), which is exact only at 12 layers. Neighbours are one small edit away from Figure 7
+(replace one op, change one conv kernel or type, flip one layer), made by the search's own `Mutator`
+(`evolve/mutations.py`), so close pairs are in the set. Random ones come from the seeded sampler.
+
+The set is a pure function of (layer count, size, seed, neighbour count): each kind draws from its own
+`random.Random` keyed by the seed. Candidates are distinct by canonical id and by function (the
+per-layer graph fingerprints), and every one validates.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autobert_zero.compiler.fingerprint import fingerprint
+from autobert_zero.errors import ConfigError, LanguageError
+from autobert_zero.evolve.mutations import Mutation, Mutator
+from autobert_zero.grammar import (
+    AttentionLayer,
+    ConvLayer,
+    Genotype,
+    Language,
+    canonicalize,
+    default_language,
+    load_genotype,
+    sample_genotype,
+    validate,
+)
+
+from .paths import resolve_shipped
+
+MIN_CANDIDATES = 4
+"""Fewest candidates an audit accepts: the two shipped genotypes, one neighbour and one random one."""
+NEIGHBOUR_MUTATIONS = (Mutation.REPLACE_OP, Mutation.CONV_KERNEL, Mutation.CONV_TYPE, Mutation.FLIP_LAYER)
+MAX_DRAWS = 50
+"""Draws per wanted candidate before giving up on finding a new distinct one."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One audit candidate and where it came from."""
+
+    name: str
+    """Short label: `bert`, `figure7`, `neighbour-3`, `random-7`."""
+    kind: str
+    """"bert", "figure7", "neighbour" or "random"."""
+    genotype: Genotype
+    detail: str
+    """How it was made (for a neighbour: the edit, in words)."""
+
+    @property
+    def id(self) -> str:
+        return self.genotype.id
+
+
+def at_depth(genotype: Genotype, num_layers: int) -> Genotype:
+    """`genotype` with its layer pattern repeated or cut to `num_layers` layers (canonical form)."""
+    layers = tuple(genotype.layers[i % genotype.num_layers] for i in range(num_layers))
+    return canonicalize(Genotype(genotype.graphs, layers))
+
+
+def shipped(name: str, num_layers: int) -> Genotype:
+    """A genotype from `genotypes/` at `num_layers` layers."""
+    return at_depth(load_genotype(resolve_shipped(f"genotypes/{name}.abz")), num_layers)
+
+
+def functional_key(genotype: Genotype, language: Language | None = None) -> tuple[str, ...]:
+    """Per layer: the attention graph's functional fingerprint, or the conv settings."""
+    keys: list[str] = []
+    for layer in genotype.layers:
+        if isinstance(layer, AttentionLayer):
+            keys.append(fingerprint(genotype.graph(layer.graph), language=language))
+        else:
+            assert isinstance(layer, ConvLayer)
+            keys.append(f"conv:{layer.kind}:{layer.kernel}:{1 if layer.kernel == 1 else layer.dilation}")
+    return tuple(keys)
+
+
+def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int | None = None,
+                  language: Language | None = None) -> list[Candidate]:
+    """`count` distinct valid candidates: BERT, Figure 7, `neighbours` (default count // 3) edits of Figure 7
+    and random genotypes for the rest."""
+    language = language or default_language()
+    if count < MIN_CANDIDATES:
+        raise ConfigError(f"--candidates {count}: an audit needs at least {MIN_CANDIDATES} candidates (vanilla "
+                          f"BERT, Figure 7, a neighbour and a random genotype); use 16 or more for a useful τ")
+    if num_layers < 1:
+        raise ConfigError(f"the supernet has {num_layers} layers; expected at least 1")
+    wanted = count // 3 if neighbours is None else neighbours
+    if not 1 <= wanted <= count - 3:
+        raise ConfigError(f"audit.neighbours = {wanted}: expected 1..{count - 3} with {count} candidates "
+                          f"(two shipped genotypes and at least one random one take the other places)")
+    chosen: list[Candidate] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def add(candidate: Candidate) -> bool:
+        key = functional_key(candidate.genotype, language)
+        if candidate.id in {c.id for c in chosen} or key in seen:
+            return False
+        assert not validate(candidate.genotype, language)
+        seen.add(key)
+        chosen.append(candidate)
+        return True
+
+    bert = shipped("bert", num_layers)
+    figure7 = shipped("autobert_zero", num_layers)
+    add(Candidate("bert", "bert", bert, f"genotypes/bert.abz at {num_layers} layers"))
+    add(Candidate("figure7", "figure7", figure7, f"genotypes/autobert_zero.abz at {num_layers} layers"))
+    mutator = Mutator(language, NEIGHBOUR_MUTATIONS)
+    rng = random.Random(f"audit-neighbours-{seed}")
+    _fill(chosen, len(chosen) + wanted, "neighbours of Figure 7",
+          lambda i: _neighbour(mutator, figure7, rng, i), add)
+    rng_random = random.Random(f"audit-random-{seed}")
+    _fill(chosen, count, "random genotypes",
+          lambda i: Candidate(f"random-{i}", "random", sample_genotype(rng_random, num_layers, language=language),
+                              "grammar.sample_genotype"), add)
+    return chosen
+
+
+def _neighbour(mutator: Mutator, parent: Genotype, rng: random.Random, index: int) -> Candidate:
+    child = mutator.mutate(parent, rng)
+    return Candidate(f"neighbour-{index}", "neighbour", child.genotype, f"{child.mutation.value}: {child.detail}")
+
+
+def _fill(chosen: list[Candidate], until: int, what: str, draw: Callable[[int], Candidate],
+          add: Callable[[Candidate], bool]) -> None:
+    index, draws = 1, 0
+    while len(chosen) < until:
+        draws += 1
+        if draws > MAX_DRAWS * until:
+            raise LanguageError(f"found only {len(chosen)} distinct candidates after {draws} draws of {what}; "
+                                f"the language may be too narrow for {until} distinct genotypes")
+        if add(draw(index)):
+            index += 1

@@ -1,0 +1,186 @@
+"""The ranking audit's figures: measured outcomes per candidate → the `audit.json` mapping (no I/O).
+
+The reference score of a candidate is the mean over the reference seeds of −(held-out MLM loss); a
+candidate whose reference run failed on any seed is excluded from every figure (and listed with the
+reason). Against the reference, each estimator gets τ and ρ with seeded bootstrap intervals, τ among the
+best half, τ within equal-parameter groups, seconds per candidate and the cost ratio (seconds of ONE
+reference run, i.e. one seed, over the estimator's seconds). An estimator that failed on a candidate ranks
+it last (−inf). The noise ceiling is τ between the first two reference seeds. Derived estimators need no
+extra runs: `params` (more parameters ranks higher) and `combo_*` (rank of an estimator + rank of the
+size prior, `audit_stats.rank_combination`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+import numpy as np
+
+from .audit_candidates import Candidate
+from .audit_stats import bootstrap, kendall_tau, rank_combination, rank_figures
+
+GOAL_COST_RATIO = 20.0
+GOAL_TAU = 0.6
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One candidate under one estimator: higher `score` is better (None when it failed)."""
+
+    score: float | None
+    eval_loss: float | None
+    seconds: float
+    status: str = "ok"
+    """"ok", "failed" or "duplicate"."""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.score is not None and math.isfinite(self.score)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": _round(self.score), "eval_loss": _round(self.eval_loss), "seconds": round(self.seconds, 3),
+                "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class EstimatorRun:
+    """Every candidate's outcome under one estimator, and what the estimator was."""
+
+    outcomes: Sequence[Outcome]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """E.g. {"kind": "biws", "k": 5} or {"kind": "scratch", "steps": 12, "matched_to": "biws_k5"}."""
+    axis: str = "score (−held-out MLM loss)"
+    """x-axis label of its scatter."""
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    """Everything measured: the candidates with their sizes, the reference runs and the estimators' runs."""
+
+    candidates: Sequence[Candidate]
+    params: Sequence[int]
+    flops_per_token: Sequence[float]
+    reference: Mapping[int, Sequence[Outcome]]
+    """Seed → outcome per candidate (full-budget scratch training)."""
+    reference_steps: int
+    estimators: Mapping[str, EstimatorRun]
+    size_prior: str = "params"
+    """"params" or "flops": the prior of the rank combinations."""
+    combine: Sequence[str] = ()
+    """Estimators that also get a `combo_<name>` (their rank + the size prior's rank)."""
+    bootstrap_samples: int = 1000
+    seed: int = 0
+    context: Mapping[str, Any] = field(default_factory=dict)
+    """Top-level facts copied into the report (supernet, config, sizes, ...)."""
+
+
+def build_report(inputs: AuditInputs) -> dict[str, Any]:
+    """The `audit.json` mapping (see the module docstring)."""
+    n = len(inputs.candidates)
+    seeds = list(inputs.reference)
+    if len(seeds) < 2:
+        raise ValueError("the reference needs at least two seeds")
+    ok = [i for i in range(n) if all(inputs.reference[s][i].ok for s in seeds)]
+    ref = np.array([fmean(_value(inputs.reference[s][i]) for s in seeds) for i in ok])
+    params = [inputs.params[i] for i in ok]
+    prior = np.array([float(inputs.params[i] if inputs.size_prior == "params" else inputs.flops_per_token[i])
+                      for i in ok])
+    runs = dict(inputs.estimators)
+    runs["params"] = EstimatorRun([Outcome(float(p), None, 0.0) for p in inputs.params], {"kind": "params"},
+                                  "parameters")
+    ref_seconds = fmean(inputs.reference[s][i].seconds for s in seeds for i in ok) if ok else math.nan
+    estimators: dict[str, dict[str, Any]] = {}
+    scores: dict[str, np.ndarray] = {}
+    for name, run in runs.items():
+        scores[name] = np.array([_value(run.outcomes[i]) for i in ok])
+        estimators[name] = _figures(inputs, scores[name], ref, params, run, ok, ref_seconds)
+    for name in inputs.combine:
+        combined = rank_combination(scores[name], prior) if ok else np.array([])
+        run = EstimatorRun(runs[name].outcomes, {"kind": "rank-combination", "of": name, "prior": inputs.size_prior},
+                           f"rank({name}) + rank({inputs.size_prior})")
+        combo = f"combo_{name}"
+        scores[combo] = combined
+        estimators[combo] = _figures(inputs, combined, ref, params, run, ok, ref_seconds)
+    ceiling = _noise_ceiling(inputs, seeds, ok)
+    rows = []
+    for i, c in enumerate(inputs.candidates):
+        row: dict[str, Any] = {
+            "name": c.name, "kind": c.kind, "id": c.id, "detail": c.detail, "params": inputs.params[i],
+            "flops_per_token": inputs.flops_per_token[i], "genotype": c.genotype.to_text(),
+            "reference": {"score": _round(float(ref[ok.index(i)])) if i in ok else None,
+                          "seeds": {str(s): inputs.reference[s][i].to_json() for s in seeds}},
+            "scores": {}}
+        for name in estimators:
+            outcome = runs[name].outcomes[i] if name in runs else runs[name.removeprefix("combo_")].outcomes[i]
+            entry = outcome.to_json()
+            if name.startswith("combo_"):
+                entry["score"] = _round(float(scores[name][ok.index(i)])) if i in ok else None
+            row["scores"][name] = entry
+        rows.append(row)
+    excluded = [{"name": c.name, "id": c.id, "reason": "; ".join(
+        f"seed {s}: {inputs.reference[s][i].status} {inputs.reference[s][i].reason}".strip()
+        for s in seeds if not inputs.reference[s][i].ok)} for i, c in enumerate(inputs.candidates) if i not in ok]
+    report = {**inputs.context, "candidates_requested": n, "scored": len(ok), "excluded": excluded,
+              "reference": {"kind": "scratch", "steps": inputs.reference_steps, "seeds": seeds,
+                            "seconds_per_candidate": _round(ref_seconds),
+                            "noise_ceiling_tau": ceiling},
+              "noise_ceiling_tau": ceiling["value"],
+              "estimators": estimators, "candidates": rows}
+    report["verdict"] = verdict(estimators)
+    return report
+
+
+def _value(outcome: Outcome) -> float:
+    return float(outcome.score) if outcome.ok and outcome.score is not None else -math.inf
+
+
+def _figures(inputs: AuditInputs, estimate: np.ndarray, ref: np.ndarray, params: list[int], run: EstimatorRun,
+             ok: list[int], ref_seconds: float) -> dict[str, Any]:
+    figures = rank_figures(estimate, ref, params, samples=inputs.bootstrap_samples, seed=inputs.seed).to_json()
+    seconds = fmean(run.outcomes[i].seconds for i in ok) if ok else math.nan
+    return {**dict(run.meta), "axis": run.axis, **figures, "seconds_per_candidate": _round(seconds) or 0.0,
+            "cost_ratio": _round(ref_seconds / seconds) if seconds > 0 else None,
+            "failed": sum(not run.outcomes[i].ok for i in ok)}
+
+
+def _noise_ceiling(inputs: AuditInputs, seeds: list[int], ok: list[int]) -> dict[str, float | None]:
+    a = [_value(inputs.reference[seeds[0]][i]) for i in ok]
+    b = [_value(inputs.reference[seeds[1]][i]) for i in ok]
+    return bootstrap(kendall_tau, a, b, samples=inputs.bootstrap_samples, seed=inputs.seed).to_json()
+
+
+def verdict(estimators: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The issue's goal, checked for the best-ranking BIWS-based estimator (plain or combined), and the best
+    estimator overall among those at most as costly as it."""
+
+    def tau(name: str) -> float:
+        value = estimators[name]["kendall_tau"]["value"]
+        return -math.inf if value is None else float(value)
+
+    biws = [n for n, e in estimators.items() if e.get("kind") == "biws" or str(e.get("of", "")).startswith("biws")]
+    if not biws:
+        return {}
+    best = max(biws, key=tau)
+    cost = estimators[best]["seconds_per_candidate"]
+    affordable = [n for n, e in estimators.items() if e["seconds_per_candidate"] <= cost * 1.05]
+    matched = [n for n, e in estimators.items() if e.get("kind") == "scratch"]
+    ratio = estimators[best]["cost_ratio"]
+    return {
+        "best_biws": best, "best_biws_tau": estimators[best]["kendall_tau"]["value"],
+        "best_at_biws_cost": max(affordable, key=tau),
+        "cost_ratio_at_least_20": ratio is None or ratio >= GOAL_COST_RATIO,
+        "tau_at_least_0_6": tau(best) >= GOAL_TAU,
+        "above_matched_scratch": all(tau(best) > tau(m) for m in matched) if matched else None,
+        "above_params": tau(best) > tau("params") if "params" in estimators else None,
+    }
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
