@@ -1,25 +1,58 @@
 """AutoBERT-Zero: evolve BERT backbones from primitive math operations.
 
 The package's stages are sub-packages: `grammar` (text → IR), `compiler` (IR → torch.fx → HF model),
-`train` (DeepSpeed pre-training and GLUE), `evolve` (OP-NAS search). Importing the package registers the
-model classes with transformers' Auto classes (model_type "autobert-zero").
+`train` (DeepSpeed pre-training and GLUE), `evolve` (OP-NAS search).
+
+Importing the package is light: the names below are resolved on first use, so `import autobert_zero`
+(and `abz check`) import neither torch nor transformers. The first use of a model class or the config
+(`autobert_zero.AutoBertZeroConfig`, ...) registers the `autobert-zero` model type with transformers'
+Auto classes; to load a saved folder with `AutoModel.from_pretrained` before touching any of them, call
+`autobert_zero.register_auto_classes()`.
 """
 
-from autobert_zero.compiler import (
-    AutoBertZeroConfig,
-    AutoBertZeroForMaskedLM,
-    AutoBertZeroForSequenceClassification,
-    AutoBertZeroModel,
-    from_hf_bert,
-    register_auto_classes,
-)
-from autobert_zero.errors import AbzError, GenotypeError
-from autobert_zero.grammar import Genotype, load_genotype, parse_genotype
+from __future__ import annotations
 
-register_auto_classes()
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from autobert_zero.errors import AbzError, GenotypeError
+
+if TYPE_CHECKING:
+    from autobert_zero.compiler import (
+        AutoBertZeroConfig,
+        AutoBertZeroForMaskedLM,
+        AutoBertZeroForSequenceClassification,
+        AutoBertZeroModel,
+        from_hf_bert,
+        register_auto_classes,
+    )
+    from autobert_zero.grammar import Genotype, load_genotype, parse_genotype
+
+_LAZY = {
+    "AutoBertZeroConfig": "autobert_zero.compiler",
+    "AutoBertZeroForMaskedLM": "autobert_zero.compiler",
+    "AutoBertZeroForSequenceClassification": "autobert_zero.compiler",
+    "AutoBertZeroModel": "autobert_zero.compiler",
+    "from_hf_bert": "autobert_zero.compiler",
+    "register_auto_classes": "autobert_zero.compiler",
+    "Genotype": "autobert_zero.grammar",
+    "load_genotype": "autobert_zero.grammar",
+    "parse_genotype": "autobert_zero.grammar",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)  # the compiler registers the Auto classes on first use
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 __all__ = [
     "AbzError", "AutoBertZeroConfig", "AutoBertZeroForMaskedLM", "AutoBertZeroForSequenceClassification",
     "AutoBertZeroModel", "Genotype", "GenotypeError", "from_hf_bert", "load_genotype", "parse_genotype",
+    "register_auto_classes",
 ]

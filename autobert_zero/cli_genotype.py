@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,23 +154,18 @@ def layer_description(genotype: Genotype, index: int) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from autobert_zero.compiler import AutoBertZeroModel, flops_per_token
+    """Parameters and FLOPs come from `compiler.analysis`, computed from the sizes: no model is built and
+    torch is not imported (the counts equal the built model's, tests/test_compiler_analysis.py)."""
+    from autobert_zero.compiler.analysis import StaticSizes, flops_per_token, parameter_report
 
     genotype = load_genotype(args.file)
     if args.seq_len < 1:
         raise ConfigError(f"--seq-len must be positive, got {args.seq_len}")
     sizes = resolve_sizes(args)
-    config = build_config(genotype, sizes, args.vocab_size)
-    model = AutoBertZeroModel(config)
-    per_layer = [0] * genotype.num_layers
-    other = 0
-    for name, param in model.named_parameters():
-        match = re.search(r"layers\.(\d+)\.", name)
-        if match:
-            per_layer[int(match.group(1))] += param.numel()
-        else:
-            other += param.numel()
-    layer_flops = [layer.total for layer in flops_per_token(genotype, config, args.seq_len).layers]
+    static = StaticSizes(vocab_size=args.vocab_size, **sizes)
+    params = parameter_report(genotype, static)
+    per_layer, other = params.layers, params.embeddings + params.other
+    layer_flops = [layer.total for layer in flops_per_token(genotype, static, args.seq_len).layers]
     print(f"{args.file}  id {genotype.id[:16]}  hidden={sizes['hidden_size']} heads={sizes['num_attention_heads']} "
           f"ffn={sizes['intermediate_size']} seq={args.seq_len}")
     width = max(len(layer_description(genotype, i)) for i in range(genotype.num_layers))
@@ -219,8 +213,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         written = save_into(model, run.path)
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {', '.join(written)} into {out} ({cls.__name__}, {genotype.num_layers} layers, "
-          f"{params:,} parameters); "
-          f"load it with transformers.AutoModel.from_pretrained after `import autobert_zero`", file=sys.stdout)
+          f"{params:,} parameters); load it with transformers.AutoModel.from_pretrained after "
+          "`autobert_zero.register_auto_classes()`", file=sys.stdout)
     return 0
 
 
@@ -230,9 +224,11 @@ def save_into(model: Any, folder: Path) -> list[str]:
     import shutil
     import tempfile
 
+    from autobert_zero.compiler.saving import save_pretrained
+
     tmp = Path(tempfile.mkdtemp(prefix=".abz-save.", dir=folder))
     try:
-        model.save_pretrained(str(tmp))
+        save_pretrained(model, tmp)  # without importing deepspeed (no accelerator warnings)
         names = sorted(p.name for p in tmp.iterdir())
         for name in names:
             os.replace(tmp / name, folder / name)

@@ -3,26 +3,97 @@
 Read in data-flow order: `padding` (where masks go) and `lowering` (fusing scaled dot-product attention)
 serve `attention_core` (an attention graph as an fx GraphModule); `conv` and `layers` build one layer;
 `backbone` builds the encoder from a genotype; `heads`, `hf_config`, `hf_model` are the Hugging Face
-shells; `from_bert` converts a `BertModel`; `analysis` and `fingerprint` measure a genotype.
+shells; `from_bert` converts a `BertModel`; `analysis` and `fingerprint` measure a genotype; `op_impls`
+holds the torch implementation of each primitive op.
+
+The names below are imported on first use (module `__getattr__`), so `import autobert_zero.compiler` and
+the torch-free `analysis` (parameters and FLOPs from sizes) do not import torch or transformers. The first
+use of a Hugging Face name (the config, the models, `from_hf_bert`, the supernet) registers the
+`autobert-zero` model type with transformers' Auto classes (`register_auto_classes`, idempotent).
 """
 
-from .analysis import FlopsReport, LayerFlops, count_parameters, flops_per_token
-from .attention_core import clear_core_cache, compile_core
-from .backbone import Encoder, build_encoder, build_layer, check_settings
-from .conv import ConvMixer
-from .fingerprint import fingerprint
-from .from_bert import bert_genotype_text, from_hf_bert
-from .hf_config import AutoBertZeroConfig
-from .hf_model import (
-    AutoBertZeroForMaskedLM,
-    AutoBertZeroForSequenceClassification,
-    AutoBertZeroModel,
-    AutoBertZeroPreTrainedModel,
-    register_auto_classes,
-)
-from .layers import BRANCH_ROLES, AttentionMixer, EncoderLayer, LayerSettings, role_path
-from .lowering import FusedAttention, find_fused_attention
-from .supernet import AutoBertZeroSupernetForMaskedLM, SharedConv, SuperLayer, shared_weight, shared_weight_map
+import sys
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .analysis import (
+        FlopsReport,
+        LayerFlops,
+        ParameterReport,
+        StaticSizes,
+        count_parameters,
+        flops_per_token,
+        parameter_report,
+    )
+    from .attention_core import clear_core_cache, compile_core
+    from .backbone import Encoder, build_encoder, build_layer, check_settings
+    from .conv import ConvMixer
+    from .fingerprint import fingerprint
+    from .from_bert import bert_genotype_text, from_hf_bert
+    from .hf_config import AutoBertZeroConfig
+    from .hf_model import (
+        AutoBertZeroForMaskedLM,
+        AutoBertZeroForSequenceClassification,
+        AutoBertZeroModel,
+        AutoBertZeroPreTrainedModel,
+        register_auto_classes,
+    )
+    from .layers import BRANCH_ROLES, AttentionMixer, EncoderLayer, LayerSettings, role_path
+    from .lowering import FusedAttention, find_fused_attention
+    from .op_impls import register_op_impl
+    from .supernet import AutoBertZeroSupernetForMaskedLM, SharedConv, SuperLayer, shared_weight, shared_weight_map
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "analysis": ("FlopsReport", "LayerFlops", "StaticSizes", "ParameterReport", "count_parameters",
+                 "flops_per_token", "parameter_report"),
+    "attention_core": ("clear_core_cache", "compile_core"),
+    "backbone": ("Encoder", "build_encoder", "build_layer", "check_settings"),
+    "conv": ("ConvMixer",),
+    "fingerprint": ("fingerprint",),
+    "from_bert": ("bert_genotype_text", "from_hf_bert"),
+    "hf_config": ("AutoBertZeroConfig",),
+    "hf_model": ("AutoBertZeroForMaskedLM", "AutoBertZeroForSequenceClassification", "AutoBertZeroModel",
+                 "AutoBertZeroPreTrainedModel", "register_auto_classes"),
+    "layers": ("BRANCH_ROLES", "AttentionMixer", "EncoderLayer", "LayerSettings", "role_path"),
+    "lowering": ("FusedAttention", "find_fused_attention"),
+    "op_impls": ("register_op_impl",),
+    "supernet": ("AutoBertZeroSupernetForMaskedLM", "SharedConv", "SuperLayer", "shared_weight",
+                 "shared_weight_map"),
+}
+"""Public name → its module, resolved on first use (module `__getattr__`)."""
+_HF_MODULES = frozenset({"from_bert", "hf_config", "hf_model", "supernet"})
+"""Modules whose names are Hugging Face classes or make them: first use registers the Auto classes."""
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    if module in _HF_MODULES:
+        import_module(".hf_model", __name__).register_auto_classes()
+    globals()[name] = value
+    return value
+
+
+class _Package(ModuleType):
+    """Keeps a public name that is also a submodule's name (`fingerprint`) bound to the public object.
+
+    Importing a submodule binds it on its package; eagerly imported, the public function was bound last
+    and won. Lazily, `import autobert_zero.compiler.fingerprint` may come first, so that binding is skipped.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, ModuleType) and name in _MODULE_OF:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "BRANCH_ROLES",
@@ -40,7 +111,9 @@ __all__ = [
     "FusedAttention",
     "LayerFlops",
     "LayerSettings",
+    "ParameterReport",
     "SharedConv",
+    "StaticSizes",
     "SuperLayer",
     "bert_genotype_text",
     "build_encoder",
@@ -53,7 +126,9 @@ __all__ = [
     "fingerprint",
     "flops_per_token",
     "from_hf_bert",
+    "parameter_report",
     "register_auto_classes",
+    "register_op_impl",
     "role_path",
     "shared_weight",
     "shared_weight_map",

@@ -1,5 +1,9 @@
 """Static costs of a compiled genotype: parameter count and forward FLOPs per token, layer by layer.
 
+Both are computed from the genotype and the sizes alone, in plain Python (no torch is imported), so the
+search and `abz show` get them without the training stack; `parameter_report` is tested equal to the
+built model's `count_parameters`.
+
 FLOPs count a multiply-add as 2 and cover the encoder (embeddings, pooler and heads excluded): linear
 layers (2·in·out per token), the attention op graph (each op's `OpSpec.flops` at concrete L = seq_len and
 d = head dim, per head, spread over the L tokens), the conv block (GLU, depthwise taps) and the FFN.
@@ -9,13 +13,53 @@ Biases, LayerNorms, residuals and the FFN activation are left out (O(h) per toke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from torch import nn
-
+from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 
-from .backbone import check_settings
-from .layers import LayerSettings
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Sizes(Protocol):
+    """The sizes the costs depend on (`AutoBertZeroConfig` has them all; so does `StaticSizes`)."""
+
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def num_attention_heads(self) -> int: ...
+    @property
+    def intermediate_size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StaticSizes:
+    """Plain model sizes, for callers without an `AutoBertZeroConfig` (defaults: BERT's, as in the config)."""
+
+    hidden_size: int = 768
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_position: str = "post"
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    """Parameters of the base model (`AutoBertZeroModel`) by part; tied weights counted once."""
+
+    layers: tuple[int, ...]
+    """Per encoder layer: token mixer, FFN and the layer's two LayerNorms."""
+    embeddings: int
+    """Word, position and token-type embeddings and their LayerNorm."""
+    other: int
+    """The pooler, and the final LayerNorm of a pre-LN encoder."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers) + self.embeddings + self.other
 
 
 @dataclass(frozen=True)
@@ -58,15 +102,54 @@ class FlopsReport:
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of distinct parameters (tied weights counted once)."""
+    """Number of distinct parameters of a built model (tied weights counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def check_sizes(sizes: Sizes) -> None:
+    """Raise `CompileError` when the sizes cannot build a backbone (what the costs need to be defined)."""
+    hidden, heads = sizes.hidden_size, sizes.num_attention_heads
+    if heads < 1 or hidden < 1 or hidden % heads:
+        raise CompileError(f"hidden_size={hidden} must be a positive multiple of num_attention_heads={heads} "
+                           "(each head gets hidden_size / num_attention_heads channels)")
+    if sizes.intermediate_size < 1:
+        raise CompileError(f"intermediate_size={sizes.intermediate_size} must be positive")
+
+
+def parameter_report(genotype: Genotype, sizes: Sizes, *, pooler: bool = True) -> ParameterReport:
+    """Parameters of `AutoBertZeroModel` for `genotype` at `sizes`, counted from the sizes (no model built).
+
+    `sizes` also supplies `vocab_size`, `max_position_embeddings`, `type_vocab_size` and
+    `layer_norm_position` (an `AutoBertZeroConfig` or `StaticSizes`). An MLM model adds its head, h² + 4h +
+    vocab (the decoder weight is tied to the word embeddings).
+    """
+    check_sizes(sizes)
+    h, inter, heads = sizes.hidden_size, sizes.intermediate_size, sizes.num_attention_heads
+    linear = h * h + h
+    ffn_and_norms = (h * inter + inter) + (inter * h + h) + 2 * 2 * h
+    layers: list[int] = []
+    for layer in genotype.layers:
+        if isinstance(layer, ConvLayer):
+            rows = heads if layer.kind == "light" else h
+            mixer = (2 * h * h + 2 * h) + rows * layer.kernel + linear * (2 if layer.kind == "sepconv" else 1)
+        else:
+            assert isinstance(layer, AttentionLayer)
+            mixer = linear * (len(genotype.graph(layer.graph).inputs_used) + 1)
+        layers.append(mixer + ffn_and_norms)
+    vocab = getattr(sizes, "vocab_size", StaticSizes.vocab_size)
+    positions = getattr(sizes, "max_position_embeddings", StaticSizes.max_position_embeddings)
+    types = getattr(sizes, "type_vocab_size", StaticSizes.type_vocab_size)
+    pre_norm = getattr(sizes, "layer_norm_position", StaticSizes.layer_norm_position) == "pre"
+    embeddings = (vocab + positions + types) * h + 2 * h
+    other = (linear if pooler else 0) + (2 * h if pre_norm else 0)
+    return ParameterReport(tuple(layers), embeddings, other)
+
+
 def flops_per_token(
-    genotype: Genotype, settings: LayerSettings, seq_len: int, *, language: Language | None = None
+    genotype: Genotype, settings: Sizes, seq_len: int, *, language: Language | None = None
 ) -> FlopsReport:
     """Forward FLOPs per token of the genotype's encoder at the given sizes and sequence length."""
-    check_settings(settings)
+    check_sizes(settings)
     language = language or default_language()
     h, inter = settings.hidden_size, settings.intermediate_size
     heads = settings.num_attention_heads

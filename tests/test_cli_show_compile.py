@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM
 
-import autobert_zero  # noqa: F401  (registers the Auto classes)
+import autobert_zero
 from autobert_zero.cli import main
 
 from .conftest import FIXTURES, GENOTYPES
@@ -56,6 +56,7 @@ def test_compile_writes_a_loadable_folder(tmp_path: Path, capsys: pytest.Capture
                  "--intermediate", "37", "--vocab-size", "99"])
     assert code == 0, capsys.readouterr().err
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    autobert_zero.register_auto_classes()  # what a fresh process does before loading the folder
     model = AutoModelForMaskedLM.from_pretrained(out).eval()
     assert type(model).__name__ == "AutoBertZeroForMaskedLM"
     ids = torch.randint(0, 99, (2, 9), generator=torch.Generator().manual_seed(0))

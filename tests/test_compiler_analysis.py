@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from transformers import BertConfig, BertModel
@@ -9,14 +11,18 @@ from transformers import BertConfig, BertModel
 from autobert_zero.compiler import (
     AutoBertZeroConfig,
     AutoBertZeroForMaskedLM,
+    AutoBertZeroModel,
+    StaticSizes,
     bert_genotype_text,
     count_parameters,
     fingerprint,
     flops_per_token,
     from_hf_bert,
+    parameter_report,
 )
 from autobert_zero.compiler.fingerprint import _round
-from autobert_zero.grammar import AttentionGraph, parse_genotype
+from autobert_zero.errors import CompileError
+from autobert_zero.grammar import AttentionGraph, parse_genotype, sample_genotype
 
 from .conftest import GENOTYPES
 
@@ -44,6 +50,33 @@ def test_tied_decoder_is_counted_once() -> None:
     assert count_parameters(model) == base + sum(p.numel() for p in (head.dense.weight, head.dense.bias,
                                                                        head.norm.weight, head.norm.bias,
                                                                        head.decoder.bias))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_static_parameter_count_equals_the_built_model(norm: str) -> None:
+    rng = random.Random(7)
+    genotypes = [parse_genotype((GENOTYPES / "autobert_zero.abz").read_text()),
+                 *(sample_genotype(rng, 3) for _ in range(6))]
+    for genotype in genotypes:
+        config = tiny(genotype.to_text(), layer_norm_position=norm, max_position_embeddings=40, type_vocab_size=3)
+        model = AutoBertZeroModel(config)
+        report = parameter_report(genotype, config)
+        for index, layer in enumerate(model.encoder.layers):
+            assert report.layers[index] == count_parameters(layer), (genotype.to_text(), index)
+        assert report.total == count_parameters(model)
+        assert parameter_report(genotype, config, pooler=False).total == count_parameters(
+            AutoBertZeroModel(config, add_pooling_layer=False))
+        plain = StaticSizes(hidden_size=32, num_attention_heads=4, intermediate_size=37, vocab_size=99,
+                            max_position_embeddings=40, type_vocab_size=3, layer_norm_position=norm)
+        assert parameter_report(genotype, plain) == report
+
+
+def test_static_costs_refuse_sizes_that_cannot_build() -> None:
+    genotype = parse_genotype(bert_genotype_text(1))
+    with pytest.raises(CompileError, match="multiple of num_attention_heads=4"):
+        parameter_report(genotype, StaticSizes(hidden_size=30, num_attention_heads=4))
+    with pytest.raises(CompileError, match="intermediate_size=0"):
+        flops_per_token(genotype, StaticSizes(hidden_size=32, num_attention_heads=4, intermediate_size=0), 8)
 
 
 def test_vanilla_flops_follow_the_formula() -> None:
