@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli_genotype.register(sub)
+    from autobert_zero import cli_search
+
+    cli_search.register(sub)
     try:
         from autobert_zero.train.cli import register as register_train
     except ImportError:  # pragma: no cover - train/ not installed in a stripped build

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--svg", metavar="PATH", help="write the attention graphs as an SVG drawing")
     show.set_defaults(func=cmd_show)
 
-    compile_ = sub.add_parser("compile", aliases=["export"], help="write a Hugging Face model folder",
+    compile_ = sub.add_parser("compile", help="write a Hugging Face model folder",
                               description="Compile a genotype at a size into a (randomly initialised) Hugging "
                               "Face model folder loadable with AutoModel.from_pretrained.")
     compile_.add_argument("file", metavar="FILE")

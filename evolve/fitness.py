@@ -8,7 +8,8 @@ the live population between rounds) and `.chunk_size` (how many candidates to pa
 candidate the search state is saved). The BIWS evaluator of `autobert_zero.train` is the real one.
 
 `SyntheticFitness` is not a model-quality measure: it scores a genotype from hidden per-op and per-kernel
-values drawn from a seed, plus structure bonuses, so that searches have something to find at no cost. Its
+values drawn from a seed, plus bonuses for attention that mixes positions (an L×L node, a softmax over
+one) and reads V, so that searches have something to find at no cost. Its
 `params` and `flops_per_token` are rough pure-python counts at a fixed width.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language
+from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 
 
 class Result(Protocol):
@@ -74,8 +75,11 @@ class SyntheticFitness:
                 graph = genotype.graph(layer.graph)
                 calls = graph.calls
                 ops = [c.op for c in calls]
+                shapes = infer_shapes(graph, self.language)
+                mixes = any(shapes[c] == ("L", "L") for c in calls)  # positions exchange information
+                attends = any(c.op == "softmax" and shapes[c] == ("L", "L") for c in calls)
                 score = sum(self.op_value.get(op, 0.0) for op in ops) / max(len(ops), 1)
-                score += 0.6 * ("softmax" in ops) + 0.3 * ("V" in graph.inputs_used) - 0.03 * len(ops)
+                score += 0.4 * mixes + 0.8 * attends + 0.3 * ("V" in graph.inputs_used) - 0.03 * len(ops)
                 projections = (len(graph.inputs_used) + 1) * h * h
                 flops += 2 * projections + 2 * len(ops) * seq * h
             else:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from autobert_zero.errors import SearchError
+from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import (
     INPUTS,
     AttentionGraph,
@@ -76,6 +76,7 @@ REJECTION_CODES = {
     "no-bypass": "no operand of the chosen node has the node's shape",
     "no-rewire": "no other node has the shape of the chosen operand",
     "no-ops": "the edit would leave an attention graph without any op",
+    "no-graph": "the sampler found no attention graph within the language's ops and size limit",
     "unchanged": "the child is the parent (same canonical id)",
 }
 
@@ -194,6 +195,7 @@ class Mutator:
         arrangements: dict[str, list[tuple[Expr, ...]]] = {}
         for op in self.language.op_names:
             spec = self.language.ops[op]
+            options: list[tuple[Expr, ...]]
             if spec.arity == 1:
                 options = [(target,)] if _fits(self.language, op, (shape,), shape) else []
             else:
@@ -273,8 +275,14 @@ class Mutator:
                     f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}")
         names = self.language.op_names
         weights = policy.weights(names) if policy is not None else None
-        graph = sample_graph(rng, MUTATED, language=self.language,
-                             weights=dict(zip(names, weights, strict=True)) if weights else None)
+        if weights:  # a whole graph needs several ops: the policy's weights, mixed half and half with uniform
+            total = sum(weights)
+            weights = [0.5 / len(names) + 0.5 * w / total for w in weights]
+        try:
+            graph = sample_graph(rng, MUTATED, language=self.language,
+                                 weights=dict(zip(names, weights, strict=True)) if weights else None)
+        except LanguageError:
+            return Rejection(Mutation.FLIP_LAYER, "no-graph")
         ops = tuple(sorted({c.op for c in graph.calls}))
         return _with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention"
 
