@@ -78,6 +78,7 @@ REJECTION_CODES = {
     "no-ops": "the edit would leave an attention graph without any op",
     "no-graph": "the sampler found no attention graph within the language's ops and size limit",
     "unchanged": "the child is the parent (same canonical id)",
+    "stuck-parent": "a tournament parent had no valid child at all (the search drew another parent)",
 }
 
 

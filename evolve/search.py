@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from autobert_zero.train.config_schema import SearchConfig
 
 STRATEGIES = ("op", "evolution", "random")
+PARENT_TRIES = 20
 JOINS = ("ok", "duplicate")
 """Statuses whose candidates join the population."""
 
@@ -206,9 +207,17 @@ class Search:
             if self.config.strategy == "random" or not len(self.population):
                 out.append(self._sampled())
                 continue
-            parent = self.population.tournament(self.rng, self.config.tournament_size)
             rejected: Counter[str] = Counter()
-            child = self.mutator.mutate(self._genotype(parent.genotype), self.rng, self.policy, rejected)
+            for _ in range(PARENT_TRIES):
+                parent = self.population.tournament(self.rng, self.config.tournament_size)
+                try:
+                    child = self.mutator.mutate(self._genotype(parent.genotype), self.rng, self.policy, rejected)
+                    break
+                except SearchError:  # this parent has no valid child in the search space: another tournament
+                    rejected["stuck-parent"] += 1
+            else:
+                raise SearchError(f"{PARENT_TRIES} tournament parents in a row had no valid child; the search space "
+                                  f"(search.ops, kernels, dilations, max_nodes, mutations) is too narrow")
             self.rejections.update(rejected)
             out.append(self._remember(child.genotype, Candidate(
                 child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness, child.mutation.value,

@@ -55,6 +55,7 @@ class StateStore:
 
     def save(self, body: dict[str, Any], new_lines: list[dict[str, Any]]) -> None:
         """Append `new_lines` to the history, then write the state (which must count them) atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         if new_lines:
             with self.history_path.open("a", encoding="utf-8") as handle:
                 handle.write("".join(json.dumps(line, sort_keys=True) + "\n" for line in new_lines))
