@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from autobert_zero.evolve.mutations import REJECTION_CODES, Child, Mutation, Mutator, Rejection
 from autobert_zero.grammar import (
     CODES,
     DEFAULT_OPS,
@@ -25,7 +26,6 @@ from autobert_zero.grammar import (
 )
 from autobert_zero.grammar.canonical import canonical_graph, node_at, substitute
 from autobert_zero.grammar.ops import same_shape
-from autobert_zero.evolve.mutations import REJECTION_CODES, Child, Mutation, Mutator, Rejection
 
 from .conftest import GENOTYPES
 from .test_grammar_language import grammar_with

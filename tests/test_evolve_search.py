@@ -197,7 +197,7 @@ def test_damaged_state_is_refused_and_left_alone(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     good = state.read_bytes()
     state.write_bytes(good[: len(good) // 2])
-    with pytest.raises(SearchError, match="state.json is damaged"):
+    with pytest.raises(SearchError, match=r"state.json is damaged"):
         StateStore(tmp_path).load()
     assert state.read_bytes() == good[: len(good) // 2]
     state.write_bytes(good.replace(b'"round": ', b'"round": 1'))
@@ -210,7 +210,7 @@ def test_history_lines_past_the_state_are_dropped(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     good = history.read_text()
     history.write_text(good + good.splitlines()[0] + "\n" + '{"half a li')  # a kill between the two writes
-    body, lines = StateStore(tmp_path).load()
+    _, lines = StateStore(tmp_path).load()
     assert len(lines) == 10 and history.read_text() == good
     history.write_text("\n".join(good.splitlines()[:4]) + "\n")
     with pytest.raises(SearchError, match="has 4 complete lines but the state covers 10"):
@@ -226,7 +226,7 @@ def test_seed_genotypes_start_the_population_and_are_checked() -> None:
     with pytest.raises(SearchError, match="has 12 layers; this search has 4"):
         Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=4, seeds=[bert])
     narrow = dataclasses.replace(config, ops=["matmul", "transpose", "scale", "neg"])
-    with pytest.raises(SearchError, match="outside the search space.*softmax"):
+    with pytest.raises(SearchError, match=r"outside the search space.*softmax"):
         Search(narrow, default_language(), SyntheticFitness(0), seed=0, num_layers=12, seeds=[bert])
 
 
