@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
@@ -53,11 +54,14 @@ class PreparedMlm:
     data: MlmData
 
 
-def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False) -> PreparedMlm:
-    """The corpus, the tokenizer (given, or trained and cached) and the MLM blocks of a config."""
+def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False,
+                     tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
+    """The corpus, the tokenizer (the argument, else the config's, else trained and cached) and the MLM
+    blocks of a config."""
     text = load_corpus(cfg.data.corpus, cfg.data.text_column)
-    tokenizer = build_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, cfg.data.lowercase,
-                                cfg.data.tokenizer_cache_dir, show_progress=show_progress)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, cfg.data.lowercase,
+                                    cfg.data.tokenizer_cache_dir, show_progress=show_progress)
     tokenizer.model_max_length = cfg.model.max_position_embeddings
     data = MlmData.build(text, tokenizer, cfg.data.max_seq_length, cfg.data.mlm_probability,
                          cfg.data.eval_blocks, cfg.seed)
@@ -80,14 +84,8 @@ def mlm_step(engine: Any, data: MlmData, order: StreamOrder, plan: BatchPlan, st
 
 
 @torch.no_grad()
-def evaluate_mlm(model: Any, data: MlmData, batch_size: int) -> float | None:
-    """Mean MLM loss of a model (or an engine) over the held-out blocks (None when there are none).
-
-    The batches and mask positions are fixed (`MlmData.eval_batches`): every model is scored on the same.
-    """
-    batches = data.eval_batches(batch_size)
-    if not batches:
-        return None
+def mean_loss(model: Any, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Mean loss of a model (or an engine's model) in eval mode over labelled batches."""
     module = unwrap(model) if hasattr(model, "module") else model
     device = next(module.parameters()).device
     was_training = module.training
@@ -95,6 +93,15 @@ def evaluate_mlm(model: Any, data: MlmData, batch_size: int) -> float | None:
     losses = [float(module(**to_device(b, device)).loss.float()) for b in batches]
     module.train(was_training)
     return sum(losses) / len(losses)
+
+
+def evaluate_mlm(model: Any, data: MlmData, batch_size: int) -> float | None:
+    """Mean MLM loss of a model (or an engine) over the held-out blocks (None when there are none).
+
+    The batches and mask positions are fixed (`MlmData.eval_batches`): every model is scored on the same.
+    """
+    batches = data.eval_batches(batch_size)
+    return mean_loss(model, batches) if batches else None
 
 
 def export_model(model: Any, tokenizer: Any, folder: Path) -> None:
@@ -131,49 +138,43 @@ def stop_step(cfg: TrainConfig, max_steps: int | None) -> int:
     return stop
 
 
-def mlm_loop_settings(cfg: TrainConfig, stop: int, plan: BatchPlan, data: MlmData, desc: str,
-                      show: bool) -> LoopSettings:
-    """Loop settings of an MLM run (pre-training or supernet training) from the config."""
-    return LoopSettings(stop=stop, desc=desc, log_every=cfg.logging.log_every,
-                        checkpoint_every=cfg.pretrain.checkpoint_every,
-                        keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
-                        tokens_per_step=plan.train_batch_size * data.block_length)
+@dataclass
+class MlmHooks:
+    """What an MLM run adds to the plain loop: pre-training needs none; supernet training sets the step's
+    candidate before each step's forward (`before_step(step)`, on every rank), saves the candidate sequence
+    in the run identity (`identity`), logs the candidate (`record_fields`) and adds to the summary."""
+
+    before_step: Callable[[int], None] | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+    record_fields: Callable[[int], dict[str, Any]] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
-def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-             genotype_path: Genotype | str | None = None, corpus: str | list[str] | None = None,
-             max_steps: int | None = None, resume: bool = False,
-             prepared: PreparedMlm | None = None) -> dict[str, Any]:
-    """Pre-train with masked LM; returns the run summary (also written to `<out_dir>/summary.json`).
-
-    `genotype_path` is a genotype file or a `Genotype` object (default: the config's `genotype`);
-    `prepared` reuses data prepared by `prepare_mlm_data` for this config instead of preparing it again.
-    """
-    cfg = resolve_config(config)
-    if corpus is not None:
-        cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
-    stop = stop_step(cfg, max_steps)
-    out = Path(out_dir)
-    refuse_existing_run(out, resume)
+def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+            desc: str, hooks: MlmHooks) -> dict[str, Any]:
+    """Train `model` with masked LM through the one loop (`pretrain` and `abz supernet` both run this):
+    engine, checkpoints, metrics, held-out loss, the HF export and `summary.json`; returns the summary."""
     rank, world = init_distributed()
     plan = batch_plan(cfg, "pretrain", world)
-    genotype = resolve_genotype(cfg, genotype_path)
     show = cfg.logging.progress_bar and rank == 0
-
-    if prepared is None or corpus is not None:
-        prepared = prepare_mlm_data(cfg, show)
-    check_prepared(cfg, prepared)
     text, tokenizer, data = prepared.corpus, prepared.tokenizer, prepared.data
     order = StreamOrder(len(data.train_blocks), cfg.seed)
-
-    assert tokenizer.pad_token_id is not None
-    model = build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
     engine = build_engine(model, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay,
                           cfg.pretrain.max_steps, cfg.pretrain.warmup_steps)
     torch.manual_seed(derived_seed(cfg.seed, rank, 1))  # dropout differs per rank
-    loop = TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, rank),
-                     mlm_loop_settings(cfg, stop, plan, data, "pretrain", show), rank=rank,
-                     checkpoints=out / "checkpoints", identity=mlm_identity(cfg, plan, data, world))
+
+    def step_fn(step: int) -> float:
+        if hooks.before_step is not None:
+            hooks.before_step(step)
+        return mlm_step(engine, data, order, plan, step, rank)
+
+    settings = LoopSettings(stop=stop, desc=desc, log_every=cfg.logging.log_every,
+                            checkpoint_every=cfg.pretrain.checkpoint_every,
+                            keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
+                            tokens_per_step=plan.train_batch_size * data.block_length)
+    loop = TrainLoop(engine, step_fn, settings, rank=rank, checkpoints=out / "checkpoints",
+                     identity={**mlm_identity(cfg, plan, data, world), **hooks.identity},
+                     record_fields=hooks.record_fields)
     start = loop.begin(resume)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -193,10 +194,44 @@ def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.Pat
         "world_size": world, "train_batch_size": plan.train_batch_size, "block_length": data.block_length,
         "train_blocks": len(data.train_blocks), "vocab_size": len(tokenizer),
         "num_parameters": sum(p.numel() for p in unwrap(engine).parameters()),
-        "genotype": cfg.genotype if not isinstance(genotype_path, Genotype) else None,
-        "genotype_id": genotype.id, "corpus": text.description, "final_dir": str(out / "final"),
+        **hooks.summary, "corpus": text.description, "final_dir": str(out / "final"),
     }
     if rank == 0:
         export_model(engine, tokenizer, out / "final")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+             genotype_path: Genotype | str | None = None, corpus: str | list[str] | None = None,
+             max_steps: int | None = None, resume: bool = False,
+             prepared: PreparedMlm | None = None) -> dict[str, Any]:
+    """Pre-train with masked LM; returns the run summary (also written to `<out_dir>/summary.json`).
+
+    `genotype_path` is a genotype file or a `Genotype` object (default: the config's `genotype`);
+    `prepared` reuses data prepared by `prepare_mlm_data` for this config instead of preparing it again.
+    """
+    cfg = resolve_config(config)
+    if corpus is not None:
+        cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
+    stop = stop_step(cfg, max_steps)
+    out = Path(out_dir)
+    refuse_existing_run(out, resume)
+    rank, _ = init_distributed()
+    genotype = resolve_genotype(cfg, genotype_path)
+    prepared = prepare_or_check(cfg, prepared if corpus is None else None, rank)
+    tokenizer = prepared.tokenizer
+    assert tokenizer.pad_token_id is not None
+    model = build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
+    hooks = MlmHooks(summary={"genotype": cfg.genotype if not isinstance(genotype_path, Genotype) else None,
+                              "genotype_id": genotype.id})
+    return run_mlm(cfg, out, model, prepared, stop, resume, "pretrain", hooks)
+
+
+def prepare_or_check(cfg: TrainConfig, prepared: PreparedMlm | None, rank: int,
+                     tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
+    """`prepared` checked against the config, or the config's data prepared now."""
+    if prepared is None:
+        prepared = prepare_mlm_data(cfg, cfg.logging.progress_bar and rank == 0, tokenizer)
+    check_prepared(cfg, prepared)
+    return prepared

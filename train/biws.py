@@ -1,0 +1,199 @@
+"""BIWS supernet training (`abz supernet`): masked LM through the pre-training loop, one candidate per step.
+
+The run is `pretrain.run_mlm` — same engine, `deepspeed:` section, data order, checkpoint layout, metrics
+and `final/` export — with the supernet as the model and a hook that activates step s's candidate before
+its forward on every rank. The candidate of step s is a pure function of (seed, s) (`CandidateSchedule`,
+like `data_order.py` for batches), so a resumed run continues the same candidate sequence, and every rank
+of a data-parallel run trains the same candidate. The schedule (strategy, seed, population ids) is part of
+the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform` draws a fresh sample of
+the supernet's sampler each step; `population` draws uniformly from a list of genotypes.
+
+`load_supernet(DIR, cfg)` reads `DIR/final` back (for `abz evaluate` and the audit), refusing a missing or
+damaged folder and sizes that disagree with the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autobert_zero.errors import AbzError, ConfigError, TrainingError
+from autobert_zero.grammar import Genotype
+
+from .config import config_from_dict
+from .config_schema import TrainConfig
+from .data_order import derived_seed
+from .engine import init_distributed
+from .loop import refuse_existing_run
+from .model_factory import load_genotype_file, mlm_config
+from .paths import resolve_shipped
+from .pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
+
+STRATEGIES = ("uniform", "population")
+SCHEDULE_SALT = 13
+"""Mixed into the seed of each step's candidate draw (keeps it apart from other uses of (seed, step))."""
+SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+             "type_vocab_size")
+
+
+def read_population(entries: Sequence[str], where: str = "supernet.population") -> list[Genotype]:
+    """Genotypes from .abz files, folders of .abz files and .txt lists of .abz paths (see the config key)."""
+    genotypes: list[Genotype] = []
+    for entry in entries:
+        path = resolve_shipped(entry)
+        if path.is_dir():
+            files = sorted(path.glob("*.abz"))
+            if not files:
+                raise ConfigError(f"{where}: folder {entry} holds no .abz genotype files")
+            genotypes += [load_genotype_file(f) for f in files]
+        elif path.suffix == ".txt" and path.is_file():
+            lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            genotypes += [load_genotype_file(path.parent / line) for line in lines if line]
+        else:
+            genotypes.append(load_genotype_file(entry))
+    return genotypes
+
+
+@dataclass
+class CandidateSchedule:
+    """The candidate of each training step: a pure function of (seed, step)."""
+
+    strategy: str
+    seed: int
+    population: list[Genotype]
+    sampler: Callable[[random.Random], Genotype] | None = None
+    """`uniform`: draws a candidate from an rng (the supernet's `sample`)."""
+
+    @classmethod
+    def from_population(cls, population: list[Genotype], seed: int) -> CandidateSchedule:
+        if not population:
+            raise ConfigError("the candidate population is empty: give at least one genotype")
+        return cls("population", seed, population)
+
+    def candidate(self, step: int) -> Genotype:
+        """The candidate of 0-based step `step`."""
+        rng = random.Random(derived_seed(self.seed, step, SCHEDULE_SALT))
+        if self.strategy == "population":
+            return self.population[rng.randrange(len(self.population))]
+        assert self.sampler is not None
+        return self.sampler(rng)
+
+    def identity(self) -> dict[str, Any]:
+        """What fixes the candidate sequence, for the checkpoint's run identity."""
+        ids = hashlib.sha256(" ".join(g.id for g in self.population).encode()).hexdigest()[:16]
+        return {"candidate_strategy": self.strategy, "candidate_seed": self.seed,
+                "candidate_population": ids if self.population else None}
+
+
+def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_id: int) -> Any:
+    """A freshly initialised supernet at the config's sizes; `host` fixes the layer count."""
+    import torch
+
+    from autobert_zero.compiler import AutoBertZeroSupernetForMaskedLM
+
+    torch.manual_seed(cfg.seed)
+    per_branch = tuple(cfg.supernet.per_branch)
+    return AutoBertZeroSupernetForMaskedLM(mlm_config(host, cfg.model, vocab_size, pad_token_id),
+                                           per_branch=per_branch)
+
+
+def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                   corpus: str | list[str] | None = None, max_steps: int | None = None,
+                   resume: bool = False) -> dict[str, Any]:
+    """Train the supernet of the config (`abz supernet`); returns the summary (also `<out>/summary.json`)."""
+    cfg = resolve_config(config)
+    if corpus is not None:
+        cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
+    sn = cfg.supernet
+    if sn.strategy not in STRATEGIES:
+        raise ConfigError(f"{cfg.source}: supernet.strategy = {sn.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if sn.strategy == "population" and not sn.population:
+        raise ConfigError(f"{cfg.source}: supernet.strategy is 'population' but supernet.population is empty; "
+                          f"list .abz files, folders or .txt lists of genotypes")
+    stop = stop_step(cfg, max_steps)
+    out = Path(out_dir)
+    refuse_existing_run(out, resume)
+    host = resolve_genotype(cfg, None)
+    population = read_population(sn.population) if sn.strategy == "population" else []
+    for g in population:
+        if g.num_layers != host.num_layers:
+            raise ConfigError(f"{cfg.source}: supernet.population holds a {g.num_layers}-layer genotype "
+                              f"({g.source_name}); the supernet hosts {host.num_layers} layers (from {cfg.genotype})")
+    rank, _ = init_distributed()
+    prepared = prepare_or_check(cfg, None, rank)
+    tokenizer = prepared.tokenizer
+    assert tokenizer.pad_token_id is not None
+    supernet = build_supernet(host, cfg, len(tokenizer), tokenizer.pad_token_id)
+    schedule = CandidateSchedule(sn.strategy, derived_seed(cfg.seed, SCHEDULE_SALT), population,
+                                 lambda rng: supernet.sample(rng, conv_probability=sn.conv_probability))
+    hooks = MlmHooks(before_step=lambda step: supernet.activate(schedule.candidate(step)),
+                     identity=schedule.identity(),
+                     record_fields=lambda done: {"candidate": schedule.candidate(done - 1).id[:12]},
+                     summary={"genotype": cfg.genotype, "strategy": sn.strategy,
+                              "population": len(population), "per_branch": list(sn.per_branch)})
+    summary = run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks)
+    supernet.activate(host)
+    return summary
+
+
+def _supernet_error(folder: Path, problem: str) -> TrainingError:
+    return TrainingError(f"supernet folder {folder}: {problem}; expected the --out folder of a finished "
+                         f"`abz supernet` run (it holds final/config.json, final/model.safetensors and the "
+                         f"tokenizer)")
+
+
+def saved_config(folder: str | os.PathLike[str]) -> TrainConfig:
+    """The resolved config a supernet run saved as `<folder>/config.json`."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise _supernet_error(Path(folder), "no config.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _supernet_error(Path(folder), f"config.json is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _supernet_error(Path(folder), "config.json is not a mapping")
+    data.pop("source", None)
+    return config_from_dict(data, str(path))
+
+
+def load_supernet(folder: str | os.PathLike[str], cfg: TrainConfig) -> tuple[Any, Any]:
+    """(supernet, tokenizer) from `<folder>/final`; sizes must equal the config's `model:` section."""
+    from transformers import AutoTokenizer
+
+    from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroSupernetForMaskedLM
+
+    root = Path(folder)
+    final = root / "final"
+    if not root.is_dir():
+        raise _supernet_error(root, "not found")
+    if not (final / "config.json").is_file() or not (final / "model.safetensors").is_file():
+        raise _supernet_error(root, "no final/config.json and final/model.safetensors")
+    try:
+        saved = AutoBertZeroConfig.from_pretrained(str(final))
+        if not hasattr(saved, "supernet_per_branch"):
+            raise _supernet_error(root, "final/ holds a stand-alone model, not a supernet")
+        differ = [f"model.{k}: checkpoint {getattr(saved, k)}, config {getattr(cfg.model, k)}"
+                  for k in SIZE_KEYS if getattr(saved, k) != getattr(cfg.model, k)]
+        if differ:
+            raise ConfigError(f"{cfg.source}: sizes disagree with the supernet in {root}: {'; '.join(differ)}; "
+                              f"evaluate with the config the supernet was trained with ({root}/config.json)")
+        supernet = AutoBertZeroSupernetForMaskedLM.from_pretrained(str(final))
+        tokenizer = AutoTokenizer.from_pretrained(str(final))
+    except AbzError:
+        raise
+    except Exception as exc:  # damaged safetensors, JSON or tokenizer files
+        raise _supernet_error(root, f"final/ could not be loaded ({type(exc).__name__}: {exc})") from None
+    if len(tokenizer) != supernet.config.vocab_size:
+        raise _supernet_error(root, f"its tokenizer has {len(tokenizer)} tokens but the model "
+                                    f"{supernet.config.vocab_size}")
+    supernet.config.sparse_mlm_logits = True
+    supernet.eval()
+    return supernet, tokenizer

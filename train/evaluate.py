@@ -1,0 +1,294 @@
+"""Candidate evaluation: genotypes in, one `CandidateResult` each out — the fitness the search calls.
+
+`Evaluator(config, supernet_dir)` prepares the corpus, tokenizer, MLM blocks and the fixed held-out batches
+once, then `.evaluate(genotypes)` scores candidates with the estimator of the config's `evaluate:` section:
+
+- `scratch`: a freshly initialised model (seed `evaluate.init_seed`) trained `evaluate.steps` MLM steps;
+- `biws`: the supernet's weights inherited (`supernet.extract`), then `evaluate.steps` steps of the copy;
+
+both through `deepspeed.initialize` and the one loop (`loop.py`), then the mean MLM loss on the same
+held-out blocks with the same mask positions (`MlmData.eval_batches`), never training batches. The score is
+higher-is-better: −loss, or a rank combination with a size prior (`evaluate.size_prior`), or, with a
+second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss makes a
+candidate `failed` with the reason and the run goes on. Results are cached by genotype id; a candidate
+whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
+score. Evaluation never changes the supernet; `.adapt(population, steps)` trains it on purpose (and
+empties the cache, whose scores belonged to the old weights). Under a launcher every rank must call
+`evaluate` with the same list: each candidate trains data-parallel over all ranks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.grammar import AttentionLayer, Genotype
+
+from .config import batch_plan
+from .config_schema import TrainConfig
+from .data_order import StreamOrder, derived_seed
+from .engine import build_engine, init_distributed, unwrap
+from .loop import LoopSettings, NonFiniteLoss, TrainLoop
+from .model_factory import build_mlm_model
+from .pretrain import (
+    PreparedMlm,
+    check_prepared,
+    export_model,
+    mean_loss,
+    mlm_step,
+    prepare_mlm_data,
+    resolve_config,
+)
+
+ESTIMATORS = ("scratch", "biws")
+SIZE_PRIORS = ("params", "flops")
+
+
+@dataclasses.dataclass
+class CandidateResult:
+    """The evaluation of one genotype."""
+
+    id: str
+    genotype: str
+    """The genotype as text."""
+    score: float | None
+    """Higher is better (−eval_loss unless a rank combination or GLUE stage is used); None when failed."""
+    eval_loss: float | None
+    """Mean MLM loss on the fixed held-out batches."""
+    params: int | None
+    flops_per_token: float | None
+    seconds: float
+    status: str
+    """"ok", "failed" or "duplicate"."""
+    reason: str = ""
+    twin: str | None = None
+    """For a duplicate: the id of the evaluated genotype with the same functional fingerprint."""
+    glue_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def genotype_fingerprint(genotype: Genotype) -> str:
+    """What the backbone computes, hashed: per layer the attention graph's functional fingerprint or the
+    conv layer's (kind, kernel, dilation); equal for genotypes that differ only in how a graph is written."""
+    from autobert_zero.compiler import fingerprint
+
+    parts = [fingerprint(genotype.graph(layer.graph)) if isinstance(layer, AttentionLayer) else repr(layer_key(layer))
+             for layer in genotype.layers]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def layer_key(layer: Any) -> tuple[Any, ...]:
+    return (layer.kind, layer.kernel, layer.dilation)
+
+
+def combine_ranks(results: list[CandidateResult], size_prior: str, weight: float) -> None:
+    """Replace each scored result's score by (1−w)·loss-rank + w·size-rank, both in [0, 1], larger better."""
+    scored = [r for r in results if r.score is not None and r.eval_loss is not None]
+    if len(scored) < 2:
+        return
+
+    def ranks(values: list[float]) -> list[float]:  # average ranks of ties, scaled to [0, 1]
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2 / (len(values) - 1)
+            i = j + 1
+        return out
+
+    quality = ranks([r.score for r in scored if r.score is not None])
+    size = ranks([float((r.params or 0) if size_prior == "params" else (r.flops_per_token or 0.0)) for r in scored])
+    for r, q, s in zip(scored, quality, size, strict=True):
+        r.score = (1 - weight) * q + weight * s
+
+
+class Evaluator:
+    """Prepared data, tokenizer, supernet and result cache for scoring candidates (see the module doc)."""
+
+    def __init__(self, config: TrainConfig | str | os.PathLike[str], supernet_dir: str | os.PathLike[str] | None = None,
+                 *, prepared: PreparedMlm | None = None, show_progress: bool = False) -> None:
+        self.cfg = cfg = resolve_config(config)
+        ev = cfg.evaluate
+        for key, value, allowed in (("estimator", ev.estimator, ESTIMATORS),
+                                    ("size_prior", ev.size_prior, (None, *SIZE_PRIORS))):
+            if value not in allowed:
+                raise ConfigError(f"{cfg.source}: evaluate.{key} = {value!r}; expected one of "
+                                  f"{', '.join(map(str, allowed))}")
+        if ev.estimator == "biws" and supernet_dir is None:
+            raise ConfigError("evaluate.estimator = 'biws' needs a supernet: pass --supernet DIR (the --out folder "
+                              "of `abz supernet`)")
+        self.rank, world = init_distributed()
+        self.plan = batch_plan(cfg, "pretrain", world)
+        self.show = show_progress and self.rank == 0
+        self.supernet: Any = None
+        tokenizer = None
+        if supernet_dir is not None:
+            from .biws import load_supernet
+
+            self.supernet, tokenizer = load_supernet(supernet_dir, cfg)
+        self.prepared = prepared or prepare_mlm_data(cfg, self.show, tokenizer=tokenizer)
+        check_prepared(cfg, self.prepared)
+        self.eval_batches = self.prepared.data.eval_batches(ev.eval_batch_size)
+        if not self.eval_batches:
+            raise ConfigError(f"{cfg.source}: data.eval_blocks = {cfg.data.eval_blocks} leaves no held-out blocks "
+                              f"to score candidates on; set it to a positive number")
+        self.init_seed = cfg.seed if ev.init_seed is None else ev.init_seed
+        self.cache: dict[str, CandidateResult] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.adapted_steps = 0
+        self._supernet_engine: Any = None
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.prepared.tokenizer
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[CandidateResult]:
+        """One result per genotype, in order (cached ones reused); see the module doc."""
+        results = []
+        for genotype in tqdm(genotypes, desc=f"evaluate ({self.cfg.evaluate.estimator})", unit="cand",
+                             disable=not self.show):
+            if genotype.id not in self.cache:
+                self.cache[genotype.id] = self._evaluate_one(genotype)
+            results.append(dataclasses.replace(self.cache[genotype.id]))
+        if self.cfg.evaluate.size_prior is not None:
+            combine_ranks(results, self.cfg.evaluate.size_prior, self.cfg.evaluate.prior_weight)
+        return results
+
+    def _evaluate_one(self, genotype: Genotype) -> CandidateResult:
+        t0 = time.perf_counter()
+        result = CandidateResult(genotype.id, genotype.to_text(), None, None, None, None, 0.0, "failed")
+        try:
+            fp = genotype_fingerprint(genotype)
+            twin = self.fingerprints.get(fp)
+            if twin is not None and twin in self.cache:
+                first = self.cache[twin]
+                result = dataclasses.replace(first, id=genotype.id, genotype=genotype.to_text(), status="duplicate",
+                                             reason=f"computes the same as {twin} (equal functional fingerprint)",
+                                             twin=twin)
+            else:
+                self.fingerprints[fp] = genotype.id
+                self._score(genotype, result)
+        except NonFiniteLoss as exc:
+            result.reason = f"training loss became {exc.loss} at step {exc.step}"
+        except (AbzError, RuntimeError, ValueError) as exc:  # a candidate that cannot be built or run
+            result.reason = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _score(self, genotype: Genotype, result: CandidateResult) -> None:
+        from autobert_zero.compiler import count_parameters, flops_per_token
+
+        ev = self.cfg.evaluate
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not consumed
+            model = self._candidate_model(genotype)
+            result.params = count_parameters(model)
+            result.flops_per_token = flops_per_token(genotype, model.config, self.prepared.data.block_length).per_token
+            model = self.train(model, ev.steps, self.init_seed)
+            loss = mean_loss(model, self.eval_batches)
+        result.eval_loss = loss
+        if not math.isfinite(loss):
+            result.reason = f"held-out loss is {loss}"
+            return
+        result.score, result.status = -loss, "ok"
+        if ev.glue_task is not None:
+            result.glue_score = self._glue(model)
+            result.score = result.glue_score
+
+    def _candidate_model(self, genotype: Genotype) -> Any:
+        if self.cfg.evaluate.estimator == "biws":
+            child = self.supernet.extract(genotype)
+            child.config.sparse_mlm_logits = True
+            return child
+        tok = self.tokenizer
+        return build_mlm_model(genotype, self.cfg.model, len(tok), tok.pad_token_id, self.init_seed)
+
+    def train(self, model: Any, steps: int, seed: int) -> Any:
+        """`steps` MLM steps of `model` (no checkpoints, no log) with data order and dropout from `seed`;
+        returns the trained model (the engine's module). Every candidate sees the same batches."""
+        if steps == 0:
+            return model
+        cfg, plan, data = self.cfg, self.plan, self.prepared.data
+        engine = build_engine(model, cfg.deepspeed, plan, cfg.evaluate.lr, cfg.pretrain.weight_decay, steps,
+                              cfg.evaluate.warmup_steps)
+        order = StreamOrder(len(data.train_blocks), seed)
+        torch.manual_seed(derived_seed(seed, self.rank, 1))
+        TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, self.rank),
+                  LoopSettings(stop=steps), rank=self.rank).run()
+        return unwrap(engine)
+
+    def _glue(self, model: Any) -> float:
+        """The dev score of a short fine-tune (`finetune:` section) of the trained candidate."""
+        from .finetune import finetune
+        from .paths import data_dir
+
+        ev = self.cfg.evaluate
+        glue = Path(ev.glue_data_dir) if ev.glue_data_dir else data_dir() / "glue"
+        with tempfile.TemporaryDirectory(prefix="abz-glue-") as tmp:
+            export_model(model, self.tokenizer, Path(tmp) / "init")
+            result = finetune(self.cfg, str(ev.glue_task), glue, Path(tmp) / "init", Path(tmp) / "ft")
+        return float(result["score"])
+
+    def adapt(self, population: Sequence[Genotype], steps: int) -> None:
+        """Train the supernet `steps` more MLM steps on candidates drawn from `population` (a constant
+        learning rate `pretrain.lr`); the step counter continues across calls. Empties the result cache."""
+        if self.supernet is None:
+            raise ConfigError("adapt() needs a supernet: build the Evaluator with a supernet folder")
+        if steps <= 0 or not population:
+            return
+        from .biws import CandidateSchedule
+
+        cfg, plan, data = self.cfg, self.plan, self.prepared.data
+        if self._supernet_engine is None:
+            self._supernet_engine = build_engine(self.supernet, cfg.deepspeed, plan, cfg.pretrain.lr,
+                                                 cfg.pretrain.weight_decay, 10**12, 0)
+        engine, supernet = self._supernet_engine, self.supernet
+        schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, 23))
+        order = StreamOrder(len(data.train_blocks), derived_seed(cfg.seed, 29))
+        start = self.adapted_steps
+
+        def step_fn(step: int) -> float:
+            supernet.activate(schedule.candidate(step))
+            return mlm_step(engine, data, order, plan, step, self.rank)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(cfg.seed, self.rank, start, 31))
+            TrainLoop(engine, step_fn, LoopSettings(stop=start + steps), rank=self.rank).run(start)
+        self.adapted_steps = start + steps
+        self.cache.clear()
+        self.fingerprints.clear()
+
+
+def evaluate_candidates(genotypes: Sequence[Genotype], settings: TrainConfig | str | os.PathLike[str],
+                        supernet_dir: str | os.PathLike[str] | None = None) -> list[CandidateResult]:
+    """One-shot form of `Evaluator(settings, supernet_dir).evaluate(genotypes)`."""
+    return Evaluator(settings, supernet_dir).evaluate(genotypes)
+
+
+def results_table(results: Sequence[CandidateResult]) -> str:
+    """A plain-text table of results, one row per candidate."""
+    rows = [f"{'id':<12} {'status':<9} {'score':>9} {'eval_loss':>9} {'params':>10} {'MFLOP/tok':>9} {'s':>6}  reason"]
+    for r in results:
+        score = f"{r.score:.4f}" if r.score is not None else "-"
+        loss = f"{r.eval_loss:.4f}" if r.eval_loss is not None else "-"
+        params = str(r.params) if r.params is not None else "-"
+        flops = f"{r.flops_per_token / 1e6:.3f}" if r.flops_per_token is not None else "-"
+        rows.append(f"{r.id[:12]:<12} {r.status:<9} {score:>9} {loss:>9} {params:>10} {flops:>9} {r.seconds:>6.2f}  "
+                    f"{r.reason}")
+    return "\n".join(rows)
