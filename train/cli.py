@@ -35,7 +35,7 @@ def _finetune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     from .finetune import finetune
 
-    result = finetune(config, args.task, args.data_dir, args.init, args.out)
+    result = finetune(config, args.task, args.data_dir, args.init, args.out, force=args.force)
     _report(f"{result['task']} dev: {json.dumps(result['metrics'])} (written to {args.out}/eval.json)")
     return 0
 
@@ -77,5 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--data-dir", help="folder of GLUE TSV folders (CoLA/, SST-2/, ...); omit to load the "
                                       "hub dataset `glue` (needs a network)")
     f.add_argument("--init", required=True, help="pre-trained Hugging Face folder (model + tokenizer)")
-    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--out", required=True, help="output folder (new or empty)")
+    f.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out, replacing only metrics.jsonl, eval.json and tensorboard/")
     f.set_defaults(func=_finetune)

@@ -17,15 +17,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from autobert_zero.errors import DataError
 from autobert_zero.io import atomic_write_text
+from autobert_zero.run_dir import open_run_dir
 
 from .config import BatchPlan, batch_plan
 from .data_order import StreamOrder, derived_seed
 from .engine import build_engine, init_distributed, unwrap
 from .glue import GlueTask, get_task, load_glue_split
+from .init_folder import check_init_folder
 from .loop import LoopSettings, TrainLoop, accumulate
 from .metrics import glue_metrics, primary_score
 from .model_factory import build_classifier
@@ -60,14 +62,6 @@ def _subsample(split: Any, limit: int | None, seed: int) -> Any:
     return split.select(sorted(torch.randperm(len(split), generator=g)[:limit].tolist()))
 
 
-def _load_tokenizer(init_dir: Path) -> PreTrainedTokenizerBase:
-    try:
-        return AutoTokenizer.from_pretrained(str(init_dir))
-    except Exception as exc:
-        raise DataError(f"--init folder {init_dir}: no loadable tokenizer ({type(exc).__name__}: {exc}); expected "
-                        f"the DIR/final folder of `abz pretrain`, which holds model and tokenizer") from None
-
-
 def train_step(engine: Any, data: EncodedSplit, order: StreamOrder, plan: BatchPlan, step: int, rank: int) -> float:
     """One optimizer step of fine-tuning; returns this rank's mean loss."""
     def batch(micro: int) -> dict[str, torch.Tensor]:
@@ -91,21 +85,30 @@ def predict(engine: Any, data: EncodedSplit, task: GlueTask, batch_size: int) ->
     return torch.cat(outputs).cpu().numpy()
 
 
+FINETUNE_OUTPUTS = ("metrics.jsonl", "eval.json", "tensorboard")
+"""What `finetune` writes into its output folder (`--force` replaces these and nothing else)."""
+
+
 def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, init_dir: str | os.PathLike[str],
-             out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+             out_dir: str | os.PathLike[str], force: bool = False) -> dict[str, Any]:
     """Fine-tune `init_dir` on GLUE `task` (TSV folders under `data_dir`, or the hub's `glue` if None);
-    returns the dev evaluation (also written to `<out_dir>/eval.json`)."""
+    returns the dev evaluation (also written to `<out_dir>/eval.json`). `init_dir` must pass
+    `check_init_folder`; `out_dir` is opened with `open_run_dir` (refused if non-empty unless `force`)."""
     cfg = resolve_config(config)
     spec = get_task(task)
-    init, out = Path(init_dir), Path(out_dir)
-    if not init.is_dir():
-        raise DataError(f"--init folder not found: {init} (expected the DIR/final folder of `abz pretrain`)")
+    tokenizer = check_init_folder(Path(init_dir))
+    with open_run_dir(out_dir, "abz finetune", force=force, outputs=FINETUNE_OUTPUTS,
+                      primary=os.environ.get("RANK", "0") == "0"):
+        return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer)
+
+
+def _finetune(cfg: Any, spec: GlueTask, data_dir: str | os.PathLike[str] | None, init: Path, out: Path,
+              tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     rank, world = init_distributed()
     plan = batch_plan(cfg, "finetune", world)
     ft = cfg.finetune
     train_split = _subsample(load_glue_split(spec, "train", data_dir), ft.max_train_examples, cfg.seed)
     dev_split = load_glue_split(spec, "dev", data_dir)
-    tokenizer = _load_tokenizer(init)
     train = EncodedSplit(train_split, spec, tokenizer, ft.max_seq_length)
     dev = EncodedSplit(dev_split, spec, tokenizer, ft.max_seq_length)
     if len(train) == 0:

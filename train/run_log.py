@@ -1,7 +1,7 @@
 """Metrics of a run: JSON lines in `<out>/metrics.jsonl` and, when asked, TensorBoard event files.
 
 Only rank 0 writes. On resume, lines after the resumed step (written by the killed run after its last
-checkpoint) are dropped first, so the file reads as one uninterrupted run.
+checkpoint) are dropped first, and so is a line a kill cut short, so the file reads as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class RunLog:
     def _truncate_after(self, step: int) -> None:
         if not self.path.is_file():
             return
-        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        keep = [line for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                if (record := _record(line)) is not None and record.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(f"{line}\n" for line in keep))
 
     def write(self, record: dict[str, Any], prefix: str = "train") -> None:
@@ -69,6 +69,15 @@ class RunLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """One metrics line as a record; None for a blank line or one a kill cut short (not a JSON object)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
