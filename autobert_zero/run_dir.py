@@ -96,6 +96,20 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def check_out_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False) -> None:
+    """The refusals of `open_run_dir` that need no lock (a file in the way, nothing to resume, a non-empty
+    folder without `--resume`/`--force`): commands call it first to fail before any slow preparation."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} exists and is not a folder; give a folder path")
+    existing = user_entries(path)
+    if resume and not existing:
+        raise TrainingError(f"--resume: {path} holds no earlier run to continue; start without --resume")
+    if existing and not resume and not force:
+        raise ConfigError(f"--out {path} is not empty (it holds {_describe(existing)}); choose a new folder, pass "
+                          f"--resume to continue a run there, or --force to replace only the files {command} writes")
+
+
 @contextlib.contextmanager
 def open_run_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False,
                  outputs: Iterable[str] = (), primary: bool = True) -> Iterator[RunDir]:
@@ -111,10 +125,7 @@ def open_run_dir(out: str | os.PathLike[str], command: str, *, force: bool = Fal
     if not primary:
         yield run
         return
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path} exists and is not a folder; give a folder path")
-    if resume and not user_entries(path):
-        raise TrainingError(f"--resume: {path} holds no earlier run to continue; start without --resume")
+    check_out_dir(path, command, force=force, resume=resume)
     path.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path / LOCK_FILE), timeout=0)
     try:
@@ -125,12 +136,8 @@ def open_run_dir(out: str | os.PathLike[str], command: str, *, force: bool = Fal
     try:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join([command, *sys.argv[1:]])}
         atomic_write_text(path / HOLDER_FILE, json.dumps(holder))
-        existing = user_entries(path)
-        if existing and not resume:
-            if not force:
-                raise ConfigError(
-                    f"--out {path} is not empty (it holds {_describe(existing)}); choose a new folder, pass "
-                    f"--resume to continue a run there, or --force to replace only the files {command} writes")
+        check_out_dir(path, command, force=force, resume=resume)  # again, now that no other run can write
+        if force and not resume:
             for name in outputs:
                 _remove(path / name)
         run._lock = lock

@@ -22,7 +22,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .pretrain import pretrain
 
     summary = pretrain(config, args.out, genotype_path=args.genotype, corpus=_corpus(args.corpus),
-                       max_steps=args.max_steps, resume=args.resume)
+                       max_steps=args.max_steps, resume=args.resume, force=args.force)
     _report(f"pre-trained {summary['steps']} steps; final loss {summary['final_loss']:.4f}"
             + (f", held-out loss {summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "")
             + f"; model and tokenizer in {summary['final_dir']}")
@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop after step N (≤ pretrain.max_steps); the LR schedule still spans "
                         "pretrain.max_steps, so --resume later continues the same curve")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in a non-empty --out, replacing only what pretrain writes (checkpoints/, "
+                        "final/, metrics.jsonl, config.json, summary.json, tensorboard/)")
     p.set_defaults(func=_pretrain)
 
     f = subparsers.add_parser(

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autobert_zero.errors import TrainingError
+from autobert_zero.run_dir import check_out_dir
 
 from . import checkpoint
 from .engine import mean_over_ranks
@@ -96,11 +97,10 @@ class LoopResult:
         return self.losses[max(self.losses)] if self.losses else None
 
 
-def refuse_existing_run(out: Path, resume: bool) -> None:
-    """Refuse to start a fresh run in a folder whose checkpoints belong to an earlier run."""
-    if not resume and checkpoint.read_latest(out / "checkpoints") is not None:
-        raise TrainingError(f"{out} already holds checkpoints of an earlier run; pass --resume to continue it "
-                            f"or choose another --out folder")
+def refuse_existing_run(out: Path, resume: bool, force: bool = False, command: str = "this command") -> None:
+    """Refuse early what `open_run_dir` would refuse: a non-empty folder without `resume`/`force`, or
+    `resume` with nothing to resume (the run itself then holds the folder through `open_run_dir`)."""
+    check_out_dir(out, command, force=force, resume=resume)
 
 
 class TrainLoop:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_directory, atomic_write_text
+from autobert_zero.run_dir import open_run_dir
 
+from . import checkpoint
 from .config import BatchPlan, batch_plan, load_config
 from .config_schema import TrainConfig
 from .corpus import Corpus, load_corpus
@@ -122,11 +125,22 @@ def resolve_genotype(cfg: TrainConfig, genotype: Genotype | str | os.PathLike[st
     return load_genotype_file(cfg.genotype)
 
 
-def mlm_identity(cfg: TrainConfig, plan: BatchPlan, data: MlmData, world: int) -> dict[str, Any]:
-    """The run identity of an MLM run: what, if changed, would change the data order or the loss curve."""
-    return {"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed,
-            "schedule_steps": cfg.pretrain.max_steps, "block_length": data.block_length,
-            "train_blocks": len(data.train_blocks)}
+def mlm_identity(cfg: TrainConfig, plan: BatchPlan, prepared: PreparedMlm, world: int,
+                 model: PreTrainedModel) -> dict[str, Any]:
+    """The run identity of an MLM run (`checkpoint.run_identity`): what, if changed, would continue other
+    weights, or change the data order or the loss curve — so `--resume` refuses it, naming the change."""
+    data, ds = prepared.data, cfg.deepspeed
+    engine_keys = {k: v for k, v in ds.items() if k not in ("steps_per_print", "wall_clock_breakdown")}
+    return checkpoint.run_identity(
+        genotype_id=model.config.parsed_genotype().id, sizes=dataclasses.asdict(cfg.model),
+        tokenizer=prepared.tokenizer,
+        data={"corpus_sha256": prepared.corpus.fingerprint, "max_seq_length": cfg.data.max_seq_length,
+              "mlm_probability": cfg.data.mlm_probability, "block_length": data.block_length,
+              "train_blocks": len(data.train_blocks), "eval_blocks": len(data.eval_blocks)},
+        schedule={"max_steps": cfg.pretrain.max_steps, "lr": cfg.pretrain.lr, "warmup_steps": cfg.pretrain.warmup_steps,
+                  "weight_decay": cfg.pretrain.weight_decay,
+                  "deepspeed": json.dumps(engine_keys, sort_keys=True, default=str)},
+        batch={"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed})
 
 
 def stop_step(cfg: TrainConfig, max_steps: int | None) -> int:
@@ -150,10 +164,32 @@ class MlmHooks:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+MLM_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "final", "summary.json", "tensorboard")
+"""What an MLM run writes into its output folder (`--force` replaces these and nothing else)."""
+
+
 def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
-            desc: str, hooks: MlmHooks) -> dict[str, Any]:
+            desc: str, hooks: MlmHooks, force: bool = False) -> dict[str, Any]:
     """Train `model` with masked LM through the one loop (`pretrain` and `abz supernet` both run this):
-    engine, checkpoints, metrics, held-out loss, the HF export and `summary.json`; returns the summary."""
+    engine, checkpoints, metrics, held-out loss, the HF export and `summary.json`; returns the summary.
+
+    The output folder is held with `open_run_dir` for the whole run (refused if non-empty unless `resume`
+    or `force`; one run at a time). Resuming a run that already finished at `stop` changes nothing and
+    returns its summary."""
+    rank, _ = init_distributed()
+    with open_run_dir(out, f"abz {desc}", force=force, resume=resume, outputs=MLM_OUTPUTS, primary=rank == 0) as run:
+        summary = run.finished() if resume else None
+        if summary is not None and summary.get("steps") == stop and (
+                checkpoint.read_latest(out / "checkpoints") == checkpoint.tag_for(stop)):
+            if rank == 0:
+                print(f"{out}: this run already finished at step {stop} (see summary.json); nothing to do",
+                      file=sys.stderr)
+            return summary
+        return _run_mlm(cfg, out, model, prepared, stop, resume, desc, hooks)
+
+
+def _run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+             desc: str, hooks: MlmHooks) -> dict[str, Any]:
     rank, world = init_distributed()
     plan = batch_plan(cfg, "pretrain", world)
     show = cfg.logging.progress_bar and rank == 0
@@ -173,7 +209,7 @@ def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: Prepa
                             keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
                             tokens_per_step=plan.train_batch_size * data.block_length)
     loop = TrainLoop(engine, step_fn, settings, rank=rank, checkpoints=out / "checkpoints",
-                     identity={**mlm_identity(cfg, plan, data, world), **hooks.identity},
+                     identity={**mlm_identity(cfg, plan, prepared, world, model), **hooks.identity},
                      record_fields=hooks.record_fields)
     start = loop.begin(resume)
     if rank == 0:
@@ -205,7 +241,7 @@ def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: Prepa
 def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
              genotype_path: Genotype | str | None = None, corpus: str | list[str] | None = None,
              max_steps: int | None = None, resume: bool = False,
-             prepared: PreparedMlm | None = None) -> dict[str, Any]:
+             prepared: PreparedMlm | None = None, force: bool = False) -> dict[str, Any]:
     """Pre-train with masked LM; returns the run summary (also written to `<out_dir>/summary.json`).
 
     `genotype_path` is a genotype file or a `Genotype` object (default: the config's `genotype`);
@@ -216,7 +252,7 @@ def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.Pat
         cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
-    refuse_existing_run(out, resume)
+    refuse_existing_run(out, resume, force, "abz pretrain")
     rank, _ = init_distributed()
     genotype = resolve_genotype(cfg, genotype_path)
     prepared = prepare_or_check(cfg, prepared if corpus is None else None, rank)
@@ -225,7 +261,7 @@ def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.Pat
     model = build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
     hooks = MlmHooks(summary={"genotype": cfg.genotype if not isinstance(genotype_path, Genotype) else None,
                               "genotype_id": genotype.id})
-    return run_mlm(cfg, out, model, prepared, stop, resume, "pretrain", hooks)
+    return run_mlm(cfg, out, model, prepared, stop, resume, "pretrain", hooks, force=force)
 
 
 def prepare_or_check(cfg: TrainConfig, prepared: PreparedMlm | None, rank: int,
