@@ -84,3 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--force", action="store_true",
                    help="write into a non-empty --out, replacing only metrics.jsonl, eval.json and tensorboard/")
     f.set_defaults(func=_finetune)
+
+    from .biws_cli import register as register_biws
+
+    register_biws(subparsers)
