@@ -15,6 +15,7 @@ from autobert_zero.train.biws import train_supernet
 from autobert_zero.train.evaluate import Evaluator, evaluate_candidates
 from autobert_zero.train.pretrain import PreparedMlm, prepare_mlm_data
 
+from .test_train_finetune import write_sst2
 from .train_fixtures import tiny_config
 
 VANILLA = "matmul(softmax(scale(matmul(Q, transpose(K)))), V)"
@@ -129,3 +130,13 @@ def test_evaluator_config_errors(tmp: Path, prepared: PreparedMlm) -> None:
     with pytest.raises(ConfigError, match="sizes disagree with the supernet"):
         Evaluator(tiny_config(tmp, model={"intermediate_size": 128}, evaluate={"estimator": "biws"}),
                   tmp / "supernet")
+
+
+def test_glue_second_stage_scores_by_the_dev_metric(tmp: Path, prepared: PreparedMlm, tmp_path: Path) -> None:
+    glue = write_sst2(tmp_path / "glue")
+    mlm_only = Evaluator(tiny_config(tmp, evaluate={"steps": 2}), prepared=prepared).evaluate([attention(VANILLA)])[0]
+    staged = Evaluator(tiny_config(tmp, evaluate={"steps": 2, "glue_task": "SST-2", "glue_data_dir": str(glue)},
+                                   finetune={"max_steps": 2}), prepared=prepared).evaluate([attention(VANILLA)])[0]
+    assert staged.status == "ok" and staged.glue_score is not None
+    assert staged.score == staged.glue_score != -mlm_only.eval_loss  # ranked by the GLUE dev score
+    assert staged.eval_loss == mlm_only.eval_loss  # the MLM stage is the same

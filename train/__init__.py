@@ -3,8 +3,10 @@
 Read top to bottom, the files follow the data: `config_schema`/`config` (strict YAML configs),
 `corpus`/`default_corpus` (text), `tokenizer`, `mlm_data` + `data_order` (masked batches), `glue` +
 `metrics` (GLUE tasks and official metrics), `model_factory` (genotype → model), `engine` (DeepSpeed),
-`checkpoint` (crash-safe resume), `run_log` (metrics.jsonl / TensorBoard), the loops `pretrain` and
-`finetune`, and `cli` (the `abz pretrain` / `abz finetune` sub-commands).
+`checkpoint` (crash-safe resume), `run_log` (metrics.jsonl / TensorBoard), `loop` (the one training loop),
+what drives it — `pretrain` (MLM runs), `finetune` (GLUE), `biws` (supernet training, candidate schedule)
+and `evaluate` (candidate scores: the search's fitness) — and `cli` / `biws_cli` (the `abz pretrain`,
+`finetune`, `supernet` and `evaluate` sub-commands).
 
 The public functions are imported lazily: importing this package does not import deepspeed.
 """

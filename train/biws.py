@@ -106,7 +106,7 @@ def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_
 
 def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
                    corpus: str | list[str] | None = None, max_steps: int | None = None,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train the supernet of the config (`abz supernet`); returns the summary (also `<out>/summary.json`)."""
     cfg = resolve_config(config)
     if corpus is not None:
@@ -119,7 +119,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
                           f"list .abz files, folders or .txt lists of genotypes")
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
-    refuse_existing_run(out, resume)
+    refuse_existing_run(out, resume, force, "abz supernet")
     host = resolve_genotype(cfg, None)
     population = read_population(sn.population) if sn.strategy == "population" else []
     for g in population:
@@ -138,7 +138,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
                      record_fields=lambda done: {"candidate": schedule.candidate(done - 1).id[:12]},
                      summary={"genotype": cfg.genotype, "strategy": sn.strategy,
                               "population": len(population), "per_branch": list(sn.per_branch)})
-    summary = run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks)
+    summary = run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
     supernet.activate(host)
     return summary
 

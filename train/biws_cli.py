@@ -30,7 +30,7 @@ def _supernet(args: argparse.Namespace) -> int:
     from .biws import train_supernet
 
     summary = train_supernet(config, args.out, corpus=_corpus(args.corpus), max_steps=args.max_steps,
-                             resume=args.resume)
+                             resume=args.resume, force=args.force)
     _report(f"trained the supernet {summary['steps']} steps ({summary['strategy']} candidates); final loss "
             f"{summary['final_loss']:.4f}"
             + (f", held-out loss {summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "")
@@ -104,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--max-steps", type=int, metavar="N",
                    help="stop after step N (≤ pretrain.max_steps); --resume later continues the same curve")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+    s.add_argument("--force", action="store_true",
+                   help="write into a non-empty OUT, replacing only this command's outputs")
     s.set_defaults(func=_supernet)
 
     e = subparsers.add_parser(

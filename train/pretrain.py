@@ -7,6 +7,11 @@ changing the learning-rate schedule, which always spans `pretrain.max_steps`; so
 (or killed after its checkpoint at k) and resumed with `resume=True` produces the same losses after k as
 a run that never stopped: the data order and the masking are functions of the step, and the weights,
 optimizer, scheduler and RNG states come back from the checkpoint.
+
+`run_mlm` is that run for any masked-LM model: `pretrain` gives it a genotype's model, `biws.train_supernet`
+the supernet plus `MlmHooks` (the step's candidate, the candidate schedule in the run identity). Genotypes
+may be `Genotype` objects and the prepared corpus/tokenizer/blocks (`PreparedMlm`) may be passed in, so a
+search or an audit prepares its data once.
 """
 
 from __future__ import annotations
