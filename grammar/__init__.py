@@ -1,6 +1,8 @@
 """autobert_zero.grammar — the genotype language: text → IR, validation, printing, canonical identity.
 
-Only this stage imports lark. The IR (`ir.py`) is what every later stage reads.
+Only this stage imports lark, and it never imports torch or transformers (tests/test_light_imports.py):
+the op table (`ops.py`) holds shapes, formulas, padding facts and FLOPs; the compiler holds the
+implementations. The IR (`ir.py`) is what every later stage reads.
 """
 
 from .canonical import canonical_graph, canonicalize
