@@ -8,6 +8,11 @@ of a data-parallel run trains the same candidate. The schedule (strategy, seed, 
 the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform` draws a fresh sample of
 the supernet's sampler each step; `population` draws uniformly from a list of genotypes.
 
+A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
+ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
+weight that an earlier step used (measured: 6e-4 on an idle conv weight after one attention step, equally in
+all three stages, so data-parallel runs agree).
+
 `load_supernet(DIR, cfg)` reads `DIR/final` back (for `abz evaluate` and the audit), refusing a missing or
 damaged folder and sizes that disagree with the config.
 """

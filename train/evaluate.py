@@ -53,6 +53,8 @@ from .pretrain import (
 
 ESTIMATORS = ("scratch", "biws")
 SIZE_PRIORS = ("params", "flops")
+LONG_RUN = 200
+"""Per-candidate training runs at least this long get a progress bar of their own."""
 
 
 @dataclasses.dataclass
@@ -200,7 +202,7 @@ class Evaluator:
             model = self._candidate_model(genotype)
             result.params = count_parameters(model)
             result.flops_per_token = flops_per_token(genotype, model.config, self.prepared.data.block_length).per_token
-            model = self.train(model, ev.steps, self.init_seed)
+            model = self.train(model, ev.steps, self.init_seed, f"train {genotype.id[:8]}")
             loss = mean_loss(model, self.eval_batches)
         result.eval_loss = loss
         if not math.isfinite(loss):
@@ -219,9 +221,10 @@ class Evaluator:
         tok = self.tokenizer
         return build_mlm_model(genotype, self.cfg.model, len(tok), tok.pad_token_id, self.init_seed)
 
-    def train(self, model: Any, steps: int, seed: int) -> Any:
+    def train(self, model: Any, steps: int, seed: int, desc: str = "train") -> Any:
         """`steps` MLM steps of `model` (no checkpoints, no log) with data order and dropout from `seed`;
-        returns the trained model (the engine's module). Every candidate sees the same batches."""
+        returns the trained model (the engine's module). Every candidate sees the same batches. Runs of
+        `LONG_RUN` steps or more (reference runs) show their own progress bar."""
         if steps == 0:
             return model
         cfg, plan, data = self.cfg, self.plan, self.prepared.data
@@ -230,7 +233,8 @@ class Evaluator:
         order = StreamOrder(len(data.train_blocks), seed)
         torch.manual_seed(derived_seed(seed, self.rank, 1))
         TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, self.rank),
-                  LoopSettings(stop=steps), rank=self.rank).run()
+                  LoopSettings(stop=steps, desc=desc, progress_bar=self.show and steps >= LONG_RUN),
+                  rank=self.rank).run()
         return unwrap(engine)
 
     def _glue(self, model: Any) -> float:
