@@ -8,7 +8,7 @@
 The search folder holds `config.yaml` (the resolved config the run uses, paths made absolute),
 `state.json` and `history.jsonl` (see `autobert_zero.evolve.state`) and, when done, `summary.json`.
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
-split across the ranks (`autobert_zero.search_fitness.DistributedFitness`) and rank 0 writes the folder.
+scored on all ranks (see `autobert_zero.search_fitness`) and rank 0 writes the folder.
 `abz export FILE --out DIR` with a genotype file is `abz compile`.
 """
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from autobert_zero.train.config_schema import TrainConfig
 
 CONFIG_FILE = "config.yaml"
-OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots", "scratch")
+OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +98,8 @@ def _resolved_config(path: str, seed: int | None) -> tuple[TrainConfig, dict[str
         cfg.seed = seed
     cfg.genotype = str(resolve_shipped(cfg.genotype).resolve())
     cfg.search.seed_genotypes = [str(resolve_shipped(p).resolve()) for p in cfg.search.seed_genotypes]
+    if cfg.search.supernet is not None:
+        cfg.search.supernet = str(Path(cfg.search.supernet).expanduser().resolve())
     data = dataclasses.asdict(cfg)
     data.pop("source", None)
     return cfg, data
@@ -121,7 +123,7 @@ def _build_search(cfg: TrainConfig, folder: Path, rank: int, world: int,
     host = load_genotype(cfg.genotype)
     num_layers = cfg.search.num_layers or host.num_layers
     seeds = [load_genotype(p) for p in cfg.search.seed_genotypes]
-    fitness = build_fitness(cfg, folder / "scratch", world)
+    fitness = build_fitness(cfg, world, show_progress=False)
     return Search(cfg.search, language, fitness, seed=cfg.seed, num_layers=num_layers, seeds=seeds,
                   store=StateStore(folder) if rank == 0 else None, on_progress=on_progress)
 

@@ -148,17 +148,17 @@ class SearchConfig:
 
     strategy: str = "op"
     """`op` (operation priority), `evolution` (regularized evolution, uniform op choice) or `random`."""
-    evaluations: int = field(default=200, metadata=POSITIVE)
+    evaluations: int = field(default=200, metadata=positive(BIG))
     """Budget: candidates evaluated in all (the initial population included, duplicates included)."""
-    population_size: int = field(default=16, metadata=POSITIVE)
+    population_size: int = field(default=16, metadata=positive(10**6))
     """P: members of the aging population (and size of the initial population)."""
-    tournament_size: int = field(default=4, metadata=POSITIVE)
+    tournament_size: int = field(default=4, metadata=positive(10**6))
     """S: members drawn per tournament; the fittest becomes the parent."""
-    round_size: int = field(default=1, metadata=POSITIVE)
+    round_size: int = field(default=1, metadata=positive(10**6))
     """Children made per round from the same population (split across processes under a launcher)."""
     seed_genotypes: list[str] = field(default_factory=list)
     """Genotype files put first into the initial population (the sampler fills the rest)."""
-    num_layers: int | None = field(default=None, metadata=POSITIVE)
+    num_layers: int | None = field(default=None, metadata=positive(1024))
     """Layers of every candidate; null = the layer count of `genotype`."""
     conv_probability: float = field(default=0.5, metadata=FRACTION)
     """Share of conv layers in sampled genotypes (initial population, random search)."""
@@ -170,27 +170,27 @@ class SearchConfig:
     """Conv kernel sizes allowed; null = all of the language."""
     dilations: list[int] | None = None
     """Conv dilations allowed; null = all of the language."""
-    max_nodes: int | None = field(default=None, metadata=POSITIVE)
+    max_nodes: int | None = field(default=None, metadata=positive(1024))
     """Largest attention graph (op nodes); null = the language's limit."""
     mutations: list[str] | None = None
     """Mutation types enabled (names as in evolve/mutations.py, e.g. replace-op); null = all."""
-    priority_c: float = field(default=0.5, metadata=NON_NEGATIVE)
+    priority_c: float = field(default=0.5, metadata=non_negative(1e6))
     """c of the priority u_i = μ_i + c·√(2 ln N / N_i): weight of exploration."""
-    priority_temperature: float = field(default=0.1, metadata=POSITIVE)
+    priority_temperature: float = field(default=0.1, metadata=positive(1e6))
     """Temperature of the softmax over priorities (small = greedy)."""
     reward: str = "fitness"
     """Reward credited to the ops of a child: `fitness` or `improvement` (over the parent)."""
-    max_params: int | None = field(default=None, metadata=POSITIVE)
+    max_params: int | None = field(default=None, metadata=positive(10**15))
     """Candidates with more parameters are recorded but never join the population; null = no limit."""
-    max_flops_per_token: float | None = field(default=None, metadata=POSITIVE)
+    max_flops_per_token: float | None = field(default=None, metadata=positive(1e18))
     """Same for forward FLOPs per token; null = no limit."""
-    adapt_steps: int = field(default=0, metadata=NON_NEGATIVE)
+    adapt_steps: int = field(default=0, metadata=non_negative(BIG))
     """Supernet training steps on the live population between rounds (BIWS fitness); 0 = off."""
-    fitness: str = "scratch"
-    """`scratch` (a few MLM steps from scratch per candidate), `biws` (the supernet evaluator, when it is
-    available) or `synthetic` (a deterministic pure-python stand-in for tests and loop benchmarks)."""
-    fitness_steps: int = field(default=20, metadata=POSITIVE)
-    """`scratch` fitness: MLM pre-training steps per candidate before its held-out loss is measured."""
+    fitness: str = "evaluate"
+    """`evaluate`: the candidate evaluator with the `evaluate:` section (estimator scratch or biws);
+    `synthetic`: a deterministic pure-python stand-in (tests, loop benchmarks; not a model-quality measure)."""
+    supernet: str | None = None
+    """Folder of a trained supernet (`abz supernet --out`), needed by `evaluate.estimator: biws`."""
 
 
 @dataclass
