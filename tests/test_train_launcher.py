@@ -44,7 +44,8 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path: Path, stage
     assert summary["world_size"] == 2 and summary["train_batch_size"] == 8
     assert (tmp_path / "two" / "final" / "model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints" / "step-00000012").glob("*")) == sorted(
-        ["mp_rank_00_model_states.pt", "rng-rank0.json", "rng-rank1.json", "trainer_state.json"]
+        ["manifest.json", "mp_rank_00_model_states.pt", "rng-rank0.json", "rng-rank1.json",
+             "trainer_state.json"]
         + ([f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)] if stage else []))
 
     # One process, same global batch of 8 as 2 micro-batches × 4 accumulation steps: the same blocks and
