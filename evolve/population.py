@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,10 @@ class AgingPopulation:
     def __iter__(self) -> Iterator[Member]:
         return iter(self.members)
 
-    def to_json(self) -> list[dict[str, Any]]:
-        return [dict(vars(m)) for m in self.members]
+    def to_json(self) -> list[list[Any]]:
+        """[id, fitness, history index] per member, oldest first (the text is in the history line)."""
+        return [[m.id, m.fitness, m.index] for m in self.members]
 
     @classmethod
-    def from_json(cls, size: int, data: list[dict[str, Any]]) -> AgingPopulation:
-        return cls(size, [Member(**m) for m in data])
+    def from_json(cls, size: int, data: list[list[Any]], history: Sequence[dict[str, Any]]) -> AgingPopulation:
+        return cls(size, [Member(id, history[index]["genotype"], fitness, index) for id, fitness, index in data])

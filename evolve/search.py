@@ -146,7 +146,7 @@ class Search:
         self._known = {}
         for line in history:
             self._known.setdefault(line["id"], line)
-        self.population = AgingPopulation.from_json(self.config.population_size, body["population"])
+        self.population = AgingPopulation.from_json(self.config.population_size, body["population"], history)
         self.pending = [Candidate(**c) for c in body["pending"]]
         self.priority.load_json(body["priority"])
         self.rejections = Counter(body["rejections"])
