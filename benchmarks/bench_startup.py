@@ -7,7 +7,9 @@ main([...])"` with that folder first on `sys.path`, on the same genotype file, s
 interpreter start and differ only in what they import and do. Runs alternate base/head (A B B A ...); one
 warm-up run per version and command (writes the `.pyc` files) is discarded, so "cold" means a fresh process
 with the OS file cache warm — what a user sees on the second invocation. Reported: median and min wall
-seconds, and whether DeepSpeed's accelerator warning was printed. `python -I -c pass` gives the floor.
+seconds, the median CPU seconds of the child (user + system, from `getrusage`; less sensitive than wall time
+to other load on a shared machine), and whether DeepSpeed's accelerator warning was printed.
+`python -I -c pass` gives the floor.
 
     python -m benchmarks.bench_startup [--base 9a7d081] [--head HEAD] [--runs 7] [--compile-runs 3]
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,35 +58,41 @@ def short_commit(ref: str) -> str:
                           text=True).stdout.strip()
 
 
-def run_once(site: Path | None, argv: list[str], cwd: Path) -> tuple[float, str]:
-    """Wall seconds of one fresh interpreter running `abz argv` from `site` (None: `pass`), and its output
-    (stdout + stderr: DeepSpeed logs its accelerator warning to stdout)."""
+def run_once(site: Path | None, argv: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one fresh interpreter running `abz argv` from `site` (None: `pass`), and its
+    output (stdout + stderr: DeepSpeed logs its accelerator warning to stdout)."""
     if site is None:
         code = "pass"
     else:
         code = (f"import sys; sys.path.insert(0, {str(site)!r}); from autobert_zero.cli import main; "
                 f"sys.exit(main({argv!r}))")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         raise RuntimeError(f"abz {' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
-    return seconds, result.stdout + result.stderr
+    return seconds, cpu, result.stdout + result.stderr
 
 
 def measure(sites: dict[str, Path], argv_of: Any, runs: int, cwd: Path) -> dict[str, dict[str, Any]]:
     """Alternating runs (A B B A ...) after one discarded warm-up per version."""
     times: dict[str, list[float]] = {name: [] for name in sites}
+    cpus: dict[str, list[float]] = {name: [] for name in sites}
     warned: dict[str, bool] = {}
     for name, site in sites.items():
-        _, output = run_once(site, argv_of(name), cwd)
+        *_, output = run_once(site, argv_of(name), cwd)
         warned[name] = DEEPSPEED_WARNING in output
     order = list(sites)
     for i in range(runs):
         for name in order if i % 2 == 0 else reversed(order):
-            seconds, _ = run_once(sites[name], argv_of(name), cwd)
+            seconds, cpu, _ = run_once(sites[name], argv_of(name), cwd)
             times[name].append(seconds)
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "runs": t, "deepspeed_warning": warned[name]}
+            cpus[name].append(cpu)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "median_cpu_s": statistics.median(cpus[name]),
+                   "runs": t, "cpu_runs": cpus[name], "deepspeed_warning": warned[name]}
             for name, t in times.items()}
 
 
@@ -99,6 +109,7 @@ def main() -> None:
         root = Path(tmp)
         sites = {name: export_tree(commit, root / name) for name, commit in commits.items()}
         floor = statistics.median(run_once(None, [], root)[0] for _ in range(args.runs))
+        load = os.getloadavg()[0]
         commands: dict[str, Any] = {
             "check": (lambda name: ["check", genotype], args.runs),
             "show": (lambda name: ["show", genotype], args.runs),
@@ -112,15 +123,15 @@ def main() -> None:
     rows = []
     for command, by_version in results.items():
         base, head = by_version["base"], by_version["head"]
-        rows.append([f"abz {command}", base["median_s"], head["median_s"], head["min_s"],
-                     base["median_s"] / head["median_s"], "yes" if base["deepspeed_warning"] else "no",
-                     "yes" if head["deepspeed_warning"] else "no"])
+        rows.append([f"abz {command}", base["median_s"], head["median_s"], head["min_s"], base["median_cpu_s"],
+                     head["median_cpu_s"], base["median_s"] / head["median_s"],
+                     "yes" if base["deepspeed_warning"] else "no", "yes" if head["deepspeed_warning"] else "no"])
     print_table(f"Start-up, fresh interpreter per run (base {commits['base']} vs head {commits['head']}; "
-                f"`python -I -c pass` {floor:.3f} s)",
-                ["command", "before s (median)", "now s (median)", "now s (min)", "speed-up", "DS warning before",
-                 "DS warning now"], rows)
+                f"`python -I -c pass` {floor:.3f} s; load average {load:.1f})",
+                ["command", "before wall s", "now wall s", "now min s", "before CPU s", "now CPU s", "speed-up",
+                 "DS warning before", "DS warning now"], rows)
     write_json("startup", {"base": commits["base"], "head": commits["head"], "genotype": "genotypes/bert.abz",
-                           "interpreter_floor_s": floor, "commands": results,
+                           "interpreter_floor_s": floor, "load_average_1min": load, "commands": results,
                            "method": "git archive of each commit laid out as installed; fresh `python -I -c` per "
                                      "run, alternating versions, one discarded warm-up each"})
 
