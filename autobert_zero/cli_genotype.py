@@ -26,7 +26,7 @@ from autobert_zero.grammar import (
     parse_with_diagnostics,
     read_genotype_text,
 )
-from autobert_zero.io import atomic_write_text
+from autobert_zero.io import atomic_write_text, follow_umask_tree
 from autobert_zero.run_dir import open_run_dir
 
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size")
@@ -209,7 +209,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
            "classifier": AutoBertZeroForSequenceClassification}[args.head]
     model = cls(config)
     out = Path(args.out)
-    with open_run_dir(out, "abz compile", force=args.force) as run:
+    with open_run_dir(out, "abz compile", force=args.force, can_resume=False) as run:
         written = save_into(model, run.path)
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {', '.join(written)} into {out} ({cls.__name__}, {genotype.num_layers} layers, "
@@ -229,6 +229,7 @@ def save_into(model: Any, folder: Path) -> list[str]:
     tmp = Path(tempfile.mkdtemp(prefix=".abz-save.", dir=folder))
     try:
         save_pretrained(model, tmp)  # without importing deepspeed (no accelerator warnings)
+        follow_umask_tree(tmp)
         names = sorted(p.name for p in tmp.iterdir())
         for name in names:
             os.replace(tmp / name, folder / name)

@@ -26,6 +26,16 @@ def _follow_umask(path: str | Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
+def follow_umask_tree(folder: str | Path) -> None:
+    """Give `folder` and everything below it the modes the umask allows (libraries such as safetensors
+    write through private temporary files, 0600, that would otherwise end up in the output)."""
+    root = Path(folder)
+    _follow_umask(root, directory=True)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            _follow_umask(path, directory=path.is_dir())
+
+
 def _renamed(error: OSError, tmp: str | Path, target: Path) -> OSError:
     """`error` with the temporary path replaced by the user's target path."""
     if error.filename is not None and str(error.filename).startswith(str(tmp)):
@@ -75,6 +85,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    follow_umask_tree(tmp)
     old = path.with_name(f".{path.name}.old")
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -96,27 +96,47 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def check_out_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False) -> None:
+def _acquire(path: Path) -> FileLock:
+    """The folder's lock, taken without waiting; a `TrainingError` naming the holder if another run has it."""
+    lock = FileLock(str(path / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose another "
+                            f"--out folder (one run per output folder)") from None
+    return lock
+
+
+def check_out_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False,
+                  can_resume: bool = True) -> None:
     """The refusals of `open_run_dir` that need no lock (a file in the way, nothing to resume, a non-empty
     folder without `--resume`/`--force`): commands call it first to fail before any slow preparation."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} exists and is not a folder; give a folder path")
+    if (path / LOCK_FILE).exists():
+        _acquire(path).release()  # a live run is named before anything else is said about its folder
+    _check_contents(path, command, force, resume, can_resume)
+
+
+def _check_contents(path: Path, command: str, force: bool, resume: bool, can_resume: bool) -> None:
     existing = user_entries(path)
     if resume and not existing:
         raise TrainingError(f"--resume: {path} holds no earlier run to continue; start without --resume")
     if existing and not resume and not force:
-        raise ConfigError(f"--out {path} is not empty (it holds {_describe(existing)}); choose a new folder, pass "
-                          f"--resume to continue a run there, or --force to replace only the files {command} writes")
+        resume_hint = "pass --resume to continue a run there, " if can_resume else ""
+        raise ConfigError(f"--out {path} is not empty (it holds {_describe(existing)}); choose a new folder, "
+                          f"{resume_hint}or pass --force to replace only the files {command} writes")
 
 
 @contextlib.contextmanager
 def open_run_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False,
-                 outputs: Iterable[str] = (), primary: bool = True) -> Iterator[RunDir]:
+                 outputs: Iterable[str] = (), primary: bool = True, can_resume: bool = True) -> Iterator[RunDir]:
     """Create (if needed), check and lock the output folder `out` for one run of `command`.
 
     - `resume=True`: the folder must already hold a run (it is not refused for being non-empty).
     - `force=True`: a non-empty folder is accepted; the entries named in `outputs` are removed first.
+    - `can_resume=False`: the refusal does not suggest `--resume` (for commands without one).
     - Otherwise a folder holding anything is refused with a `ConfigError` naming what it holds.
     A folder locked by a live run is refused with a `TrainingError` naming the holder.
     """
@@ -125,18 +145,13 @@ def open_run_dir(out: str | os.PathLike[str], command: str, *, force: bool = Fal
     if not primary:
         yield run
         return
-    check_out_dir(path, command, force=force, resume=resume)
+    check_out_dir(path, command, force=force, resume=resume, can_resume=can_resume)
     path.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose another "
-                            f"--out folder (one run per output folder)") from None
+    lock = _acquire(path)
     try:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join([command, *sys.argv[1:]])}
         atomic_write_text(path / HOLDER_FILE, json.dumps(holder))
-        check_out_dir(path, command, force=force, resume=resume)  # again, now that no other run can write
+        _check_contents(path, command, force, resume, can_resume)  # again, now that no other run can write
         if force and not resume:
             for name in outputs:
                 _remove(path / name)

@@ -98,7 +98,7 @@ def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, in
     spec = get_task(task)
     tokenizer = check_init_folder(Path(init_dir))
     with open_run_dir(out_dir, "abz finetune", force=force, outputs=FINETUNE_OUTPUTS,
-                      primary=os.environ.get("RANK", "0") == "0"):
+                      primary=os.environ.get("RANK", "0") == "0", can_resume=False):
         return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer)
 
 
