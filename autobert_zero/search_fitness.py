@@ -40,8 +40,40 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
     if kind == "evaluate":
         from autobert_zero.train.evaluate import Evaluator
 
-        return Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
+        if cfg.search.adapt_steps and cfg.search.supernet is None:
+            raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
+                              f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
+                              f"adapt_steps: 0")
+        return EvaluatorFitness(Evaluator(cfg, cfg.search.supernet, show_progress=show_progress), cfg.search.supernet)
     raise ConfigError(f"{cfg.source}: search.fitness = {kind!r}; expected one of {', '.join(FITNESSES)}")
+
+
+class EvaluatorFitness:
+    """The Evaluator as the search's fitness, plus `remember`: after a resume, its result cache and
+    functional-fingerprint table are refilled from the history, so it recognises the same duplicates."""
+
+    def __init__(self, evaluator: Any, supernet: str | None) -> None:
+        self.evaluator = evaluator
+        self.supernet_reference = supernet
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Any]:
+        return list(self.evaluator.evaluate(genotypes))
+
+    def adapt(self, population: Sequence[Genotype], steps: int) -> None:
+        self.evaluator.adapt(population, steps)
+
+    def remember(self, lines: Sequence[dict[str, Any]]) -> None:
+        from autobert_zero.grammar import parse_genotype
+        from autobert_zero.train.evaluate import CandidateResult, genotype_fingerprint
+
+        for line in lines:
+            if line["status"] not in ("ok", "over-limit") or line["id"] in self.evaluator.cache:
+                continue
+            self.evaluator.cache[line["id"]] = CandidateResult(
+                line["id"], line["genotype"], line["fitness"], line.get("eval_loss"), line["params"],
+                line["flops_per_token"], 0.0, "ok")
+            fingerprint = genotype_fingerprint(parse_genotype(line["genotype"]))
+            self.evaluator.fingerprints.setdefault(fingerprint, line["id"])
 
 
 class RankSplitFitness:

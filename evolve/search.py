@@ -7,7 +7,10 @@ The loop works in rounds. Round 0 is the initial population (seed genotype files
 Every later round makes `round_size` children, each from a tournament parent of the current population,
 then evaluates them (in chunks of `fitness.chunk_size`, e.g. one chunk per round split across processes),
 and only at the end of the round adds them to the population and credits their ops — so the history does
-not depend on how a round was split. Between rounds `fitness.adapt(population, adapt_steps)` runs if set.
+not depend on how a round was split. Between rounds `fitness.adapt(population, adapt_steps)` runs if set;
+a resumed run replays those calls (so a supernet trained on the live population is rebuilt exactly, given
+a deterministic `adapt`), and `fitness.remember(history lines)`, if the fitness has it, restores what the
+fitness had in memory.
 
 A candidate whose id is already in the history reuses that result (status `duplicate`, no fitness call);
 the fitness may also answer `duplicate` for a functional duplicate it recognised. A candidate over
@@ -152,6 +155,28 @@ class Search:
         self.rejections = Counter(body["rejections"])
         self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
         self.supernet = body["supernet"]
+        self._rebuild_fitness_state()
+
+    def _rebuild_fitness_state(self) -> None:
+        """Bring a fresh fitness object to where the interrupted run's was: replay the `adapt` calls the run
+        made (rounds 1..current, each on the population it had then; the supernet starts from its folder
+        again), then hand it the results it holds in memory since the last adapt (`fitness.remember`), so
+        that it recognises the same functional duplicates."""
+        adapt = getattr(self.fitness, "adapt", None)
+        since = 0
+        if self.config.adapt_steps and adapt is not None:
+            for round_ in range(1, self.round + 1):
+                adapt([self._genotype(text) for text in self._population_before(round_)], self.config.adapt_steps)
+            since = self.round
+        remember = getattr(self.fitness, "remember", None)
+        if remember is not None:
+            remember([line for line in self.history if line["round"] >= since])
+
+    def _population_before(self, round_: int) -> list[str]:
+        """Genotype texts of the population at the start of round `round_`, oldest first."""
+        joined = [line["genotype"] for line in self.history
+                  if line["round"] < round_ and line["status"] in JOINS and line["fitness"] is not None]
+        return joined[-self.config.population_size:]
 
     def _save(self, new_lines: list[dict[str, Any]]) -> None:
         if self.store is not None:
@@ -175,7 +200,7 @@ class Search:
                 adapt = getattr(self.fitness, "adapt", None)
                 if self.round > 0 and self.config.adapt_steps and adapt is not None:
                     adapt([self._genotype(m.genotype) for m in self.population], self.config.adapt_steps)
-                    self.supernet = getattr(self.fitness, "checkpoint", self.supernet)
+                self.supernet = getattr(self.fitness, "supernet_reference", None)
                 self.pending = self._initial() if self.round == 0 else self._children()
             else:
                 self._evaluate_chunk()
@@ -269,13 +294,17 @@ class Search:
         over = self._over_limit(result)
         if over and status != "failed":
             status, reason = "over-limit", over
-        return self._line(candidate, index, score, status, reason, result.params, result.flops_per_token)
+        line = self._line(candidate, index, score, status, reason, result.params, result.flops_per_token)
+        line["eval_loss"] = getattr(result, "eval_loss", None)
+        return line
 
     def _duplicate(self, candidate: Candidate, earlier: dict[str, Any], index: int) -> dict[str, Any]:
         self.duplicates += 1
         status = "duplicate" if earlier["status"] in JOINS else earlier["status"]
-        return self._line(candidate, index, earlier["fitness"], status, f"same id as #{earlier['index']}",
+        line = self._line(candidate, index, earlier["fitness"], status, f"same id as #{earlier['index']}",
                           earlier["params"], earlier["flops_per_token"])
+        line["eval_loss"] = earlier.get("eval_loss")
+        return line
 
     def _over_limit(self, result: Result) -> str:
         c = self.config

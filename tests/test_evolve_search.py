@@ -78,6 +78,8 @@ class CountingFitness(SyntheticFitness):
         super().__init__(0)
         self.asked: list[str] = []
         self.adapted: list[tuple[int, int]] = []
+        self.adapted_on: list[list[str]] = []
+        self.remembered: list[str] = []
         self.__dict__.update(kwargs)
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
@@ -86,6 +88,10 @@ class CountingFitness(SyntheticFitness):
 
     def adapt(self, population: Sequence[Genotype], steps: int) -> None:
         self.adapted.append((len(population), steps))
+        self.adapted_on.append([g.id for g in population])
+
+    def remember(self, lines: Sequence[dict[str, Any]]) -> None:
+        self.remembered += [line["id"] for line in lines]
 
 
 def test_duplicates_reuse_the_cached_fitness() -> None:
@@ -166,6 +172,20 @@ def test_adapt_runs_between_rounds_when_enabled() -> None:
     silent = CountingFitness()
     run(dataclasses.replace(SMALL, evaluations=18, round_size=4), silent)
     assert silent.adapted == []
+
+
+def test_resume_replays_adapt_and_hands_the_fitness_its_results(tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, evaluations=30, round_size=4, adapt_steps=3)
+    whole = CountingFitness()
+    run(config, whole)
+    run(config, CountingFitness(), tmp_path, stop_after=17)  # rounds: 6, 4, 4, then 3 of the fourth
+    resumed = CountingFitness()
+    search = Search(config, default_language(), resumed, seed=0, num_layers=4, store=StateStore(tmp_path))
+    search.restore(*StateStore(tmp_path).load())
+    assert resumed.adapted_on == whole.adapted_on[:3]  # the supernet is rebuilt on the same populations
+    assert resumed.remembered == [line["id"] for line in search.history[14:17]]  # results since the last adapt
+    search.run()
+    assert resumed.adapted_on == whole.adapted_on
 
 
 def test_chunked_evaluation_gives_the_same_history() -> None:
