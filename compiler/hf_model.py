@@ -205,3 +205,6 @@ def register_auto_classes() -> None:
     AutoModelForMaskedLM.register(AutoBertZeroConfig, AutoBertZeroForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(
         AutoBertZeroConfig, AutoBertZeroForSequenceClassification, exist_ok=True)
+
+
+register_auto_classes()  # importing the model classes, by any path, makes the Auto API know them
