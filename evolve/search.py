@@ -142,7 +142,14 @@ class Search:
         }
 
     def restore(self, body: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """Continue from a saved state (`StateStore.load`)."""
+        """Continue from a saved state (`StateStore.load`); refuses a state saved under other settings."""
+        saved = {**body["config"], "num_layers": body["num_layers"]}
+        ours = {**asdict(self.config), "num_layers": self.num_layers}
+        changed = [f"{key}: {saved.get(key)!r} → {ours.get(key)!r}" for key in sorted(set(saved) | set(ours))
+                   if saved.get(key) != ours.get(key)]
+        if changed:
+            raise SearchError("the search state was saved under other search settings, so the run cannot continue "
+                              "exactly (" + "; ".join(changed) + "); restore the run's config.yaml")
         self.seed, self.round = int(body["seed"]), int(body["round"])
         self.rng = rng_from_json(body["rng"])
         self.history = history

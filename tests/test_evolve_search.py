@@ -163,6 +163,11 @@ def test_constraints_keep_large_candidates_out_of_the_population() -> None:
     over = [line for line in search.history if line["status"] == "over-limit"]
     assert over and all(line["params"] > limit and "search.max_params" in line["reason"] for line in over)
     assert all(line["params"] <= limit for line in search.history if line["id"] in {m.id for m in search.population})
+    flops = sorted(line["flops_per_token"] for line in probe.history)[len(params) // 2]
+    by_flops = run(dataclasses.replace(SMALL, max_flops_per_token=flops))
+    assert all(line["flops_per_token"] <= flops for line in by_flops.history
+               if line["id"] in {m.id for m in by_flops.population})
+    assert any("search.max_flops_per_token" in line["reason"] for line in by_flops.history)
 
 
 def test_adapt_runs_between_rounds_when_enabled() -> None:
@@ -210,6 +215,14 @@ def test_resume_from_any_saved_point_reproduces_the_history(tmp_path: Path) -> N
     assert search.run() == full
     on_disk = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert on_disk == full
+
+
+def test_resume_under_other_settings_is_refused(tmp_path: Path) -> None:
+    run(SMALL, folder=tmp_path, stop_after=10)
+    other = Search(dataclasses.replace(SMALL, tournament_size=2), default_language(), SyntheticFitness(0), seed=0,
+                   num_layers=4)
+    with pytest.raises(SearchError, match=r"other search settings.*tournament_size: 3 → 2"):
+        other.restore(*StateStore(tmp_path).load())
 
 
 def test_damaged_state_is_refused_and_left_alone(tmp_path: Path) -> None:
