@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from autobert_zero.compiler.fingerprint import fingerprint
 from autobert_zero.errors import ConfigError
-from autobert_zero.grammar import load_genotype, parse_genotype, validate
-from autobert_zero.train.audit_candidates import at_depth, candidate_set, functional_key
+from autobert_zero.grammar import AttentionLayer, Genotype, load_genotype, parse_genotype, validate
+from autobert_zero.train.audit_candidates import at_depth, candidate_set
+from autobert_zero.train.evaluate import genotype_fingerprint
 
 from .conftest import GENOTYPES
+
+
+def layer_keys(genotype: Genotype) -> list[str]:
+    """Per layer: what its mixer computes (graph fingerprint) or its conv settings."""
+    return [fingerprint(genotype.graph(layer.graph)) if isinstance(layer, AttentionLayer) else repr(layer)
+            for layer in genotype.layers]
 
 
 def test_set_is_valid_distinct_deterministic_and_at_depth() -> None:
@@ -17,7 +25,7 @@ def test_set_is_valid_distinct_deterministic_and_at_depth() -> None:
     assert [c.id for c in first] == [c.id for c in candidate_set(4, 9, seed=3)]
     assert [c.id for c in first] != [c.id for c in candidate_set(4, 9, seed=4)]
     assert len({c.id for c in first}) == 9
-    assert len({functional_key(c.genotype) for c in first}) == 9
+    assert len({genotype_fingerprint(c.genotype) for c in first}) == 9
     for c in first:
         assert c.genotype.num_layers == 4
         assert not validate(c.genotype)
@@ -28,10 +36,10 @@ def test_neighbours_are_one_layer_from_figure7() -> None:
     candidates = candidate_set(12, 10, seed=0, neighbours=6)
     figure7 = candidates[1].genotype
     assert figure7.id == load_genotype(GENOTYPES / "autobert_zero.abz").id
-    key7 = functional_key(figure7)
+    key7 = layer_keys(figure7)
     for c in candidates[2:8]:
         assert c.kind == "neighbour"
-        changed = [i for i, (a, b) in enumerate(zip(functional_key(c.genotype), key7, strict=True)) if a != b]
+        changed = [i for i, (a, b) in enumerate(zip(layer_keys(c.genotype), key7, strict=True)) if a != b]
         assert len(changed) == 1, c.detail
 
 

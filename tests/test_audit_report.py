@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autobert_zero.errors import ConfigError
+from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.train.audit import (
     ReferenceCache,
     check_audit_config,
@@ -114,10 +114,10 @@ def test_config_hash_and_checks(tmp_path: Path) -> None:
 def test_supernet_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such folder"):
         load_audit_config(tmp_path / "missing", None)
-    with pytest.raises(ConfigError, match=r"holds no config\.json"):
+    with pytest.raises(AbzError, match=r"no config\.json"):
         load_audit_config(tmp_path, None)
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not readable JSON"):
+    with pytest.raises(AbzError, match="not valid JSON"):
         load_audit_config(tmp_path, None)
 
 

@@ -11,7 +11,6 @@ from scipy import stats
 from autobert_zero.train.audit_stats import (
     bootstrap,
     kendall_tau,
-    rank_combination,
     rank_figures,
     rankdata,
     spearman_rho,
@@ -80,10 +79,7 @@ def test_top_half_and_equal_parameter_groups() -> None:
     assert none.groups == 0 and math.isnan(none.tau)
 
 
-def test_rank_combination_and_figures() -> None:
-    score = [3.0, 1.0, 2.0]
-    prior = [1.0, 3.0, 2.0]
-    np.testing.assert_array_equal(rank_combination(score, prior), [4.0, 4.0, 4.0])
+def test_rank_figures() -> None:
     figures = rank_figures([1, 2, 3, 4], [1, 2, 3, 4], [7, 7, 8, 9], samples=50, seed=0).to_json()
     assert figures["kendall_tau"] == {"value": 1.0, "low": 1.0, "high": 1.0}
     assert figures["top_half_tau"] == 1.0

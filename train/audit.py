@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -34,28 +34,50 @@ from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_write_text
 
-from .audit_candidates import Candidate, candidate_set
+from .audit_candidates import Candidate, candidate_set, neighbour_count
 from .audit_plot import table, write_plot
 from .audit_report import AuditInputs, EstimatorRun, Outcome, build_report
-from .config import config_from_dict, load_config
 from .config_schema import TrainConfig
+from .pretrain import resolve_config
 
 OUTPUTS = ("audit.json", "audit.png")
 SIZE_PRIORS = ("params", "flops")
 CACHE_VERSION = 1
 
 
-class Backend(Protocol):
-    """What the audit needs from the evaluation stack (`EvaluatorBackend` is the real one)."""
+class EvaluatorBackend:
+    """The evaluation stack as the audit uses it: one `Evaluator` per (estimator, steps, init seed, warm-up),
+    all sharing the data and tokenizer prepared once (those of the supernet)."""
 
-    num_layers: int
+    def __init__(self, supernet_dir: Path, cfg: TrainConfig, show: bool) -> None:
+        from .evaluate import Evaluator
 
-    def sizes(self, genotype: Genotype) -> tuple[int, float]:
-        """(parameters, forward FLOPs per token) of the candidate at the config's sizes."""
+        self.supernet_dir, self.cfg, self.show = supernet_dir, cfg, show
+        self._evaluators: dict[tuple[str, int, int, int], Evaluator] = {}
+        first = self._evaluator("biws", 0, cfg.seed, 0)
+        self.prepared = first.prepared
+        self.num_layers: int = first.supernet.active.num_layers
+
+    def _evaluator(self, estimator: str, steps: int, seed: int, warmup: int) -> Any:
+        from .evaluate import Evaluator
+
+        key = (estimator, steps, seed, warmup)
+        if key not in self._evaluators:
+            evaluate = dataclasses.replace(self.cfg.evaluate, estimator=estimator, steps=steps, init_seed=seed,
+                                           warmup_steps=warmup, size_prior=None, glue_task=None)
+            cfg = dataclasses.replace(self.cfg, evaluate=evaluate)
+            supernet = self.supernet_dir if estimator == "biws" else None
+            prepared = getattr(self, "prepared", None)  # the first evaluator prepares (and shows that)
+            self._evaluators[key] = Evaluator(cfg, supernet, prepared=prepared,
+                                              show_progress=self.show and prepared is None)
+        return self._evaluators[key]
 
     def run(self, genotypes: Sequence[Genotype], estimator: str, steps: int, seed: int, warmup: int
             ) -> list[Outcome]:
         """Each genotype scored by `estimator` ("scratch" or "biws") after `steps` steps (init seed `seed`)."""
+        results = self._evaluator(estimator, steps, seed, warmup).evaluate(genotypes)
+        return [Outcome(r.score, r.eval_loss, r.seconds, r.status, r.reason, r.params, r.flops_per_token)
+                for r in results]
 
 
 def check_audit_config(cfg: TrainConfig) -> None:
@@ -72,27 +94,19 @@ def check_audit_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"{cfg.source}: audit.size_prior = {a.size_prior!r}: expected one of {SIZE_PRIORS}")
 
 
-def load_audit_config(supernet_dir: Path, config: str | os.PathLike[str] | None) -> TrainConfig:
-    """The config given, else the supernet run's own `config.json`; the audit section checked."""
+def load_audit_config(supernet_dir: Path, config: TrainConfig | str | os.PathLike[str] | None) -> TrainConfig:
+    """The config given (an object is copied), else the supernet run's own `config.json`; the audit section
+    checked."""
     if not supernet_dir.is_dir():
         raise ConfigError(f"--supernet {supernet_dir}: no such folder (expected the --out folder of an "
                           f"`abz supernet` run)")
     if config is not None:
-        cfg = load_config(config)
+        cfg = resolve_config(config)
+        cfg.audit = dataclasses.replace(cfg.audit)
     else:
-        path = supernet_dir / "config.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"--supernet {supernet_dir} holds no config.json, so it is not a finished or "
-                              f"running `abz supernet` folder; give the right folder or pass --config") from None
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path} is not readable JSON ({exc}); the supernet folder is damaged: give "
-                              f"--config FILE with the sizes it was trained at") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} holds {type(data).__name__}, expected the run's config mapping")
-        data.pop("source", None)
-        cfg = config_from_dict(data, str(path))
+        from .biws import saved_config
+
+        cfg = saved_config(supernet_dir)
     check_audit_config(cfg)
     return cfg
 
@@ -139,7 +153,7 @@ class ReferenceCache:
         atomic_write_text(self._path(genotype_id, seed), json.dumps(record, indent=1))
 
 
-def reference_runs(backend: Backend, candidates: Sequence[Candidate], cfg: TrainConfig, cache: ReferenceCache,
+def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: TrainConfig, cache: ReferenceCache,
                    show: bool) -> dict[int, list[Outcome]]:
     """Every candidate's reference outcome per seed, from the cache or run (and cached) now."""
     a = cfg.audit
@@ -158,8 +172,8 @@ def reference_runs(backend: Backend, candidates: Sequence[Candidate], cfg: Train
     return {s: [o for o in outcomes if o is not None] for s, outcomes in results.items()}
 
 
-def estimator_runs(backend: Backend, candidates: Sequence[Candidate], estimator: str, steps: int, cfg: TrainConfig,
-                   desc: str, show: bool) -> list[Outcome]:
+def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: str, steps: int,
+                   cfg: TrainConfig, desc: str, show: bool) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar)."""
     seed = cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else cfg.seed
     warmup = min(cfg.evaluate.warmup_steps, steps)
@@ -177,12 +191,11 @@ def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
     return sum(o.seconds for o in outcomes) / len(outcomes)
 
 
-def run_audit(backend: Backend, cfg: TrainConfig, count: int, *, show: bool = True,
+def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: bool = True,
               context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure everything and return the `audit.json` mapping (writes only the reference cache)."""
     a = cfg.audit
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=a.neighbours)
-    sizes = [backend.sizes(c.genotype) for c in candidates]
     estimators: dict[str, EstimatorRun] = {}
     for k in a.biws_steps:
         outcomes = estimator_runs(backend, candidates, "biws", k, cfg, f"biws k={k}", show)
@@ -200,10 +213,14 @@ def run_audit(backend: Backend, cfg: TrainConfig, count: int, *, show: bool = Tr
         estimators[f"scratch_k{k}"] = EstimatorRun(
             outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}",
                        "target_seconds": round(biws_seconds, 3)}, f"scratch {steps} steps: −held-out loss")
+    measured = [*(run.outcomes for run in estimators.values()), *reference.values()]
+    sizes = [next(((o[i].params, o[i].flops_per_token) for o in measured if o[i].params is not None), (0, 0.0))
+             for i in range(len(candidates))]
     inputs = AuditInputs(
-        candidates=candidates, params=[p for p, _ in sizes], flops_per_token=[f for _, f in sizes],
+        candidates=candidates, params=[int(p or 0) for p, _ in sizes], flops_per_token=[f or 0.0 for _, f in sizes],
         reference=reference, reference_steps=a.reference_steps, estimators=estimators, size_prior=a.size_prior,
-        combine=[f"biws_k{k}" for k in a.biws_steps], bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
+        prior_weight=cfg.evaluate.prior_weight, combine=[f"biws_k{k}" for k in a.biws_steps],
+        bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
         context={**(context or {}), "num_layers": backend.num_layers, "hidden_size": cfg.model.hidden_size,
                  "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,
                  "config_hash": cache.key, "reference_cache": str(cache.folder)})
@@ -215,3 +232,25 @@ def write_outputs(report: dict[str, Any], out: Path) -> str:
     atomic_write_text(out / "audit.json", json.dumps(report, indent=1, allow_nan=False))
     write_plot(report, out / "audit.png")
     return table(report)
+
+
+def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.PathLike[str],
+          config: TrainConfig | str | os.PathLike[str] | None = None, *, cache_dir: str | None = None,
+          force: bool = False, show: bool = True) -> tuple[dict[str, Any], str]:
+    """The whole `abz audit`: checks, measurements, `OUT/audit.json` + `OUT/audit.png`; returns the report and
+    its table. Bad input fails before any training (folder, config, candidate count)."""
+    from autobert_zero.run_dir import open_run_dir
+
+    supernet = Path(supernet_dir)
+    cfg = load_audit_config(supernet, config)
+    if cache_dir is not None:
+        cfg.audit.cache_dir = cache_dir
+    neighbour_count(count, cfg.audit.neighbours)  # a bad count is refused before anything is loaded
+    from .biws import load_supernet
+
+    load_supernet(supernet, cfg)  # a damaged folder or other sizes are refused before the output folder is made
+    with open_run_dir(out_dir, "abz audit", force=force, outputs=OUTPUTS) as run:
+        backend = EvaluatorBackend(supernet, cfg, show)
+        report = run_audit(backend, cfg, count, show=show,
+                           context={"supernet": str(supernet), "config": cfg.source})
+        return report, write_outputs(report, run.path)

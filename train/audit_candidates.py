@@ -9,7 +9,7 @@ another depth vanilla BERT repeats its one graph and Figure 7 repeats its 12-lay
 
 The set is a pure function of (layer count, size, seed, neighbour count): each kind draws from its own
 `random.Random` keyed by the seed. Candidates are distinct by canonical id and by function (the
-per-layer graph fingerprints), and every one validates.
+Evaluator's `genotype_fingerprint`, so none is scored as a duplicate), and every one validates.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autobert_zero.compiler.fingerprint import fingerprint
 from autobert_zero.errors import ConfigError, LanguageError
 from autobert_zero.evolve.mutations import Mutation, Mutator
 from autobert_zero.grammar import (
-    AttentionLayer,
-    ConvLayer,
     Genotype,
     Language,
     canonicalize,
@@ -33,6 +30,7 @@ from autobert_zero.grammar import (
     validate,
 )
 
+from .evaluate import genotype_fingerprint
 from .paths import resolve_shipped
 
 MIN_CANDIDATES = 4
@@ -70,16 +68,16 @@ def shipped(name: str, num_layers: int) -> Genotype:
     return at_depth(load_genotype(resolve_shipped(f"genotypes/{name}.abz")), num_layers)
 
 
-def functional_key(genotype: Genotype, language: Language | None = None) -> tuple[str, ...]:
-    """Per layer: the attention graph's functional fingerprint, or the conv settings."""
-    keys: list[str] = []
-    for layer in genotype.layers:
-        if isinstance(layer, AttentionLayer):
-            keys.append(fingerprint(genotype.graph(layer.graph), language=language))
-        else:
-            assert isinstance(layer, ConvLayer)
-            keys.append(f"conv:{layer.kind}:{layer.kernel}:{1 if layer.kernel == 1 else layer.dilation}")
-    return tuple(keys)
+def neighbour_count(count: int, neighbours: int | None) -> int:
+    """How many neighbours of Figure 7 a set of `count` holds (default count // 3); refuses bad counts."""
+    if count < MIN_CANDIDATES:
+        raise ConfigError(f"--candidates {count}: an audit needs at least {MIN_CANDIDATES} candidates (vanilla "
+                          f"BERT, Figure 7, a neighbour and a random genotype); use 16 or more for a useful τ")
+    wanted = count // 3 if neighbours is None else neighbours
+    if not 1 <= wanted <= count - 3:
+        raise ConfigError(f"audit.neighbours = {wanted}: expected 1..{count - 3} with {count} candidates "
+                          f"(two shipped genotypes and at least one random one take the other places)")
+    return wanted
 
 
 def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int | None = None,
@@ -87,20 +85,14 @@ def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int
     """`count` distinct valid candidates: BERT, Figure 7, `neighbours` (default count // 3) edits of Figure 7
     and random genotypes for the rest."""
     language = language or default_language()
-    if count < MIN_CANDIDATES:
-        raise ConfigError(f"--candidates {count}: an audit needs at least {MIN_CANDIDATES} candidates (vanilla "
-                          f"BERT, Figure 7, a neighbour and a random genotype); use 16 or more for a useful τ")
+    wanted = neighbour_count(count, neighbours)
     if num_layers < 1:
         raise ConfigError(f"the supernet has {num_layers} layers; expected at least 1")
-    wanted = count // 3 if neighbours is None else neighbours
-    if not 1 <= wanted <= count - 3:
-        raise ConfigError(f"audit.neighbours = {wanted}: expected 1..{count - 3} with {count} candidates "
-                          f"(two shipped genotypes and at least one random one take the other places)")
     chosen: list[Candidate] = []
-    seen: set[tuple[str, ...]] = set()
+    seen: set[str] = set()
 
     def add(candidate: Candidate) -> bool:
-        key = functional_key(candidate.genotype, language)
+        key = genotype_fingerprint(candidate.genotype)
         if candidate.id in {c.id for c in chosen} or key in seen:
             return False
         assert not validate(candidate.genotype, language)

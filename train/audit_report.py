@@ -6,8 +6,8 @@ reason). Against the reference, each estimator gets τ and ρ with seeded bootst
 best half, τ within equal-parameter groups, seconds per candidate and the cost ratio (seconds of ONE
 reference run, i.e. one seed, over the estimator's seconds). An estimator that failed on a candidate ranks
 it last (−inf). The noise ceiling is τ between the first two reference seeds. Derived estimators need no
-extra runs: `params` (more parameters ranks higher) and `combo_*` (rank of an estimator + rank of the
-size prior, `audit_stats.rank_combination`).
+extra runs: `params` (more parameters ranks higher) and `combo_*` (an estimator's rank combined with the
+size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would use).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .audit_candidates import Candidate
-from .audit_stats import bootstrap, kendall_tau, rank_combination, rank_figures
+from .audit_stats import bootstrap, kendall_tau, rank_figures
 
 GOAL_COST_RATIO = 20.0
 GOAL_TAU = 0.6
@@ -37,6 +37,8 @@ class Outcome:
     status: str = "ok"
     """"ok", "failed" or "duplicate"."""
     reason: str = ""
+    params: int | None = None
+    flops_per_token: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,8 @@ class AuditInputs:
     estimators: Mapping[str, EstimatorRun]
     size_prior: str = "params"
     """"params" or "flops": the prior of the rank combinations."""
+    prior_weight: float = 0.5
+    """Weight of the prior's rank in a combination (`evaluate.prior_weight`)."""
     combine: Sequence[str] = ()
     """Estimators that also get a `combo_<name>` (their rank + the size prior's rank)."""
     bootstrap_samples: int = 1000
@@ -88,8 +92,6 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     ok = [i for i in range(n) if all(inputs.reference[s][i].ok for s in seeds)]
     ref = np.array([fmean(_value(inputs.reference[s][i]) for s in seeds) for i in ok])
     params = [inputs.params[i] for i in ok]
-    prior = np.array([float(inputs.params[i] if inputs.size_prior == "params" else inputs.flops_per_token[i])
-                      for i in ok])
     runs = dict(inputs.estimators)
     runs["params"] = EstimatorRun([Outcome(float(p), None, 0.0) for p in inputs.params], {"kind": "params"},
                                   "parameters")
@@ -100,7 +102,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
         scores[name] = np.array([_value(run.outcomes[i]) for i in ok])
         estimators[name] = _figures(inputs, scores[name], ref, params, run, ok, ref_seconds)
     for name in inputs.combine:
-        combined = rank_combination(scores[name], prior) if ok else np.array([])
+        combined = _combined(inputs, runs[name], ok)
         run = EstimatorRun(runs[name].outcomes, {"kind": "rank-combination", "of": name, "prior": inputs.size_prior},
                            f"rank({name}) + rank({inputs.size_prior})")
         combo = f"combo_{name}"
@@ -133,6 +135,18 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
               "estimators": estimators, "candidates": rows}
     report["verdict"] = verdict(estimators)
     return report
+
+
+def _combined(inputs: AuditInputs, run: EstimatorRun, ok: list[int]) -> np.ndarray:
+    """The Evaluator's own rank combination (`evaluate.combine_ranks`) of a run's scores with the size prior,
+    over the scored candidates (a failed candidate keeps no score and ranks last)."""
+    from .evaluate import CandidateResult, combine_ranks
+
+    results = [CandidateResult(inputs.candidates[i].id, "", o.score if o.ok else None, o.eval_loss if o.ok else None,
+                               inputs.params[i], inputs.flops_per_token[i], o.seconds, o.status)
+               for i, o in ((i, run.outcomes[i]) for i in ok)]
+    combine_ranks(results, inputs.size_prior, inputs.prior_weight)
+    return np.array([-math.inf if r.score is None else r.score for r in results])
 
 
 def _value(outcome: Outcome) -> float:

@@ -1,5 +1,5 @@
 """Rank statistics of the ranking audit: Kendall τ-b, Spearman ρ, seeded bootstrap intervals, and the
-audit's derived figures (τ among the best half, τ within equal-parameter groups, the rank combination).
+audit's derived figures (τ among the best half, τ within equal-parameter groups).
 
 Pure numpy: every function takes score vectors where HIGHER is better and works on their average ranks,
 so ties (and −inf for a failed candidate, which ranks last) are handled the way `scipy.stats` does:
@@ -127,11 +127,6 @@ def within_group_tau(estimate: ArrayLike, reference: ArrayLike, groups: Sequence
         discordant += int(np.count_nonzero(product < 0))
     pairs = concordant + discordant
     return GroupTau((concordant - discordant) / pairs if pairs else math.nan, len(members), pairs)
-
-
-def rank_combination(score: ArrayLike, prior: ArrayLike) -> NDArray[np.float64]:
-    """Sum of the average ranks of a score and a prior (both higher-is-better): the combined score."""
-    return rankdata(score) + rankdata(prior)
 
 
 @dataclass(frozen=True)

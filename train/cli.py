@@ -88,3 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from .biws_cli import register as register_biws
 
     register_biws(subparsers)
+
+    from .audit_cli import register as register_audit
+
+    register_audit(subparsers)

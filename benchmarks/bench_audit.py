@@ -1,0 +1,103 @@
+"""The ranking audit at the issue's size on real text: a 12-layer BIWS supernet, then `abz audit`.
+
+Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads, 64-token blocks) on
+WikiText-2 raw + the NLTK corpora of shared/data, unless `--supernet DIR` already holds a finished one (an
+unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates, BIWS for each k of
+`audit.biws_steps`, scratch at the same seconds, parameters alone, rank combinations, against scratch
+training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
+`--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
+Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
+the table.
+
+    python -m benchmarks.bench_audit                       # the full audit (see README for its duration)
+    python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
+        --biws-steps 0 2 --bootstrap 100 --out /tmp/audit-dry --supernet /tmp/audit-dry-sn \\
+        --cache /tmp/audit-dry-cache --results /tmp/audit-dry-results   # a dry run of a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from autobert_zero.train.audit import audit
+from autobert_zero.train.biws import train_supernet
+from autobert_zero.train.checkpoint import read_latest
+from autobert_zero.train.config import load_config
+from autobert_zero.train.paths import data_dir
+from benchmarks.report import RESULTS, machine
+
+CORPORA = ("wikitext-2-raw", "nltk")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/audit.yaml")
+    parser.add_argument("--candidates", type=int, default=24)
+    parser.add_argument("--supernet", default="runs/audit-supernet", help="supernet folder (trained if absent)")
+    parser.add_argument("--supernet-steps", type=int, help="supernet steps (default: pretrain.max_steps)")
+    parser.add_argument("--reference-steps", type=int, help="override audit.reference_steps")
+    parser.add_argument("--biws-steps", type=int, nargs="+", help="override audit.biws_steps")
+    parser.add_argument("--bootstrap", type=int, help="override audit.bootstrap_samples")
+    parser.add_argument("--out", default="runs/audit", help="audit folder (its audit.json/png are replaced)")
+    parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder")
+    parser.add_argument("--results", default=str(RESULTS), help="where audit.json and audit.png are copied")
+    args = parser.parse_args()
+
+    cfg = load_config(args.config)
+    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    if args.supernet_steps is not None:
+        cfg.pretrain = dataclasses.replace(cfg.pretrain, max_steps=args.supernet_steps,
+                                           warmup_steps=min(cfg.pretrain.warmup_steps, args.supernet_steps // 10),
+                                           checkpoint_every=min(cfg.pretrain.checkpoint_every, args.supernet_steps))
+    audit_changes = {"reference_steps": args.reference_steps, "biws_steps": args.biws_steps,
+                     "bootstrap_samples": args.bootstrap}
+    cfg.audit = dataclasses.replace(cfg.audit, **{k: v for k, v in audit_changes.items() if v is not None})
+    if args.reference_steps is not None:
+        cfg.audit.reference_warmup_steps = min(cfg.audit.reference_warmup_steps, args.reference_steps // 10)
+
+    supernet = Path(args.supernet)
+    t0 = time.perf_counter()
+    if not (supernet / "summary.json").is_file():
+        resume = read_latest(supernet / "checkpoints") is not None
+        train_supernet(cfg, supernet, resume=resume)
+    supernet_seconds = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    report, table = audit(supernet, args.candidates, args.out, cfg, cache_dir=args.cache, force=True)
+    audit_seconds = time.perf_counter() - t1
+    print(table)
+
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "audit", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "command": "python -m benchmarks.bench_audit " + " ".join(_given(args, parser)),
+               "supernet_dir": str(supernet), "supernet_steps": cfg.pretrain.max_steps,
+               "supernet_seconds_this_run": round(supernet_seconds, 1), "audit_seconds": round(audit_seconds, 1),
+               **report}
+    from autobert_zero.io import atomic_write_text
+
+    atomic_write_text(results / "audit.json", json.dumps(payload, indent=1) + "\n")
+    shutil.copyfile(Path(args.out) / "audit.png", results / "audit.png")
+    print(f"\nwrote {results / 'audit.json'} and {results / 'audit.png'} (supernet {supernet_seconds:.0f} s, "
+          f"audit {audit_seconds:.0f} s)")
+
+
+def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The options that differ from their defaults, as command-line words."""
+    words: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest == "help" or value == action.default:
+            continue
+        values = value if isinstance(value, list) else [value]
+        words += [action.option_strings[0], *map(str, values)]
+    return words
+
+
+if __name__ == "__main__":
+    main()
