@@ -321,4 +321,11 @@ def load_config(path: str | os.PathLike[str], world_size: int | None = None) -> 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (expected a YAML file such as configs/tiny.yaml)")
-    return config_from_dict(parse_yaml(p.read_text(encoding="utf-8"), str(p)), str(p), world_size)
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{p}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8 text (expected a UTF-8 YAML file)"
+                          ) from None
+    return config_from_dict(parse_yaml(text, str(p)), str(p), world_size)
