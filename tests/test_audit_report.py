@@ -15,6 +15,7 @@ from autobert_zero.train.audit import (
     ReferenceCache,
     check_audit_config,
     config_hash,
+    estimator_seed,
     load_audit_config,
     matched_steps,
     write_outputs,
@@ -106,6 +107,12 @@ def test_config_hash_and_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reference_seeds"):
         check_audit_config(cfg)
     cfg.audit.reference_seeds = [0, 1]
+    assert estimator_seed(cfg) == 2
+    cfg.evaluate.init_seed = 1
+    with pytest.raises(ConfigError, match="also a reference seed"):
+        check_audit_config(cfg)
+    cfg.evaluate.init_seed = 7
+    assert estimator_seed(cfg) == 7
     cfg.audit.size_prior = "depth"
     with pytest.raises(ConfigError, match="size_prior"):
         check_audit_config(cfg)

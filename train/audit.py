@@ -90,6 +90,10 @@ def check_audit_config(cfg: TrainConfig) -> None:
     if not a.biws_steps or len(set(a.biws_steps)) != len(a.biws_steps) or min(a.biws_steps) < 0:
         raise ConfigError(f"{cfg.source}: audit.biws_steps = {a.biws_steps}: expected distinct step counts ≥ 0 "
                           f"(k of each BIWS estimator tried, e.g. [0, 5, 20])")
+    if cfg.evaluate.init_seed in seeds:
+        raise ConfigError(f"{cfg.source}: evaluate.init_seed = {cfg.evaluate.init_seed} is also a reference seed "
+                          f"(audit.reference_seeds = {seeds}); a short run sharing a reference run's initialisation "
+                          f"would rank too well: choose another seed or null")
     if a.size_prior not in SIZE_PRIORS:
         raise ConfigError(f"{cfg.source}: audit.size_prior = {a.size_prior!r}: expected one of {SIZE_PRIORS}")
 
@@ -172,10 +176,16 @@ def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], c
     return {s: [o for o in outcomes if o is not None] for s, outcomes in results.items()}
 
 
+def estimator_seed(cfg: TrainConfig) -> int:
+    """Init/data-order seed of the short estimators: `evaluate.init_seed`, else one past the reference seeds
+    (a short scratch run that shared a reference run's initialisation would look better than it is)."""
+    return cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else max(cfg.audit.reference_seeds) + 1
+
+
 def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: str, steps: int,
                    cfg: TrainConfig, desc: str, show: bool) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar)."""
-    seed = cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else cfg.seed
+    seed = estimator_seed(cfg)
     warmup = min(cfg.evaluate.warmup_steps, steps)
     return [backend.run([c.genotype], estimator, steps, seed, warmup)[0]
             for c in tqdm(candidates, desc=desc, unit="cand", disable=not show)]
@@ -223,7 +233,10 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
         bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
         context={**(context or {}), "num_layers": backend.num_layers, "hidden_size": cfg.model.hidden_size,
                  "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,
-                 "config_hash": cache.key, "reference_cache": str(cache.folder)})
+                 "estimator_seed": estimator_seed(cfg), "config_hash": cache.key,
+                 "reference_cache": str(cache.folder),
+                 "cost_ratio_note": "reference seconds of ONE run (one seed) / the estimator's seconds; the "
+                                    "two-seed reference costs twice that"})
     return build_report(inputs)
 
 
