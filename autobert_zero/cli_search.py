@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--config", required=True, help="YAML config with a `search:` section")
     search.add_argument("--out", required=True, help="search folder (must be new or empty)")
     search.add_argument("--seed", type=int, default=None, help="search seed (default: the config's `seed`)")
+    search.add_argument("--supernet", metavar="DIR", default=None,
+                        help="trained supernet folder (`abz supernet --out`) for evaluate.estimator: biws "
+                        "(overrides search.supernet)")
     search.add_argument("--force", action="store_true", help="replace an earlier search in --out")
     search.set_defaults(func=cmd_search)
 
@@ -88,14 +91,21 @@ def _rank_world() -> tuple[int, int]:
     return init_distributed()
 
 
-def _resolved_config(path: str, seed: int | None) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config with `--seed` applied and every file path made absolute (the run folder's config.yaml)."""
-    from autobert_zero.train.config import load_config
+def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config with `--seed`/`--supernet` applied and every file path made absolute (the run folder's
+    config.yaml)."""
+    from autobert_zero.train.config import check_field, load_config
+    from autobert_zero.train.config_schema import TrainConfig
     from autobert_zero.train.paths import resolve_shipped
 
     cfg = load_config(path)
     if seed is not None:
+        check_field(TrainConfig, "seed", seed, "--seed", "command line")
         cfg.seed = seed
+    if supernet is not None:
+        if not Path(supernet).is_dir():
+            raise ConfigError(f"--supernet {supernet} is not a folder; give the --out folder of `abz supernet`")
+        cfg.search.supernet = supernet
     cfg.genotype = str(resolve_shipped(cfg.genotype).resolve())
     cfg.search.seed_genotypes = [str(resolve_shipped(p).resolve()) for p in cfg.search.seed_genotypes]
     if cfg.search.supernet is not None:
@@ -130,7 +140,7 @@ def _build_search(cfg: TrainConfig, folder: Path, rank: int, world: int,
 
 def cmd_search(args: argparse.Namespace) -> int:
     rank, world = _rank_world()
-    cfg, data = _resolved_config(args.config, args.seed)
+    cfg, data = _resolved_config(args.config, args.seed, args.supernet)
     out = Path(args.out)
     with open_run_dir(out, "abz search", force=args.force, outputs=OUTPUTS, primary=rank == 0):
         if rank == 0:
