@@ -83,13 +83,17 @@ def test_cache_duplicates_and_failures(tmp: Path, prepared: PreparedMlm) -> None
 
 def test_size_prior_rank_combination(tmp: Path, prepared: PreparedMlm) -> None:
     cfg = tiny_config(tmp, evaluate={"steps": 0, "size_prior": "params", "prior_weight": 0.5})
-    results = Evaluator(cfg, prepared=prepared).evaluate([attention(VANILLA), conv_first(), attention(VANILLA, 3)])
+    ev = Evaluator(cfg, prepared=prepared)
+    results = ev.evaluate([attention(VANILLA), conv_first(), attention(VANILLA, 3)])
     losses = [r.eval_loss for r in results]
     assert all(loss is not None for loss in losses)
     loss_rank = {r.id: sorted(losses, reverse=True).index(r.eval_loss) / 2 for r in results}
     size_rank = {r.id: sorted(r2.params for r2 in results).index(r.params) / 2 for r in results}
     for r in results:
         assert r.score == pytest.approx(0.5 * loss_rank[r.id] + 0.5 * size_rank[r.id])
+    # A later call ranks against everything this Evaluator has scored: the same score for the same candidate.
+    assert ev.evaluate([attention(VANILLA, 3)])[0].score == results[2].score
+    assert Evaluator(cfg, prepared=prepared).evaluate([conv_first()])[0].score == 0.5  # alone: mid-rank
 
 
 def test_biws_inherits_the_supernet_without_changing_it(tmp: Path, supernet_dir: Path) -> None:

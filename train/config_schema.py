@@ -236,7 +236,8 @@ class EvaluateConfig:
     """Held-out blocks per forward pass."""
     size_prior: str | None = None
     """Rank combination: null = score is −held-out loss; `params` or `flops` = the score is a weighted mean of
-    the candidate's rank by loss and its rank by size (larger ranks higher) within one `evaluate` call."""
+    the candidate's rank by loss and its rank by size (larger ranks higher) among every candidate the
+    Evaluator has scored so far (so scores stay comparable across calls)."""
     prior_weight: float = field(default=0.5, metadata=FRACTION)
     """Weight of the size rank in the combination (the loss rank gets 1 − prior_weight)."""
     glue_task: str | None = None

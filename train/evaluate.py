@@ -8,7 +8,8 @@ once, then `.evaluate(genotypes)` scores candidates with the estimator of the co
 
 both through `deepspeed.initialize` and the one loop (`loop.py`), then the mean MLM loss on the same
 held-out blocks with the same mask positions (`MlmData.eval_batches`), never training batches. The score is
-higher-is-better: −loss, or a rank combination with a size prior (`evaluate.size_prior`), or, with a
+higher-is-better: −loss, or a rank combination with a size prior (`evaluate.size_prior`: ranks among every
+candidate this Evaluator has scored, so a score is comparable across calls of one Evaluator), or, with a
 second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss makes a
 candidate `failed` with the reason and the run goes on. Results are cached by genotype id; a candidate
 whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
@@ -96,29 +97,26 @@ def layer_key(layer: Any) -> tuple[Any, ...]:
     return (layer.kind, layer.kernel, layer.dilation)
 
 
-def combine_ranks(results: list[CandidateResult], size_prior: str, weight: float) -> None:
-    """Replace each scored result's score by (1−w)·loss-rank + w·size-rank, both in [0, 1], larger better."""
-    scored = [r for r in results if r.score is not None and r.eval_loss is not None]
-    if len(scored) < 2:
-        return
+def combine_ranks(results: list[CandidateResult], size_prior: str, weight: float,
+                  reference: list[CandidateResult] | None = None) -> None:
+    """Replace each scored result's score by (1−w)·quality-rank + w·size-rank, both ranks in [0, 1] among
+    the `reference` results (default: `results` themselves; larger is better; ties share their mean rank;
+    a lone reference ranks 0.5)."""
 
-    def ranks(values: list[float]) -> list[float]:  # average ranks of ties, scaled to [0, 1]
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2 / (len(values) - 1)
-            i = j + 1
-        return out
+    def size(r: CandidateResult) -> float:
+        return float((r.params or 0) if size_prior == "params" else (r.flops_per_token or 0.0))
 
-    quality = ranks([r.score for r in scored if r.score is not None])
-    size = ranks([float((r.params or 0) if size_prior == "params" else (r.flops_per_token or 0.0)) for r in scored])
-    for r, q, s in zip(scored, quality, size, strict=True):
-        r.score = (1 - weight) * q + weight * s
+    def rank(value: float, values: list[float]) -> float:
+        if len(values) < 2:
+            return 0.5
+        below, equal = sum(v < value for v in values), sum(v == value for v in values)
+        return (below + (max(equal, 1) - 1) / 2) / (len(values) - 1)
+
+    scored = [r for r in (results if reference is None else reference) if r.score is not None]
+    qualities, sizes = [r.score for r in scored if r.score is not None], [size(r) for r in scored]
+    for r in results:
+        if r.score is not None:
+            r.score = (1 - weight) * rank(r.score, qualities) + weight * rank(size(r), sizes)
 
 
 class Evaluator:
@@ -170,7 +168,8 @@ class Evaluator:
                 self.cache[genotype.id] = self._evaluate_one(genotype)
             results.append(dataclasses.replace(self.cache[genotype.id]))
         if self.cfg.evaluate.size_prior is not None:
-            combine_ranks(results, self.cfg.evaluate.size_prior, self.cfg.evaluate.prior_weight)
+            reference = [r for r in self.cache.values() if r.status == "ok"]  # all scored so far
+            combine_ranks(results, self.cfg.evaluate.size_prior, self.cfg.evaluate.prior_weight, reference)
         return results
 
     def _evaluate_one(self, genotype: Genotype) -> CandidateResult:
