@@ -143,9 +143,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
                      record_fields=lambda done: {"candidate": schedule.candidate(done - 1).id[:12]},
                      summary={"genotype": cfg.genotype, "strategy": sn.strategy,
                               "population": len(population), "per_branch": list(sn.per_branch)})
-    summary = run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
-    supernet.activate(host)
-    return summary
+    return run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
 
 
 def _supernet_error(folder: Path, problem: str) -> TrainingError:
