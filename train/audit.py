@@ -120,6 +120,9 @@ def config_hash(cfg: TrainConfig) -> str:
     data = dataclasses.asdict(cfg)
     for key in ("source", "genotype", "seed", "logging", "finetune", "search", "supernet", "audit"):
         data.pop(key, None)
+    pretrain = data.get("pretrain", {})  # only what a reference run reads (supernet length/schedule is not)
+    data["pretrain"] = {k: pretrain.get(k) for k in ("micro_batch_size", "gradient_accumulation_steps",
+                                                     "batch_size", "weight_decay")}
     evaluate = data.get("evaluate", {})
     for key in ("estimator", "steps", "init_seed", "warmup_steps", "size_prior", "prior_weight",
                 "glue_task", "glue_data_dir"):
