@@ -100,7 +100,12 @@ def test_config_hash_and_checks(tmp_path: Path) -> None:
     base = config_hash(cfg)
     cfg.audit.biws_steps = [0, 3]
     cfg.audit.bootstrap_samples = 10
-    assert config_hash(cfg) == base  # estimator choices do not touch the reference
+    cfg.pretrain.max_steps, cfg.pretrain.warmup_steps, cfg.pretrain.lr = 7, 1, 0.5  # the supernet's schedule
+    cfg.supernet.per_branch = ["norm"]
+    assert config_hash(cfg) == base  # estimator and supernet choices do not touch the reference
+    cfg.pretrain.micro_batch_size += 1
+    assert config_hash(cfg) != base
+    cfg.pretrain.micro_batch_size -= 1
     cfg.audit.reference_steps += 1
     assert config_hash(cfg) != base
     cfg.audit.reference_seeds = [1, 1]

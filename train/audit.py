@@ -13,9 +13,10 @@ matched scratch gets max(1, round((seconds of BIWS k − overhead) / per_step)) 
 costs are reported, so the match can be checked.
 
 The reference cache (`audit.cache_dir`) holds one JSON file per (genotype id, seed) under a folder named
-by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys,
-`evaluate:` lr and batch, DeepSpeed, the reference steps); files are written atomically as soon as a run
-ends, so a killed audit resumes where it stopped and later audits reuse what matches.
+by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys and
+weight decay, `evaluate:` lr and batch, DeepSpeed, the reference steps; not the supernet's own schedule);
+files are written atomically as soon as a run ends, so a killed audit resumes where it stopped and later
+audits reuse what matches.
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def config_hash(cfg: TrainConfig) -> str:
     for key in ("estimator", "steps", "init_seed", "warmup_steps", "size_prior", "prior_weight",
                 "glue_task", "glue_data_dir"):
         evaluate.pop(key, None)
+    pretrain = data.get("pretrain", {})
+    for key in ("max_steps", "warmup_steps", "checkpoint_every", "keep_checkpoints", "lr"):
+        pretrain.pop(key, None)  # the supernet's schedule; candidates use only the batch keys and weight decay
     data["held_out_seed"] = cfg.seed
     data["reference"] = {"steps": cfg.audit.reference_steps, "warmup": cfg.audit.reference_warmup_steps,
                          "version": CACHE_VERSION}
