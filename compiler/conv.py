@@ -1,4 +1,4 @@
-"""Convolution token mixer (DESIGN §2): Linear(h→2h) → GLU → depthwise conv over positions → Linear(h→h).
+"""Convolution token mixer: Linear(h→2h) → GLU → depthwise conv over positions → Linear(h→h).
 
 Types (`ConvLayer.kind`):
 - `light`: LightConv (Wu et al. 2019) — one kernel per head, shape (heads, k), softmax-normalised over

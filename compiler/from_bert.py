@@ -1,6 +1,6 @@
 """`from_hf_bert`: a `transformers.BertModel` as an AutoBERT-Zero model with the vanilla genotype.
 
-The compiler's proof of correctness (DESIGN §3): the vanilla genotype
+The compiler's proof of correctness (tested in tests/test_hf_parity.py): the vanilla genotype
 `matmul(softmax(scale(matmul(Q, transpose(K)))), V)` in every layer, with every weight copied from a
 `BertModel` of the same sizes, gives the same outputs (max abs diff ≤ 1e-5 in float32).
 """

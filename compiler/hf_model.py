@@ -1,7 +1,8 @@
 """Hugging Face shells around the compiled backbone: base model, masked LM, sequence classification.
 
-Thin on purpose (DESIGN §4): the architecture comes from `build_encoder(config.parsed_genotype(), config)`
-and BERT's embeddings/heads (`heads.py`); these classes wire them, turn HF's `attention_mask` (B, L) of
+Thin on purpose (one place builds the architecture, so HF loading/saving adds no second copy of it): the
+architecture comes from `build_encoder(config.parsed_genotype(), config)` and BERT's embeddings/heads
+(`heads.py`); these classes wire them, turn HF's `attention_mask` (B, L) of
 1/0 into the backbone's `keep` mask, compute losses and return HF output objects.
 `register_auto_classes()` makes `AutoConfig`/`AutoModel*` know the `autobert-zero` model type.
 """

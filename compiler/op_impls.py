@@ -9,7 +9,7 @@ A custom language adds its op's implementation with `register_op_impl(name, fn)`
 uses an op without one raises `CompileError` naming the op and this function (README "Adding a primitive
 op").
 
-Numerical choices (documented, PAPER.md leaves them open):
+Numerical choices (ours: the AutoBERT-Zero paper does not specify them):
 - `sqrt` is sign-safe: sign(x)·√(|x|+ε) with ε = 1e-6, so it is defined and differentiable everywhere.
 - `cosine` clamps each row norm at ε = 1e-6; `euclid` is √(‖x_i−y_j‖²+ε) so `euclid(Q, Q)` has a finite
   gradient on its diagonal.

@@ -144,7 +144,8 @@ class AttentionLayer:
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """A backbone layer whose token mixer is a convolution block (DESIGN §2)."""
+    """A backbone layer whose token mixer is a convolution block (`compiler/conv.py`: GLU, then a `light`,
+    `depthwise` or `sepconv` convolution over positions with `kernel` taps spaced `dilation` apart)."""
 
     kind: str
     kernel: int

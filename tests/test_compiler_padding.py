@@ -1,4 +1,4 @@
-"""Padding invariance, the property every valid genotype keeps (DESIGN §2).
+"""Padding invariance, the property every valid genotype keeps (see `compiler/padding.py`).
 
 A padded batch gives, at every real position, what each sequence gives alone without padding — whatever
 the values at padded positions. Checked for random valid attention graphs (fused and unfused), for every

@@ -1,4 +1,4 @@
-"""The compiler's proof (DESIGN §3): vanilla genotype + BERT's weights = BertModel's outputs (≤ 1e-5, fp32)."""
+"""The compiler's proof of correctness: vanilla genotype + BERT's weights = BertModel's outputs (≤ 1e-5, fp32)."""
 
 from __future__ import annotations
 
