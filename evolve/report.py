@@ -184,7 +184,9 @@ def _markdown(folder: Path, body: dict[str, Any], history: Sequence[dict[str, An
         f"Strategy `{config['strategy']}`, seed {body['seed']}, population {config['population_size']}, "
         f"tournament {config['tournament_size']}, round size {config['round_size']}, fitness `{config['fitness']}`; "
         f"{len(history)} of {config['evaluations']} candidates evaluated"
-        + (" (finished)." if body.get("finished") else " (not finished)."), "",
+        + (" (finished)" if body.get("finished") else " (not finished)")
+        + (f"; {body['fitness_seconds'] / body['fitness_calls']:.2f} s per fitness evaluation."
+           if body["fitness_calls"] else "."), "",
         "| candidates | fitness calls | ok | duplicates | failed | over limit | invalid children resampled |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {len(history)} | {body['fitness_calls']} | {statuses['ok']} | {statuses['duplicate']} | "

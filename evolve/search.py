@@ -22,6 +22,7 @@ killed at any moment resumes with exactly the history the uninterrupted run writ
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -123,6 +124,8 @@ class Search:
         self.pending: list[Candidate] = []
         self.rejections: Counter[str] = Counter()
         self.fitness_calls = 0
+        self.fitness_seconds = 0.0
+        """Wall time inside the fitness (in the state, not the history, which stays deterministic)."""
         self.duplicates = 0
         self.supernet: str | None = None
         self._parsed: dict[str, Genotype] = {}
@@ -137,7 +140,8 @@ class Search:
             "config": asdict(self.config), "num_layers": self.num_layers,
             "population": self.population.to_json(), "pending": [dict(vars(c)) for c in self.pending],
             "priority": self.priority.to_json(), "rejections": dict(self.rejections),
-            "fitness_calls": self.fitness_calls, "duplicates": self.duplicates, "supernet": self.supernet,
+            "fitness_calls": self.fitness_calls, "fitness_seconds": self.fitness_seconds,
+            "duplicates": self.duplicates, "supernet": self.supernet,
             "finished": self.finished,
         }
 
@@ -161,6 +165,7 @@ class Search:
         self.priority.load_json(body["priority"])
         self.rejections = Counter(body["rejections"])
         self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
+        self.fitness_seconds = float(body["fitness_seconds"])
         self.supernet = body["supernet"]
         self._rebuild_fitness_state()
 
@@ -264,6 +269,7 @@ class Search:
         results: dict[str, Result] = {}
         if unique:
             genotypes = [self._genotype(c.genotype) for c in unique]
+            started = time.perf_counter()
             try:
                 answers = list(self.fitness.evaluate(genotypes))
             except Exception as error:
@@ -273,6 +279,7 @@ class Search:
             if len(answers) != len(unique):
                 raise SearchError(f"the fitness returned {len(answers)} results for {len(unique)} genotypes")
             self.fitness_calls += len(unique)
+            self.fitness_seconds += time.perf_counter() - started
             results = {c.id: r for c, r in zip(unique, answers, strict=True)}
         new_lines = []
         for candidate in chunk:
