@@ -127,7 +127,9 @@ def test_different_meaning_gives_different_fingerprints() -> None:
     ]
     prints = [fingerprint(graph(e)) for e in exprs]
     assert len(set(prints)) == len(prints)
-    assert prints[0] == fingerprint(graph(exprs[0]))  # deterministic
+    torch.manual_seed(12345)  # the global RNG state must not matter: the inputs come from a fixed generator
+    torch.randn(1000)
+    assert [fingerprint(graph(e, "again")) for e in exprs] == prints
 
 
 def test_rounding_is_deterministic_for_special_values() -> None:

@@ -84,9 +84,12 @@ def test_figure7_canonical_removes_double_negations() -> None:
 
 def test_canonical_is_idempotent_on_random_genotypes() -> None:
     rng = random.Random(7)
+    ids: dict[str, str] = {}
     for _ in range(200):
         genotype = sample_genotype(rng, num_layers=3)
         canonical = genotype.canonical()
         assert canonical.canonical() == canonical
         assert canonical.id == genotype.id
-        assert len(genotype.id) == 64
+        assert parse_genotype(canonical.to_text()).id == genotype.id  # the id survives printing and parsing
+        ids.setdefault(canonical.to_text(), genotype.id)
+    assert len(set(ids.values())) == len(ids)  # distinct canonical forms never share an id

@@ -28,10 +28,14 @@ def test_samples_are_valid_and_within_limits() -> None:
     rng = random.Random(3)
     language = default_language()
     for _ in range(200):
-        genotype = sample_genotype(rng, rng.randint(1, 5), max_nodes=8)
+        layers = rng.randint(1, 5)
+        genotype = sample_genotype(rng, layers, max_nodes=8)
         assert validate(genotype) == []
+        assert genotype.num_layers == layers
         assert all(g.size <= 8 for g in genotype.graphs)
-        assert all(g.size <= language.max_nodes for g in genotype.graphs)
+    limited = {g.size for _ in range(100) for g in sample_genotype(rng, 3, max_nodes=2).graphs}
+    free = {g.size for _ in range(100) for g in sample_genotype(rng, 3).graphs}
+    assert max(limited) <= 2 < max(free) <= language.max_nodes  # the argument, not chance, keeps graphs small
 
 
 def test_eventually_every_op_and_conv_option() -> None:
