@@ -7,7 +7,8 @@ unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates
 training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
 `--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
 Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
-the table.
+the table. Variants of the supernet (`--per-branch norm ffn`, `--population`) go with `--tag NAME` (results
+audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the cached reference runs.
 
     python -m benchmarks.bench_audit                       # the full audit (see README for its duration)
     python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
@@ -24,10 +25,12 @@ import shutil
 import time
 from pathlib import Path
 
+from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit import audit
 from autobert_zero.train.biws import train_supernet
 from autobert_zero.train.checkpoint import read_latest
 from autobert_zero.train.config import load_config
+from autobert_zero.train.config_schema import TrainConfig
 from autobert_zero.train.paths import data_dir
 from benchmarks.report import RESULTS, machine
 
@@ -46,6 +49,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/audit", help="audit folder (its audit.json/png are replaced)")
     parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder")
     parser.add_argument("--results", default=str(RESULTS), help="where audit.json and audit.png are copied")
+    parser.add_argument("--tag", default="", help="variant name: results go to audit-TAG.json/png")
+    parser.add_argument("--per-branch", nargs="*", choices=("norm", "ffn"),
+                        help="override supernet.per_branch (modules held once per branch)")
+    parser.add_argument("--population", action="store_true",
+                        help="train the supernet on the audit's own candidates (supernet.strategy population): "
+                             "the most favourable case of population sampling")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -60,7 +69,12 @@ def main() -> None:
     if args.reference_steps is not None:
         cfg.audit.reference_warmup_steps = min(cfg.audit.reference_warmup_steps, args.reference_steps // 10)
 
+    if args.per_branch is not None:
+        cfg.supernet = dataclasses.replace(cfg.supernet, per_branch=list(args.per_branch))
     supernet = Path(args.supernet)
+    if args.population:
+        cfg.supernet = dataclasses.replace(cfg.supernet, strategy="population",
+                                           population=[str(write_population(cfg, args.candidates, supernet))])
     t0 = time.perf_counter()
     if not (supernet / "summary.json").is_file():
         resume = read_latest(supernet / "checkpoints") is not None
@@ -81,10 +95,23 @@ def main() -> None:
                **report}
     from autobert_zero.io import atomic_write_text
 
-    atomic_write_text(results / "audit.json", json.dumps(payload, indent=1) + "\n")
-    shutil.copyfile(Path(args.out) / "audit.png", results / "audit.png")
-    print(f"\nwrote {results / 'audit.json'} and {results / 'audit.png'} (supernet {supernet_seconds:.0f} s, "
-          f"audit {audit_seconds:.0f} s)")
+    name = f"audit-{args.tag}" if args.tag else "audit"
+    atomic_write_text(results / f"{name}.json", json.dumps(payload, indent=1) + "\n")
+    shutil.copyfile(Path(args.out) / "audit.png", results / f"{name}.png")
+    print(f"\nwrote {results / name}.json and .png (supernet {supernet_seconds:.0f} s, audit {audit_seconds:.0f} s)")
+
+
+def write_population(cfg: TrainConfig, count: int, supernet: Path) -> Path:
+    """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws)."""
+    from autobert_zero.grammar import load_genotype
+    from autobert_zero.train.audit_candidates import candidate_set
+    from autobert_zero.train.paths import resolve_shipped
+
+    layers = load_genotype(resolve_shipped(cfg.genotype)).num_layers
+    folder = supernet.with_name(supernet.name + "-population")
+    for c in candidate_set(layers, count, cfg.seed, neighbours=cfg.audit.neighbours):
+        atomic_write_text(folder / f"{c.name}.abz", c.genotype.to_text())
+    return folder
 
 
 def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:

@@ -54,6 +54,7 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = list(report["estimators"])
     cols = min(3, len(names))
@@ -75,6 +76,8 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
         ax.set_xlabel(e["axis"], fontsize=8)
         ax.set_ylabel("reference: −held-out MLM loss", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.ticklabel_format(axis="both", style="plain", useOffset=False)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)

@@ -104,7 +104,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     for name in inputs.combine:
         combined = _combined(inputs, runs[name], ok)
         run = EstimatorRun(runs[name].outcomes, {"kind": "rank-combination", "of": name, "prior": inputs.size_prior},
-                           f"rank({name}) + rank({inputs.size_prior})")
+                           f"combined rank: {name} and {inputs.size_prior} (weight {inputs.prior_weight})")
         combo = f"combo_{name}"
         scores[combo] = combined
         estimators[combo] = _figures(inputs, combined, ref, params, run, ok, ref_seconds)
