@@ -179,8 +179,9 @@ def test_abz_evaluate_table_and_json(supernet_run: Path, capsys: pytest.CaptureF
     code, out, _ = run_cli(["evaluate", "--supernet", str(supernet_run / "sn"), *genotypes], capsys)
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].split()[:4] == ["id", "status", "score", "eval_loss"]
-    assert lines[1].split()[1] == "ok" and lines[2].split()[1] == "failed" and "3 layers" in lines[2]
+    assert lines[0].startswith("estimator biws, 20 training steps per candidate; scored on 8 held-out blocks of 32")
+    assert lines[1].split()[:4] == ["id", "status", "score", "eval_loss"]
+    assert lines[2].split()[1] == "ok" and lines[3].split()[1] == "failed" and "3 layers" in lines[3]
     code, out, _ = run_cli(["evaluate", "--supernet", str(supernet_run / "sn"), "--json", "--steps", "1",
                             genotypes[0]], capsys)
     (result,) = json.loads(out)

@@ -47,14 +47,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("no candidates to evaluate: give one or more genotype files (.abz), folders of them, or "
                           ".txt files listing them")
     with _stdout_to_stderr(args.json):  # libraries' log lines must not mix into the JSON
-        results = _evaluate_genotypes(args)
+        results, heading = _evaluate_genotypes(args)
     from .evaluate import results_table
 
-    _report(json.dumps([r.to_dict() for r in results], indent=1) if args.json else results_table(results))
+    _report(json.dumps([r.to_dict() for r in results], indent=1) if args.json
+            else f"{heading}\n{results_table(results)}")
     return 0
 
 
-def _evaluate_genotypes(args: argparse.Namespace) -> list[CandidateResult]:
+def _evaluate_genotypes(args: argparse.Namespace) -> tuple[list[CandidateResult], str]:
+    """The results, and a line saying how they were scored."""
     import dataclasses
 
     from autobert_zero.errors import ConfigError
@@ -70,7 +72,11 @@ def _evaluate_genotypes(args: argparse.Namespace) -> list[CandidateResult]:
     estimator = args.estimator or ("biws" if args.supernet is not None else cfg.evaluate.estimator)
     steps = cfg.evaluate.steps if args.steps is None else args.steps
     cfg.evaluate = dataclasses.replace(cfg.evaluate, estimator=estimator, steps=steps)
-    return Evaluator(cfg, args.supernet, show_progress=cfg.logging.progress_bar).evaluate(genotypes)
+    evaluator = Evaluator(cfg, args.supernet, show_progress=cfg.logging.progress_bar)
+    held_out = evaluator.prepared.data.eval_blocks
+    heading = (f"estimator {estimator}, {steps} training steps per candidate; scored on {len(held_out)} held-out "
+               f"blocks of {held_out.shape[1]} tokens (score: higher is better)")
+    return evaluator.evaluate(genotypes), heading
 
 
 @contextlib.contextmanager
