@@ -9,6 +9,8 @@ training of `audit.reference_steps` steps averaged over two seeds. The reference
 Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
 the table. Variants of the supernet (`--per-branch norm ffn`, `--population`) go with `--tag NAME` (results
 audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the cached reference runs.
+`--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
+supernet trains; the audit then finds every reference run on disk.
 
     python -m benchmarks.bench_audit                       # the full audit (see README for its duration)
     python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 from autobert_zero.io import atomic_write_text
-from autobert_zero.train.audit import audit
+from autobert_zero.train.audit import audit, fill_reference
 from autobert_zero.train.biws import train_supernet
 from autobert_zero.train.checkpoint import read_latest
 from autobert_zero.train.config import load_config
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--population", action="store_true",
                         help="train the supernet on the audit's own candidates (supernet.strategy population): "
                              "the most favourable case of population sampling")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only fill the reference cache (no supernet needed; e.g. while one trains)")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -69,6 +73,10 @@ def main() -> None:
     if args.reference_steps is not None:
         cfg.audit.reference_warmup_steps = min(cfg.audit.reference_warmup_steps, args.reference_steps // 10)
 
+    if args.reference_only:
+        folder = fill_reference(args.candidates, cfg, cache_dir=args.cache)
+        print(f"reference runs of {args.candidates} candidates are in {folder}")
+        return
     if args.per_branch is not None:
         cfg.supernet = dataclasses.replace(cfg.supernet, per_branch=list(args.per_branch))
     supernet = Path(args.supernet)

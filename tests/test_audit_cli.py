@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.cli import main
-from autobert_zero.train.audit import ReferenceCache, config_hash, load_audit_config
+from autobert_zero.train.audit import ReferenceCache, config_hash, fill_reference, load_audit_config
 from autobert_zero.train.biws import train_supernet
 
 from .train_fixtures import tiny_config, tiny_yaml
@@ -78,6 +78,18 @@ def test_audit_end_to_end_and_resume(tmp: Path, config: Path, supernet_dir: Path
     assert _run("--supernet", str(supernet_dir), "--config", str(config), "--candidates", "4", "--out",
                 str(out)) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_fill_reference_without_supernet_gives_the_audits_entries(tmp: Path, config: Path,
+                                                                   supernet_dir: Path) -> None:
+    cfg = load_audit_config(supernet_dir, config)
+    audit_cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg)).folder
+    assert len(list(audit_cache.glob("*.json"))) == 8  # written by the end-to-end test above
+    folder = fill_reference(4, config, cache_dir=str(tmp / "cache2"), show=False)
+    assert folder.name == audit_cache.name  # same key: the audit would find these
+    for path in audit_cache.glob("*.json"):
+        mine, theirs = (json.loads(p.read_text(encoding="utf-8")) for p in (folder / path.name, path))
+        assert mine["outcome"]["eval_loss"] == theirs["outcome"]["eval_loss"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

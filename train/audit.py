@@ -1,11 +1,11 @@
 """`abz audit`: how well does each cheap estimator rank candidates, against full-budget scratch training?
 
-Steps: the candidate set at the supernet's depth (`audit_candidates`); BIWS for each k of `audit.biws_steps`;
-the reference — scratch training for `audit.reference_steps`, once per `audit.reference_seeds` — read from
-or written to the reference cache; scratch at the same seconds per candidate as each BIWS k (the
-cost-matched baseline); then the figures (`audit_report`), `OUT/audit.json`, `OUT/audit.png` and a table.
-Every estimate comes from the project's one evaluation entry point, `train.biws.Evaluator`: nothing here
-trains a model.
+Steps: the candidate set at the supernet's depth (`audit_candidates`); the reference — scratch training for
+`audit.reference_steps`, once per `audit.reference_seeds` — read from or written to the reference cache
+(`fill_reference` fills it with no supernet); BIWS for each k of `audit.biws_steps`; scratch at the same
+seconds per candidate as each BIWS k (the cost-matched baseline); then the figures (`audit_report`),
+`OUT/audit.json`, `OUT/audit.png` and a table. Every estimate comes from the project's one evaluation entry
+point, `train.evaluate.Evaluator`: nothing here trains a model.
 
 Cost matching: seconds(steps) ≈ overhead + steps × per_step, with the overhead measured by BIWS k = 0
 (extract + score, no training; 0 when k = 0 is not tried) and per_step from the reference runs; the
@@ -50,14 +50,19 @@ class EvaluatorBackend:
     """The evaluation stack as the audit uses it: one `Evaluator` per (estimator, steps, init seed, warm-up),
     all sharing the data and tokenizer prepared once (those of the supernet)."""
 
-    def __init__(self, supernet_dir: Path, cfg: TrainConfig, show: bool) -> None:
+    def __init__(self, supernet_dir: Path | None, cfg: TrainConfig, show: bool) -> None:
         from .evaluate import Evaluator
+        from .pretrain import resolve_genotype
 
         self.supernet_dir, self.cfg, self.show = supernet_dir, cfg, show
         self._evaluators: dict[tuple[str, int, int, int], Evaluator] = {}
-        first = self._evaluator("biws", 0, cfg.seed, 0)
+        if supernet_dir is None:  # scratch only (filling the reference cache): the config's host sets the depth
+            first = self._evaluator("scratch", 1, cfg.seed, 0)
+            self.num_layers: int = resolve_genotype(dataclasses.replace(cfg), None).num_layers
+        else:
+            first = self._evaluator("biws", 0, cfg.seed, 0)
+            self.num_layers = first.supernet.active.num_layers
         self.prepared = first.prepared
-        self.num_layers: int = first.supernet.active.num_layers
 
     def _evaluator(self, estimator: str, steps: int, seed: int, warmup: int) -> Any:
         from .evaluate import Evaluator
@@ -213,12 +218,12 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
     """Measure everything and return the `audit.json` mapping (writes only the reference cache)."""
     a = cfg.audit
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=a.neighbours)
+    cache = ReferenceCache(a.cache_dir, config_hash(cfg))
+    reference = reference_runs(backend, candidates, cfg, cache, show)  # first: the costly, cached part
     estimators: dict[str, EstimatorRun] = {}
     for k in a.biws_steps:
         outcomes = estimator_runs(backend, candidates, "biws", k, cfg, f"biws k={k}", show)
         estimators[f"biws_k{k}"] = EstimatorRun(outcomes, {"kind": "biws", "k": k}, f"BIWS k={k}: −held-out loss")
-    cache = ReferenceCache(a.cache_dir, config_hash(cfg))
-    reference = reference_runs(backend, candidates, cfg, cache, show)
     ref_seconds = sum(_mean_seconds(v) for v in reference.values()) / len(reference)
     overhead = _mean_seconds(estimators["biws_k0"].outcomes) if 0 in a.biws_steps else 0.0
     for k in a.biws_steps:
@@ -274,3 +279,18 @@ def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.Pa
         report = run_audit(backend, cfg, count, show=show,
                            context={"supernet": str(supernet), "config": cfg.source})
         return report, write_outputs(report, run.path)
+
+
+def fill_reference(count: int, config: TrainConfig | str | os.PathLike[str], *, cache_dir: str | None = None,
+                   show: bool = True) -> Path:
+    """Run (or find) the reference runs of the `count` candidates at the config's host depth, with no supernet
+    (e.g. while the supernet trains elsewhere); returns the cache folder the audit will read."""
+    cfg = resolve_config(config)
+    cfg.audit = dataclasses.replace(cfg.audit, cache_dir=cache_dir or cfg.audit.cache_dir)
+    check_audit_config(cfg)
+    neighbour_count(count, cfg.audit.neighbours)
+    backend = EvaluatorBackend(None, cfg, show)
+    candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
+    cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg))
+    reference_runs(backend, candidates, cfg, cache, show)
+    return cache.folder
