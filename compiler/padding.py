@@ -1,9 +1,10 @@
 """Padding facts: which masks an op needs before it runs, and which masks are provably redundant.
 
 Every valid genotype must be padding-invariant (a BERT backbone's contract, which batching relies on):
-appending pad tokens does not change the outputs at real positions. The op table states the rule (`OpSpec.reduced_axes` + `OpSpec.mask_fill`):
-before an op reduces over a position axis (`L`), padded positions on that axis are overwritten with the
-op's fill (0 for contractions, -inf for softmax). This module decides where those masks go.
+appending pad tokens does not change the outputs at real positions. The op table states the rule
+(`OpSpec.reduced_axes` + `OpSpec.mask_fill`): before an op reduces over a position axis (`L`), padded
+positions on that axis are overwritten with the op's fill (0 for contractions, -inf for softmax). This
+module decides where those masks go.
 
 A *fact* `(axis, value)` about a node says "every entry at a padded position along `axis` equals
 `value`" (axis 0 = rows, 1 = columns of the per-head (a, b) matrix). A mask is skipped when a fact
