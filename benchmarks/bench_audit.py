@@ -1,6 +1,6 @@
 """The ranking audit at the issue's size on real text: a 12-layer BIWS supernet, then `abz audit`.
 
-Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads, 64-token blocks) on
+Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads) on
 WikiText-2 raw + the NLTK corpora of shared/data, unless `--supernet DIR` already holds a finished one (an
 unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates, BIWS for each k of
 `audit.biws_steps`, scratch at the same seconds, parameters alone, rank combinations, against scratch
@@ -12,7 +12,10 @@ audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the 
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
 supernet trains; the audit then finds every reference run on disk.
 
-    python -m benchmarks.bench_audit                       # the full audit (see README for its duration)
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_audit     # the full audit
+    # or in two processes (both cores): the second fills the reference cache from the other end
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_audit --reference-only &
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_audit
     python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
         --biws-steps 0 2 --bootstrap 100 --out /tmp/audit-dry --supernet /tmp/audit-dry-sn \\
         --cache /tmp/audit-dry-cache --results /tmp/audit-dry-results   # a dry run of a few minutes

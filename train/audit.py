@@ -133,9 +133,6 @@ def config_hash(cfg: TrainConfig) -> str:
     for key in ("estimator", "steps", "init_seed", "warmup_steps", "size_prior", "prior_weight",
                 "glue_task", "glue_data_dir"):
         evaluate.pop(key, None)
-    pretrain = data.get("pretrain", {})
-    for key in ("max_steps", "warmup_steps", "checkpoint_every", "keep_checkpoints", "lr"):
-        pretrain.pop(key, None)  # the supernet's schedule; candidates use only the batch keys and weight decay
     data["held_out_seed"] = cfg.seed
     data["reference"] = {"steps": cfg.audit.reference_steps, "warmup": cfg.audit.reference_warmup_steps,
                          "version": CACHE_VERSION}
@@ -169,19 +166,23 @@ class ReferenceCache:
         atomic_write_text(self._path(genotype_id, seed), json.dumps(record, indent=1))
 
 
-def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: TrainConfig, cache: ReferenceCache,
-                   show: bool) -> dict[int, list[Outcome]]:
-    """Every candidate's reference outcome per seed, from the cache or run (and cached) now."""
+def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: TrainConfig,
+                   cache: ReferenceCache, show: bool, *, backwards: bool = False) -> dict[int, list[Outcome]]:
+    """Every candidate's reference outcome per seed, from the cache or run (and cached) now. The cache is
+    read again before each run, so two processes can fill it at once: one going `backwards` (the last
+    candidate and seed first), they meet in the middle and no run is done twice."""
     a = cfg.audit
     results: dict[int, list[Outcome | None]] = {
         s: [cache.get(c.id, s) for c in candidates] for s in a.reference_seeds}
     todo = [(s, i) for s in a.reference_seeds for i, o in enumerate(results[s]) if o is None]
-    bar = tqdm(total=len(candidates) * len(a.reference_seeds), initial=len(candidates) * len(a.reference_seeds)
-               - len(todo), desc="reference", unit="run", disable=not show)
-    for seed, i in todo:
-        (outcome,) = backend.run([candidates[i].genotype], "scratch", a.reference_steps, seed,
-                                 a.reference_warmup_steps)
-        cache.put(candidates[i].id, seed, outcome)
+    total = len(candidates) * len(a.reference_seeds)
+    bar = tqdm(total=total, initial=total - len(todo), desc="reference", unit="run", disable=not show)
+    for seed, i in reversed(todo) if backwards else todo:
+        outcome = cache.get(candidates[i].id, seed)
+        if outcome is None:
+            (outcome,) = backend.run([candidates[i].genotype], "scratch", a.reference_steps, seed,
+                                     a.reference_warmup_steps)
+            cache.put(candidates[i].id, seed, outcome)
         results[seed][i] = outcome
         bar.update(1)
     bar.close()
@@ -284,7 +285,8 @@ def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.Pa
 def fill_reference(count: int, config: TrainConfig | str | os.PathLike[str], *, cache_dir: str | None = None,
                    show: bool = True) -> Path:
     """Run (or find) the reference runs of the `count` candidates at the config's host depth, with no supernet
-    (e.g. while the supernet trains elsewhere); returns the cache folder the audit will read."""
+    (e.g. in a second process while the audit trains its supernet), last candidate first so that it meets
+    the audit's own forward pass in the middle; returns the cache folder the audit will read."""
     cfg = resolve_config(config)
     cfg.audit = dataclasses.replace(cfg.audit, cache_dir=cache_dir or cfg.audit.cache_dir)
     check_audit_config(cfg)
@@ -292,5 +294,5 @@ def fill_reference(count: int, config: TrainConfig | str | os.PathLike[str], *, 
     backend = EvaluatorBackend(None, cfg, show)
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
     cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg))
-    reference_runs(backend, candidates, cfg, cache, show)
+    reference_runs(backend, candidates, cfg, cache, show, backwards=True)
     return cache.folder
