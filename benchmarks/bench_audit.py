@@ -10,7 +10,9 @@ Writes benchmarks/results/audit.json (the audit report plus machine and timings)
 the table. Variants of the supernet (`--per-branch norm ffn`, `--population`) go with `--tag NAME` (results
 audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the cached reference runs.
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
-supernet trains; the audit then finds every reference run on disk.
+supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
+the cache before each run, so they meet halfway and no run is done twice (code before commit dda80b3 read
+the cache once, so two such processes repeated each other's runs).
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit     # the full audit
     # or in two processes (both cores): the second fills the reference cache from the other end
