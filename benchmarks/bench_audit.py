@@ -91,7 +91,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if not (supernet / "summary.json").is_file():
         resume = read_latest(supernet / "checkpoints") is not None
-        train_supernet(cfg, supernet, resume=resume)
+        train_supernet(cfg, supernet, resume=resume, force=not resume)  # killed before its first checkpoint: anew
     supernet_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
