@@ -13,7 +13,8 @@ The fitness is `--fitness synthetic` (the deterministic pure-python stand-in; ru
 one Evaluator is shared by all runs, so its id cache serves every strategy alike).
 
     python -m benchmarks.bench_search                       # synthetic, 5 seeds
-    python -m benchmarks.bench_search --fitness evaluate --config configs/small.yaml --evaluations 200
+    python -m benchmarks.bench_search --fitness evaluate --config my-biws.yaml --supernet runs/supernet \
+        --evaluations 200 --population 16 --tournament 4
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def build_fitness(args: argparse.Namespace) -> tuple[Any, int]:
     from autobert_zero.train.config import load_config
 
     cfg = load_config(args.config)
-    cfg.search = dataclasses.replace(cfg.search, fitness="evaluate")
+    cfg.search = dataclasses.replace(cfg.search, fitness="evaluate", supernet=args.supernet or cfg.search.supernet)
     return build_from_config(cfg), load_genotype(cfg.genotype).num_layers
 
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fitness", choices=["synthetic", "evaluate"], default="synthetic")
     parser.add_argument("--config", default="configs/tiny.yaml", help="config for --fitness evaluate")
+    parser.add_argument("--supernet", default=None, help="supernet folder for evaluate.estimator: biws")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--evaluations", type=int, default=300)
     parser.add_argument("--population", type=int, default=20)
