@@ -16,7 +16,7 @@ from autobert_zero.train.biws import train_supernet
 from .train_fixtures import tiny_config, tiny_yaml
 
 AUDIT = {"reference_steps": 4, "reference_warmup_steps": 1, "biws_steps": [0, 2], "bootstrap_samples": 50}
-ESTIMATORS = {"biws_k0", "biws_k2", "scratch_k2", "params", "combo_biws_k0", "combo_biws_k2"}
+ESTIMATORS = {"biws_k0", "biws_k2", "scratch_k2", "params", "combo_biws_k0", "combo_biws_k2", "hurdle_biws_k2"}
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -71,6 +72,21 @@ def test_report_figures_match_scipy_and_failures_are_handled() -> None:
     assert row["id"] == inputs.candidates[0].id and row["genotype"].startswith("attention")
     assert set(row["scores"]) == set(report["estimators"]) and set(row["reference"]["seeds"]) == {"0", "1"}
     assert report["verdict"]["best_biws"] in ("biws_k0", "combo_biws_k0")
+
+
+def test_hurdle_prunes_with_one_estimator_and_orders_with_the_other() -> None:
+    inputs = _inputs(6)
+    reference = {s: [Outcome(float(v), -float(v), 10.0) for v in range(6)] for s in (0, 1)}
+    prune = EstimatorRun([Outcome(float(v), None, 1.0) for v in (0, 1, 2, 5, 4, 3)])  # best half: 3, 4, 5
+    order = EstimatorRun([Outcome(float(v), None, 2.0) for v in (9, 9, 9, 0, 2, 1)])  # orders them 3 < 5 < 4
+    report = build_report(dataclasses.replace(inputs, reference=reference, estimators={"p": prune, "s": order},
+                                              combine=(), hurdles=[("p", "s")]))
+    scores = [c["scores"]["hurdle_p"]["score"] for c in report["candidates"]]
+    assert scores == [1.0, 2.0, 3.0, 7.0, 9.0, 8.0]  # bottom half by `p`, then the kept half by `s`, above
+    assert [c["scores"]["hurdle_p"]["seconds"] for c in report["candidates"]] == [1.0] * 3 + [3.0] * 3
+    figures = report["estimators"]["hurdle_p"]
+    assert figures["kind"] == "hurdle" and figures["seconds_per_candidate"] == pytest.approx(2.0)
+    assert figures["top_half_tau"] == pytest.approx(stats.kendalltau([0, 2, 1], [3, 4, 5]).statistic, abs=1e-4)
 
 
 def test_outputs_written(tmp_path: Path) -> None:

@@ -243,6 +243,7 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
         candidates=candidates, params=[int(p or 0) for p, _ in sizes], flops_per_token=[f or 0.0 for _, f in sizes],
         reference=reference, reference_steps=a.reference_steps, estimators=estimators, size_prior=a.size_prior,
         prior_weight=cfg.evaluate.prior_weight, combine=[f"biws_k{k}" for k in a.biws_steps],
+        hurdles=[(f"biws_k{k}", f"scratch_k{k}") for k in a.biws_steps if k > 0],
         bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
         context={**(context or {}), "num_layers": backend.num_layers, "hidden_size": cfg.model.hidden_size,
                  "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,

@@ -6,12 +6,14 @@ reason). Against the reference, each estimator gets τ and ρ with seeded bootst
 best half, τ within equal-parameter groups, seconds per candidate and the cost ratio (seconds of ONE
 reference run, i.e. one seed, over the estimator's seconds). An estimator that failed on a candidate ranks
 it last (−inf). The noise ceiling is τ between the first two reference seeds. Derived estimators need no
-extra runs: `params` (more parameters ranks higher) and `combo_*` (an estimator's rank combined with the
-size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would use).
+extra runs: `params` (more parameters ranks higher), `combo_*` (an estimator's rank combined with the
+size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would use) and `hurdle_*`
+(BIWS keeps the better half, the cost-matched scratch run orders it: RANKING.md's hurdles).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .audit_candidates import Candidate
-from .audit_stats import bootstrap, kendall_tau, rank_figures
+from .audit_stats import bootstrap, kendall_tau, rank_figures, rankdata
 
 GOAL_COST_RATIO = 20.0
 GOAL_TAU = 0.6
@@ -77,6 +79,8 @@ class AuditInputs:
     """Weight of the prior's rank in a combination (`evaluate.prior_weight`)."""
     combine: Sequence[str] = ()
     """Estimators that also get a `combo_<name>` (their rank + the size prior's rank)."""
+    hurdles: Sequence[tuple[str, str]] = ()
+    """(pruning estimator, ranking estimator) pairs that get a `hurdle_<pruning>` (see `_hurdle`)."""
     bootstrap_samples: int = 1000
     seed: int = 0
     context: Mapping[str, Any] = field(default_factory=dict)
@@ -98,16 +102,13 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     ref_seconds = fmean(inputs.reference[s][i].seconds for s in seeds for i in ok) if ok else math.nan
     estimators: dict[str, dict[str, Any]] = {}
     scores: dict[str, np.ndarray] = {}
+    for name in inputs.combine:
+        runs[f"combo_{name}"] = _combined(inputs, name, runs[name], ok)
+    for first, second in inputs.hurdles:
+        runs[f"hurdle_{first}"] = _hurdle(first, runs[first], second, runs[second], ok)
     for name, run in runs.items():
         scores[name] = np.array([_value(run.outcomes[i]) for i in ok])
         estimators[name] = _figures(inputs, scores[name], ref, params, run, ok, ref_seconds)
-    for name in inputs.combine:
-        combined = _combined(inputs, runs[name], ok)
-        run = EstimatorRun(runs[name].outcomes, {"kind": "rank-combination", "of": name, "prior": inputs.size_prior},
-                           f"combined rank: {name} and {inputs.size_prior} (weight {inputs.prior_weight})")
-        combo = f"combo_{name}"
-        scores[combo] = combined
-        estimators[combo] = _figures(inputs, combined, ref, params, run, ok, ref_seconds)
     ceiling = _noise_ceiling(inputs, seeds, ok)
     rows = []
     for i, c in enumerate(inputs.candidates):
@@ -118,11 +119,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
                           "seeds": {str(s): inputs.reference[s][i].to_json() for s in seeds}},
             "scores": {}}
         for name in estimators:
-            outcome = runs[name].outcomes[i] if name in runs else runs[name.removeprefix("combo_")].outcomes[i]
-            entry = outcome.to_json()
-            if name.startswith("combo_"):
-                entry["score"] = _round(float(scores[name][ok.index(i)])) if i in ok else None
-            row["scores"][name] = entry
+            row["scores"][name] = runs[name].outcomes[i].to_json()
         rows.append(row)
     excluded = [{"name": c.name, "id": c.id, "reason": "; ".join(
         f"seed {s}: {inputs.reference[s][i].status} {inputs.reference[s][i].reason}".strip()
@@ -137,16 +134,38 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     return report
 
 
-def _combined(inputs: AuditInputs, run: EstimatorRun, ok: list[int]) -> np.ndarray:
+def _combined(inputs: AuditInputs, name: str, run: EstimatorRun, ok: list[int]) -> EstimatorRun:
     """The Evaluator's own rank combination (`evaluate.combine_ranks`) of a run's scores with the size prior,
-    over the scored candidates (a failed candidate keeps no score and ranks last)."""
+    over the scored candidates (a failed candidate keeps no score and ranks last); same seconds as the run."""
     from .evaluate import CandidateResult, combine_ranks
 
-    results = [CandidateResult(inputs.candidates[i].id, "", o.score if o.ok else None, o.eval_loss if o.ok else None,
-                               inputs.params[i], inputs.flops_per_token[i], o.seconds, o.status)
-               for i, o in ((i, run.outcomes[i]) for i in ok)]
-    combine_ranks(results, inputs.size_prior, inputs.prior_weight)
-    return np.array([-math.inf if r.score is None else r.score for r in results])
+    results = {i: CandidateResult(inputs.candidates[i].id, "", o.score if o.ok else None,
+                                  o.eval_loss if o.ok else None, inputs.params[i], inputs.flops_per_token[i],
+                                  o.seconds, o.status) for i, o in ((i, run.outcomes[i]) for i in ok)}
+    combine_ranks(list(results.values()), inputs.size_prior, inputs.prior_weight)
+    outcomes = [dataclasses.replace(o, score=results[i].score if i in results else None)
+                for i, o in enumerate(run.outcomes)]
+    return EstimatorRun(outcomes, {"kind": "rank-combination", "of": name, "prior": inputs.size_prior},
+                        f"combined rank: {name} and {inputs.size_prior} (weight {inputs.prior_weight})")
+
+
+def _hurdle(first: str, prune: EstimatorRun, second: str, rank: EstimatorRun, ok: list[int]) -> EstimatorRun:
+    """Hurdles: `prune` keeps the better half (ceil(n/2)) of the scored candidates, `rank` orders that half and
+    `prune` the rest below it. Seconds: `prune`'s, plus `rank`'s for the kept half only."""
+    values = np.array([_value(prune.outcomes[i]) for i in ok])
+    kept = set(np.argsort(-values, kind="mergesort")[: math.ceil(len(ok) / 2)].tolist())
+    top = [j for j in range(len(ok)) if j in kept]
+    bottom = [j for j in range(len(ok)) if j not in kept]
+    score: dict[int, float] = {}
+    for j, r in zip(top, rankdata([_value(rank.outcomes[ok[j]]) for j in top]), strict=True):
+        score[ok[j]] = len(ok) + float(r)
+    for j, r in zip(bottom, rankdata(values[bottom]) if bottom else [], strict=True):
+        score[ok[j]] = float(r)
+    kept_ids = {ok[j] for j in top}
+    outcomes = [Outcome(score.get(i), None, o.seconds + (rank.outcomes[i].seconds if i in kept_ids else 0.0),
+                        "ok" if i in score else o.status, o.reason) for i, o in enumerate(prune.outcomes)]
+    return EstimatorRun(outcomes, {"kind": "hurdle", "prune": first, "rank": second},
+                        f"hurdle: {first} keeps the better half, {second} orders it")
 
 
 def _value(outcome: Outcome) -> float:
