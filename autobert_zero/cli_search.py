@@ -190,7 +190,7 @@ def _summary(search: Search, history: list[dict[str, Any]]) -> dict[str, Any]:
              f"{progress.duplicates} duplicates, {sum(progress.rejections.values())} invalid children resampled"]
     if best is not None:
         lines.append(f"best fitness {best['fitness']:.4f} (candidate #{best['index']}, id {best['id'][:12]})")
-        genotype = search._genotype(best["genotype"])
+        genotype = search.genotype(best["genotype"])
         for graph in genotype.graphs:
             lines.append(f"  {graph.name}: {formula(graph)}")
     for line in history:

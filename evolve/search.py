@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from autobert_zero.errors import SearchError
+from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import Genotype, Language, parse_genotype, sample_genotype, validate
 
 from .fitness import Fitness, Result
@@ -56,8 +56,6 @@ def search_space(config: SearchConfig, language: Language) -> Language:
     for name in config.mutations or ():
         if name not in names:
             raise SearchError(f"search.mutations names {name!r}; expected some of {', '.join(names)}")
-    from autobert_zero.errors import LanguageError
-
     try:
         return language.with_limits(max_nodes=config.max_nodes, ops=config.ops, conv_types=config.conv_types,
                                     conv_kernels=config.kernels, conv_dilations=config.dilations)
@@ -178,7 +176,7 @@ class Search:
         since = 0
         if self.config.adapt_steps and adapt is not None:
             for round_ in range(1, self.round + 1):
-                adapt([self._genotype(text) for text in self._population_before(round_)], self.config.adapt_steps)
+                adapt([self.genotype(text) for text in self._population_before(round_)], self.config.adapt_steps)
             since = self.round
         remember = getattr(self.fitness, "remember", None)
         if remember is not None:
@@ -211,7 +209,7 @@ class Search:
                 # end of the round and draws the same children (the RNG state is part of the state)
                 adapt = getattr(self.fitness, "adapt", None)
                 if self.round > 0 and self.config.adapt_steps and adapt is not None:
-                    adapt([self._genotype(m.genotype) for m in self.population], self.config.adapt_steps)
+                    adapt([self.genotype(m.genotype) for m in self.population], self.config.adapt_steps)
                 self.supernet = getattr(self.fitness, "supernet_reference", None)
                 self.pending = self._initial() if self.round == 0 else self._children()
             else:
@@ -248,7 +246,7 @@ class Search:
             for _ in range(PARENT_TRIES):
                 parent = self.population.tournament(self.rng, self.config.tournament_size)
                 try:
-                    child = self.mutator.mutate(self._genotype(parent.genotype), self.rng, self.policy, rejected)
+                    child = self.mutator.mutate(self.genotype(parent.genotype), self.rng, self.policy, rejected)
                     break
                 except SearchError:  # this parent has no valid child in the search space: another tournament
                     rejected["stuck-parent"] += 1
@@ -268,7 +266,7 @@ class Search:
         unique = list({c.id: c for c in fresh}.values())
         results: dict[str, Result] = {}
         if unique:
-            genotypes = [self._genotype(c.genotype) for c in unique]
+            genotypes = [self.genotype(c.genotype) for c in unique]
             started = time.perf_counter()
             try:
                 answers = list(self.fitness.evaluate(genotypes))
@@ -361,7 +359,8 @@ class Search:
         self._parsed[candidate.genotype] = genotype
         return candidate
 
-    def _genotype(self, text: str) -> Genotype:
+    def genotype(self, text: str) -> Genotype:
+        """The genotype of a candidate's text (parsed once, in the search space)."""
         genotype = self._parsed.get(text)
         if genotype is None:
             genotype = parse_genotype(text, language=self.space)
