@@ -186,7 +186,7 @@ def _markdown(folder: Path, body: dict[str, Any], history: Sequence[dict[str, An
         f"{len(history)} of {config['evaluations']} candidates evaluated"
         + (" (finished)" if body.get("finished") else " (not finished)")
         + (f"; {body['fitness_seconds'] / body['fitness_calls']:.2f} s per fitness evaluation."
-           if body["fitness_calls"] else "."), "",
+           if body["fitness_calls"] and "fitness_seconds" in body else "."), "",
         "| candidates | fitness calls | ok | duplicates | failed | over limit | invalid children resampled |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {len(history)} | {body['fitness_calls']} | {statuses['ok']} | {statuses['duplicate']} | "

@@ -163,7 +163,7 @@ class Search:
         self.priority.load_json(body["priority"])
         self.rejections = Counter(body["rejections"])
         self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
-        self.fitness_seconds = float(body["fitness_seconds"])
+        self.fitness_seconds = float(body.get("fitness_seconds", 0.0))
         self.supernet = body["supernet"]
         self._rebuild_fitness_state()
 
