@@ -155,10 +155,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise SearchError(f"{folder} is not a folder; give the --out folder of `abz search`")
     with open_run_dir(folder, "abz resume", resume=True, primary=rank == 0) as run:
+        cfg = _load_run_config(folder)  # refuses a folder that holds no search
         if run.finished() is not None:
             print(f"{folder}: the search is already finished; `abz report {folder}` summarises it")
             return 0
-        cfg = _load_run_config(folder)
         return _run(cfg, folder, rank, world, fresh=not StateStore(folder).exists())
 
 
