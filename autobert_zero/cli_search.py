@@ -166,7 +166,7 @@ def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> 
     bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
     search = _build_search(cfg, folder, rank, world, bar.update)
     if not fresh:
-        body, history = StateStore(folder).load()
+        body, history = StateStore(folder).load(repair=rank == 0)
         search.restore(body, history)
         bar.start(len(history))
     try:

@@ -26,7 +26,7 @@ WINDOW = 20
 
 def write_report(folder: Path, top: int = 5) -> Path:
     """Write `folder/report.md` and `folder/plots/*`; returns the report path."""
-    body, history = StateStore(folder).load()
+    body, history = StateStore(folder).load(repair=False)
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     best = best_candidates(history, top)

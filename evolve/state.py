@@ -66,8 +66,9 @@ class StateStore:
         atomic_write_text(self.state_path, f'{{"format": "{FORMAT}", "version": {VERSION}, "sha256": "{digest}", '
                                            f'"body": {text}}}\n')
 
-    def load(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The last good state and the history lines it covers (extra lines past it are dropped)."""
+    def load(self, repair: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The last good state and the history lines it covers; with `repair`, extra lines past it are
+        dropped from the file (only the process that writes the folder repairs it)."""
         where = self.state_path
         if not where.is_file():
             raise SearchError(f"{self.folder} holds no search state ({STATE_FILE} is missing); start a search with "
@@ -86,9 +87,9 @@ class StateStore:
         body = document.get("body")
         if not isinstance(body, dict) or document.get("sha256") != _digest(body):
             raise SearchError(f"{where} is damaged (its sha256 does not match its content); it is left as it is")
-        return body, self._history(int(body["evaluations"]))
+        return body, self._history(int(body["evaluations"]), repair)
 
-    def _history(self, count: int) -> list[dict[str, Any]]:
+    def _history(self, count: int, repair: bool) -> list[dict[str, Any]]:
         text = self.history_path.read_text(encoding="utf-8") if self.history_path.exists() else ""
         raw = text.split("\n")
         if len(raw) - 1 < count:
@@ -101,11 +102,11 @@ class StateStore:
             except json.JSONDecodeError:
                 raise SearchError(f"{self.history_path}:{number} is not a JSON line; the history was edited or "
                                   f"damaged") from None
-        if len(raw) - 1 > count or raw[-1]:
+        if repair and (len(raw) - 1 > count or raw[-1]):
             # lines written after the last saved state (a kill between the two writes): drop them
             atomic_write_text(self.history_path, "".join(line + "\n" for line in raw[:count]))
         return lines
 
     def history(self) -> list[dict[str, Any]]:
-        """The history as the state covers it (for reports)."""
-        return self.load()[1]
+        """The history as the state covers it (for reports; the files are not changed)."""
+        return self.load(repair=False)[1]
