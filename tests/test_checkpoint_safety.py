@@ -64,9 +64,10 @@ def test_planted_reduce_payload_is_refused_and_never_run(stopped: tuple[TrainCon
         torch.save({"module": Payload(marker)}, run / "checkpoints" / tag / MODEL_FILE)
         checkpoint.write_manifest(run / "checkpoints" / tag)
     before = snapshot(run)
-    with pytest.raises(TrainingError, match=r"no checkpoint .* verifies: .*does not load with "
-                                            r"torch\.load\(weights_only=True\)"):
+    refused = r"no checkpoint .* verifies: .*torch\.load\(weights_only=True\): .*unsupported GLOBAL os\.makedirs"
+    with pytest.raises(TrainingError, match=refused) as info:
         pretrain(cfg, run, resume=True)
+    assert "weights_only` set to `False`" not in str(info.value)  # no advice to load it unsafely
     assert not marker.exists()
     assert snapshot(run) == before
 

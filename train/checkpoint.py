@@ -162,9 +162,17 @@ def verify_checkpoint(folder: Path) -> str | None:
                 with torch.serialization.safe_globals(safe_globals()):
                     torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # any failure of the restricted unpickler means: do not load this file
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                return f"{name} does not load with torch.load(weights_only=True): {first}"
+                return f"{name} does not load with torch.load(weights_only=True): {_unpickler_reason(exc)}"
     return None
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The line of torch's refusal that says what was found (e.g. "unsupported GLOBAL os.system"), without
+    its advice to retry with weights_only=False."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = [line for line in lines if "unsupported" in line.lower() or "unpickler" in line.lower()]
+    reason = (found or lines or [type(exc).__name__])[0]
+    return reason if "weights_only` set to `False`" not in reason else type(exc).__name__
 
 
 def checkpoint_tags(root: Path) -> list[str]:
