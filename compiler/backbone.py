@@ -18,6 +18,7 @@ from transformers.initialization import no_init_weights
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language
 
+from .analysis import check_sizes
 from .conv import ConvMixer
 from .layers import AttentionMixer, EncoderLayer, LayerSettings
 
@@ -54,12 +55,7 @@ class Encoder(nn.Module):
 
 def check_settings(settings: LayerSettings) -> None:
     """Raise `CompileError` when the sizes and options cannot build a backbone."""
-    hidden, heads = settings.hidden_size, settings.num_attention_heads
-    if heads < 1 or hidden < 1 or hidden % heads:
-        raise CompileError(f"hidden_size={hidden} must be a positive multiple of num_attention_heads={heads} "
-                           "(each head gets hidden_size / num_attention_heads channels)")
-    if settings.intermediate_size < 1:
-        raise CompileError(f"intermediate_size={settings.intermediate_size} must be positive")
+    check_sizes(settings)
     if settings.layer_norm_position not in LAYER_NORM_POSITIONS:
         raise CompileError(f"layer_norm_position={settings.layer_norm_position!r}; expected one of "
                            f"{', '.join(map(repr, LAYER_NORM_POSITIONS))}")

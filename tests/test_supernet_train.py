@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from autobert_zero.train.data_order import derived_seed
 from autobert_zero.train.engine import free_port
 from autobert_zero.train.run_log import read_metrics
 
-from .train_fixtures import REPO, subprocess_env, tiny_config, tiny_yaml
+from .train_fixtures import REPO, run_killed_while_checkpointing, subprocess_env, tiny_config, tiny_yaml
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 CONV = ("attention a { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }\n"
@@ -105,30 +104,8 @@ def load_initial(tmp: Path, cfg: object) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    from deepspeed.runtime.engine import DeepSpeedEngine
-    from autobert_zero.train.biws import train_supernet
-    from tests.train_fixtures import tiny_config
-    from pathlib import Path
-
-    original = DeepSpeedEngine.save_checkpoint
-
-    def save_then_die(self, save_dir, tag=None, **kwargs):
-        result = original(self, save_dir, tag=tag, **kwargs)
-        if tag == ".tmp-step-00000008":  # files written, not yet renamed, `latest` not yet moved
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    DeepSpeedEngine.save_checkpoint = save_then_die
-    tmp = Path(sys.argv[1])
-    train_supernet(tiny_config(tmp), tmp / "killed")
-""")
-
-
 def test_killed_supernet_run_resumes_with_the_same_candidates_and_losses(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path)], env=subprocess_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_killed_while_checkpointing(tmp_path, "autobert_zero.train.biws:train_supernet")
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert checkpoint.read_latest(tmp_path / "killed" / "checkpoints") == "step-00000004"
     cfg = tiny_config(tmp_path)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from autobert_zero.train.config_schema import TrainConfig
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
 
-from .train_fixtures import REPO, subprocess_env, tiny_config, with_section
+from .train_fixtures import run_killed_while_checkpointing, tiny_config, with_section
 
 
 def losses(out: Path) -> dict[int, float]:
@@ -60,30 +57,8 @@ def test_stopped_run_resumes_onto_the_same_loss_curve(tmp_path: Path) -> None:
     assert split.keys() == whole.keys() and all(torch.equal(split[k], whole[k]) for k in whole)  # bit for bit
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    from deepspeed.runtime.engine import DeepSpeedEngine
-    from autobert_zero.train.pretrain import pretrain
-    from tests.train_fixtures import tiny_config
-    from pathlib import Path
-
-    original = DeepSpeedEngine.save_checkpoint
-
-    def save_then_die(self, save_dir, tag=None, **kwargs):
-        result = original(self, save_dir, tag=tag, **kwargs)
-        if tag == ".tmp-step-00000008":  # files written, not yet renamed, `latest` not yet moved
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    DeepSpeedEngine.save_checkpoint = save_then_die
-    tmp = Path(sys.argv[1])
-    pretrain(tiny_config(tmp), tmp / "killed")
-""")
-
-
 def test_run_killed_while_checkpointing_resumes_exactly(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path)], env=subprocess_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_killed_while_checkpointing(tmp_path, "autobert_zero.train.pretrain:pretrain")
     assert proc.returncode == -9, proc.stderr[-2000:]
     root = tmp_path / "killed" / "checkpoints"
     assert (root / ".tmp-step-00000008").is_dir()  # the interrupted checkpoint

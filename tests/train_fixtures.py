@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,33 @@ def tiny_yaml(tmp: Path, **sections: Any) -> Path:
 def with_section(cfg: TrainConfig, name: str, **changes: Any) -> TrainConfig:
     """A copy of `cfg` with keys of section `name` changed."""
     return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
+
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from deepspeed.runtime.engine import DeepSpeedEngine
+from tests.train_fixtures import tiny_config
+from {module} import {function} as run
+
+original = DeepSpeedEngine.save_checkpoint
+
+def save_then_die(self, save_dir, tag=None, **kwargs):
+    result = original(self, save_dir, tag=tag, **kwargs)
+    if tag == ".tmp-step-00000008":  # files written, not yet renamed, `latest` not yet moved
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+DeepSpeedEngine.save_checkpoint = save_then_die
+tmp = Path(sys.argv[1])
+run(tiny_config(tmp), tmp / "killed")
+"""
+
+
+def run_killed_while_checkpointing(tmp: Path, runner: str) -> subprocess.CompletedProcess[str]:
+    """Run `runner` ("module:function", called as f(tiny_config(tmp), tmp / "killed")) in a child process
+    that is SIGKILLed right after the files of its step-8 checkpoint are written, before they are renamed
+    into place and `latest` moves."""
+    module, function = runner.split(":")
+    return subprocess.run([sys.executable, "-c", _KILLER.format(module=module, function=function), str(tmp)],
+                          env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
