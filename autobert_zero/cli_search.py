@@ -173,8 +173,9 @@ def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> 
         history = search.run()
     finally:
         bar.close()
+    rescored = _rescore(cfg, search, history)  # every rank: the evaluator is collective under a launcher
     if rank == 0:
-        summary = _summary(search, history)
+        summary = _summary(search, history, rescored)
         from autobert_zero.run_dir import RunDir
 
         RunDir(folder, "abz search").mark_finished(summary)
@@ -182,24 +183,49 @@ def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> 
     return 0
 
 
-def _summary(search: Search, history: list[dict[str, Any]]) -> dict[str, Any]:
+def _best(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     scored = [line for line in history if line["status"] in ("ok", "duplicate") and line["fitness"] is not None]
-    best = max(scored, key=lambda line: line["fitness"]) if scored else None
+    return max(scored, key=lambda line: line["fitness"]) if scored else None
+
+
+def _rescore(cfg: TrainConfig, search: Search, history: list[dict[str, Any]]) -> dict[str, float | None]:
+    """With `adapt_steps > 0` the supernet kept training, so fitness values of different rounds are on different
+    scales: the best candidate and the seed genotypes are scored again, on the final weights, for the summary."""
+    best = _best(history)
+    if cfg.search.adapt_steps <= 0 or best is None:
+        return {}
+    lines = [best, *(line for line in history if line["mutation"] == "seed")]
+    unique = {search.genotype(line["genotype"]).id: search.genotype(line["genotype"]) for line in lines}
+    genotypes = list(unique.values())
+    results = search.fitness.evaluate(genotypes)
+    return {g.id: r.score for g, r in zip(genotypes, results, strict=True)}
+
+
+def _summary(search: Search, history: list[dict[str, Any]], rescored: dict[str, float | None] | None = None
+             ) -> dict[str, Any]:
+    best = _best(history)
+    rescored = rescored or {}
+
+    def final(line: dict[str, Any]) -> str:
+        score = rescored.get(search.genotype(line["genotype"]).id)
+        return f"; on the final supernet {score:.4f}" if score is not None else ""
     progress = search.progress()
     lines = [f"search finished: {len(history)} candidates, {progress.fitness_calls} fitness evaluations, "
              f"{progress.duplicates} duplicates, {sum(progress.rejections.values())} invalid children resampled"]
     if best is not None:
-        lines.append(f"best fitness {best['fitness']:.4f} (candidate #{best['index']}, id {best['id'][:12]})")
+        lines.append(f"best fitness {best['fitness']:.4f} (candidate #{best['index']}, id {best['id'][:12]})"
+                     f"{final(best)}")
         genotype = search.genotype(best["genotype"])
         for graph in genotype.graphs:
             lines.append(f"  {graph.name}: {formula(graph)}")
     for line in history:
         if line["mutation"] == "seed":
             value = f"{line['fitness']:.4f}" if line["fitness"] is not None else line["status"]
-            lines.append(f"seed {Path(line['detail']).name}: fitness {value}")
+            lines.append(f"seed {Path(line['detail']).name}: fitness {value}{final(line)}")
     return {"candidates": len(history), "fitness_calls": progress.fitness_calls,
             "duplicates": progress.duplicates, "rejections": progress.rejections,
             "best": {k: best[k] for k in ("index", "id", "fitness", "genotype")} if best else None,
+            "final_supernet_scores": rescored,
             "text": "\n".join(lines)}
 
 
