@@ -71,6 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(f"{command}: internal error: ", f"{type(error).__name__}: {error} (set ABZ_DEBUG=1 for a traceback)")
         return 3
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Leave the process group a command joined (under a launcher) before the interpreter exits: gloo's
+    threads outliving it abort the process at exit ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
