@@ -3,8 +3,10 @@
 Read in data-flow order: `padding` (where masks go) and `lowering` (fusing scaled dot-product attention)
 serve `attention_core` (an attention graph as an fx GraphModule); `conv` and `layers` build one layer;
 `backbone` builds the encoder from a genotype; `heads`, `hf_config`, `hf_model` are the Hugging Face
-shells; `from_bert` converts a `BertModel`; `analysis` and `fingerprint` measure a genotype; `op_impls`
-holds the torch implementation of each primitive op.
+shells; `supernet` is the BIWS weight-sharing supernet built from the same layers (activate / sample /
+extract, and `shared_weight`, the one rule of which shared weight a candidate inherits); `from_bert`
+converts a `BertModel`; `analysis` and `fingerprint` measure a genotype; `op_impls` holds the torch
+implementation of each primitive op.
 
 The names below are imported on first use (module `__getattr__`), so `import autobert_zero.compiler` and
 the torch-free `analysis` (parameters and FLOPs from sizes) do not import torch or transformers. The first

@@ -5,8 +5,9 @@ Read top to bottom, the files follow the data: `config_schema`/`config` (strict 
 `metrics` (GLUE tasks and official metrics), `model_factory` (genotype → model), `engine` (DeepSpeed),
 `checkpoint` (crash-safe resume), `run_log` (metrics.jsonl / TensorBoard), `loop` (the one training loop),
 what drives it — `pretrain` (MLM runs), `finetune` (GLUE), `biws` (supernet training, candidate schedule)
-and `evaluate` (candidate scores: the search's fitness) — and `cli` / `biws_cli` (the `abz pretrain`,
-`finetune`, `supernet` and `evaluate` sub-commands).
+and `evaluate` (candidate scores: the search's fitness) — the ranking audit (`audit_candidates`,
+`audit_stats`, `audit_report`, `audit_plot`, `audit`), and `cli` / `biws_cli` / `audit_cli` (the
+`abz pretrain`, `finetune`, `supernet`, `evaluate` and `audit` sub-commands).
 
 The public functions are imported lazily: importing this package does not import deepspeed.
 """
