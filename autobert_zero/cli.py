@@ -76,10 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _leave_process_group() -> None:
-    """Leave the process group a command joined (under a launcher) before the interpreter exits: gloo's
-    threads outliving it abort the process at exit ("terminate called without an active exception")."""
+    """Leave the process group a command joined under a launcher (world size > 1) before the interpreter
+    exits: gloo's threads outliving it abort the process at exit ("terminate called without an active
+    exception"). A group of one (a run without a launcher) stays: later in-process runs reuse it."""
     dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
+    if dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.destroy_process_group()
 
 
