@@ -34,6 +34,7 @@ from autobert_zero.grammar import (
     Input,
     Language,
     Layer,
+    Shape,
     ShapeRuleError,
     canonicalize,
     infer_shapes,
@@ -118,6 +119,23 @@ class Rejection:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class _Site:
+    """Where an attention-graph edit applies: layer, graph, node shapes, the node and one path to it."""
+
+    index: int
+    graph: AttentionGraph
+    shapes: dict[Expr, Shape]
+    node: Expr
+    path: OccurrencePath
+
+    @property
+    def call(self) -> Call:
+        """The node as an op node (the picks of edits that change an op or its operands)."""
+        assert isinstance(self.node, Call)
+        return self.node
+
+
 class Mutator:
     """Proposes children of a parent within a language; the RNG and the op policy are passed in."""
 
@@ -156,23 +174,25 @@ class Mutator:
 
     # --- attention-graph edits --------------------------------------------------------------------------
 
-    def _graph_edit(self, parent: Genotype, rng: random.Random) -> tuple[int, AttentionGraph] | None:
+    def _pick_site(self, parent: Genotype, rng: random.Random, mutation: Mutation, *, calls_only: bool = True
+                   ) -> _Site | Rejection:
+        """A random attention layer, a random node of its graph (an op node, or any node) and a random
+        occurrence path to it; `not-applicable` when the genotype has no attention layer."""
         layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, AttentionLayer)]
         if not layers:
-            return None
+            return Rejection(mutation, "not-applicable")
         index = rng.choice(layers)
         graph = parent.layer_graph(index)
         assert graph is not None
-        return index, graph
+        shapes = infer_shapes(graph, self.language)
+        node = rng.choice(graph.calls if calls_only else list(graph.output.walk()))
+        return _Site(index, graph, shapes, node, _path_to(graph.output, node, rng))
 
     def _replace_op(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        picked = self._graph_edit(parent, rng)
-        if picked is None:
-            return Rejection(Mutation.REPLACE_OP, "not-applicable")
-        index, graph = picked
-        shapes = infer_shapes(graph, self.language)
-        node = rng.choice(graph.calls)
-        path = _path_to(graph.output, node, rng)
+        site = self._pick_site(parent, rng, Mutation.REPLACE_OP)
+        if isinstance(site, Rejection):
+            return site
+        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
         operand_shapes = tuple(shapes[a] for a in node.args)
         fits = [op for op in self.language.op_names if op != node.op and _fits(self.language, op, operand_shapes,
                                                                                shapes[node])]
@@ -184,14 +204,11 @@ class Mutator:
                 f"layer {index}: {node.op} → {op} at {list(path)}")
 
     def _insert_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        picked = self._graph_edit(parent, rng)
-        if picked is None:
-            return Rejection(Mutation.INSERT_NODE, "not-applicable")
-        index, graph = picked
-        shapes = infer_shapes(graph, self.language)
+        site = self._pick_site(parent, rng, Mutation.INSERT_NODE, calls_only=False)
+        if isinstance(site, Rejection):
+            return site
+        index, graph, shapes, target, path = site.index, site.graph, site.shapes, site.node, site.path
         nodes = _pool(graph)
-        target = rng.choice(list(graph.output.walk()))
-        path = _path_to(graph.output, target, rng)
         shape = shapes[target]
         arrangements: dict[str, list[tuple[Expr, ...]]] = {}
         for op in self.language.op_names:
@@ -213,13 +230,10 @@ class Mutator:
                 f"layer {index}: insert {op} above {_short(target)} at {list(path)}")
 
     def _delete_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        picked = self._graph_edit(parent, rng)
-        if picked is None:
-            return Rejection(Mutation.DELETE_NODE, "not-applicable")
-        index, graph = picked
-        shapes = infer_shapes(graph, self.language)
-        node = rng.choice(graph.calls)
-        path = _path_to(graph.output, node, rng)
+        site = self._pick_site(parent, rng, Mutation.DELETE_NODE)
+        if isinstance(site, Rejection):
+            return site
+        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
         bypasses = [a for a in node.args if shapes[a] == shapes[node]]
         if not bypasses:
             return Rejection(Mutation.DELETE_NODE, "no-bypass", f"{node.op} at {path}")
@@ -228,13 +242,10 @@ class Mutator:
                 f"layer {index}: delete {node.op} at {list(path)}")
 
     def _rewire_operand(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        picked = self._graph_edit(parent, rng)
-        if picked is None:
-            return Rejection(Mutation.REWIRE_OPERAND, "not-applicable")
-        index, graph = picked
-        shapes = infer_shapes(graph, self.language)
-        node = rng.choice(graph.calls)
-        path = _path_to(graph.output, node, rng)
+        site = self._pick_site(parent, rng, Mutation.REWIRE_OPERAND)
+        if isinstance(site, Rejection):
+            return site
+        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
         slot = rng.randrange(len(node.args))
         old = node.args[slot]
         options = [n for n in _pool(graph) if n != old and shapes.get(n, ("L", "d")) == shapes[old]]
