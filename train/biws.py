@@ -31,12 +31,12 @@ from typing import Any
 
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import Genotype
+from autobert_zero.run_dir import check_out_dir
 
 from .config import config_from_dict
 from .config_schema import TrainConfig
 from .data_order import derived_seed
 from .engine import init_distributed
-from .loop import refuse_existing_run
 from .model_factory import load_genotype_file, mlm_config
 from .paths import resolve_shipped
 from .pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
@@ -124,7 +124,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
                           f"list .abz files, folders or .txt lists of genotypes")
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
-    refuse_existing_run(out, resume, force, "abz supernet")
+    check_out_dir(out, "abz supernet", force=force, resume=resume)  # early: before data and model
     host = resolve_genotype(cfg, None)
     population = read_population(sn.population) if sn.strategy == "population" else []
     for g in population:

@@ -25,7 +25,6 @@ import torch
 from tqdm.auto import tqdm
 
 from autobert_zero.errors import TrainingError
-from autobert_zero.run_dir import check_out_dir
 
 from . import checkpoint
 from .engine import mean_over_ranks
@@ -95,12 +94,6 @@ class LoopResult:
     @property
     def last_loss(self) -> float | None:
         return self.losses[max(self.losses)] if self.losses else None
-
-
-def refuse_existing_run(out: Path, resume: bool, force: bool = False, command: str = "this command") -> None:
-    """Refuse early what `open_run_dir` would refuse: a non-empty folder without `resume`/`force`, or
-    `resume` with nothing to resume (the run itself then holds the folder through `open_run_dir`)."""
-    check_out_dir(out, command, force=force, resume=resume)
 
 
 class TrainLoop:

@@ -31,7 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_directory, atomic_write_text
-from autobert_zero.run_dir import open_run_dir
+from autobert_zero.run_dir import check_out_dir, open_run_dir
 
 from . import checkpoint
 from .config import BatchPlan, batch_plan, load_config
@@ -39,7 +39,7 @@ from .config_schema import TrainConfig
 from .corpus import Corpus, load_corpus
 from .data_order import StreamOrder, derived_seed
 from .engine import build_engine, init_distributed, unwrap
-from .loop import LoopSettings, TrainLoop, accumulate, refuse_existing_run, to_device
+from .loop import LoopSettings, TrainLoop, accumulate, to_device
 from .mlm_data import MlmData
 from .model_factory import build_mlm_model, load_genotype_file
 from .run_log import RunLog
@@ -257,7 +257,7 @@ def pretrain(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.Pat
         cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
-    refuse_existing_run(out, resume, force, "abz pretrain")
+    check_out_dir(out, "abz pretrain", force=force, resume=resume)  # early: before data and model
     rank, _ = init_distributed()
     genotype = resolve_genotype(cfg, genotype_path)
     prepared = prepare_or_check(cfg, prepared if corpus is None else None, rank)
