@@ -195,8 +195,7 @@ def _rescore(cfg: TrainConfig, search: Search, history: list[dict[str, Any]]) ->
     if cfg.search.adapt_steps <= 0 or best is None:
         return {}
     lines = [best, *(line for line in history if line["mutation"] == "seed")]
-    unique = {search.genotype(line["genotype"]).id: search.genotype(line["genotype"]) for line in lines}
-    genotypes = list(unique.values())
+    genotypes = list({g.id: g for g in (search.genotype(line["genotype"]) for line in lines)}.values())
     results = search.fitness.evaluate(genotypes)
     return {g.id: r.score for g, r in zip(genotypes, results, strict=True)}
 

@@ -273,3 +273,38 @@ def test_bad_search_config_is_refused(key: str, value: Any, message: str) -> Non
     with pytest.raises(SearchError, match=message):
         Search(dataclasses.replace(SMALL, **{key: value}), default_language(), SyntheticFitness(0), seed=0,
                num_layers=4)
+
+
+class DriftingFitness(SyntheticFitness):
+    """Synthetic scores plus one point per `adapt` call: the scale moves as a training supernet's would."""
+
+    drift = 0.0
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
+        return [dataclasses.replace(r, score=r.score + self.drift) if r.score is not None else r
+                for r in super().evaluate(genotypes)]
+
+    def adapt(self, population: Sequence[Genotype], steps: int) -> None:
+        self.drift += 1.0
+
+
+def test_summary_rescores_the_best_and_the_seeds_on_the_final_weights() -> None:
+    from types import SimpleNamespace
+
+    from autobert_zero.cli_search import _rescore, _summary
+
+    bert, figure7 = load_genotype(GENOTYPES / "bert.abz"), load_genotype(GENOTYPES / "autobert_zero.abz")
+    config = dataclasses.replace(SMALL, evaluations=14, round_size=4, adapt_steps=3)
+    fitness = DriftingFitness(0)
+    search = Search(config, default_language(), fitness, seed=0, num_layers=12, seeds=[bert, figure7])
+    history = search.run()
+    assert fitness.drift == 2.0  # the seeds were scored before any adapt call
+    rescored = _rescore(SimpleNamespace(search=config), search, history)  # type: ignore[arg-type]
+    seeds = [line for line in history if line["mutation"] == "seed"]
+    assert [line["id"] for line in seeds] == [bert.id, figure7.id]
+    for line in seeds:  # scored at drift 0, scored again after the two adapt calls
+        assert rescored[line["id"]] == pytest.approx(line["fitness"] + 2.0)
+    text = _summary(search, history, rescored)["text"]
+    assert text.count("on the final supernet") == 3  # the best and both seeds
+    off = dataclasses.replace(config, adapt_steps=0)
+    assert _rescore(SimpleNamespace(search=off), search, history) == {}  # type: ignore[arg-type]
