@@ -3,8 +3,14 @@
 - `evaluate`: the candidate evaluator of `autobert_zero.train.evaluate` with the config's `evaluate:`
   section — estimator `scratch` (a fresh model trained a few MLM steps) or `biws` (weights inherited from
   the supernet folder `search.supernet`) — scored by minus the held-out MLM loss; `adapt` keeps training
-  the supernet on the live population between rounds (`search.adapt_steps`). Under a launcher every rank
-  evaluates the same candidates, each one trained data-parallel over the ranks (the Evaluator's contract).
+  the supernet on the live population between rounds (`search.adapt_steps`). Under a launcher the
+  Evaluator splits the candidates of each call across the ranks and gathers their results (each rank
+  scores its share as one process would: training estimators on an engine of that rank alone), and
+  `EvaluatorFitness.chunk_size` hands it a whole round per call, so the history equals the one-process
+  history; `adapt` (supernet training) stays data-parallel over all ranks. Not split: a GLUE second stage
+  (`evaluate.glue_task`: every rank scores every candidate, the fine-tune data-parallel), and with a size
+  prior (`evaluate.size_prior`) one candidate per call as in one process, since a rank combination ranks
+  against everything scored so far and so depends on how candidates are grouped into calls.
 - `synthetic`: `evolve.SyntheticFitness`, a deterministic pure-python stand-in (tests, loop benchmarks).
   Under a launcher `RankSplitFitness` splits the candidates of each call across the ranks and gathers the
   results in order through torch.distributed, so every rank's search sees every result and the history
@@ -44,17 +50,23 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
             raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
                               f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
                               f"adapt_steps: 0")
-        return EvaluatorFitness(Evaluator(cfg, cfg.search.supernet, show_progress=show_progress), cfg.search.supernet)
+        evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
+        split = evaluator.split and cfg.evaluate.size_prior is None
+        chunk = max(cfg.search.round_size, cfg.search.population_size) if split else 1
+        return EvaluatorFitness(evaluator, cfg.search.supernet, chunk)
     raise ConfigError(f"{cfg.source}: search.fitness = {kind!r}; expected one of {', '.join(FITNESSES)}")
 
 
 class EvaluatorFitness:
     """The Evaluator as the search's fitness, plus `remember`: after a resume, its result cache and
-    functional-fingerprint table are refilled from the history, so it recognises the same duplicates."""
+    functional-fingerprint table are refilled from the history, so it recognises the same duplicates.
+    `chunk_size`: how many waiting candidates the search hands over per call (1: its state is saved after
+    every candidate; a round when the Evaluator splits them across ranks)."""
 
-    def __init__(self, evaluator: Any, supernet: str | None) -> None:
+    def __init__(self, evaluator: Any, supernet: str | None, chunk_size: int = 1) -> None:
         self.evaluator = evaluator
         self.supernet_reference = supernet
+        self.chunk_size = chunk_size
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Any]:
         return list(self.evaluator.evaluate(genotypes))

@@ -3,6 +3,7 @@ fixed held-out batches, failures, the id cache, fingerprint duplicates and the s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype, parse_genotype
 from autobert_zero.train.biws import train_supernet
-from autobert_zero.train.evaluate import Evaluator, evaluate_candidates
+from autobert_zero.train.evaluate import CandidateResult, Evaluator, evaluate_candidates
 from autobert_zero.train.pretrain import PreparedMlm, prepare_mlm_data
 
 from .test_train_finetune import write_sst2
@@ -79,6 +80,42 @@ def test_cache_duplicates_and_failures(tmp: Path, prepared: PreparedMlm) -> None
     again = ev.evaluate([attention(NEG_INSIDE)])[0]
     assert again.seconds == inside.seconds and again.eval_loss == inside.eval_loss  # from the cache
     assert ev.evaluate([])[:] == []
+
+
+def test_one_call_equals_one_call_per_genotype(tmp: Path, prepared: PreparedMlm,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring, caching and duplicate detection follow the list order as if each genotype came in a call of
+    its own (what lets the search hand over a whole round per call when the ranks split the candidates):
+    the same results, the same genotypes scored in the same order, the same cache and fingerprint table."""
+    def conv(body: str) -> Genotype:
+        return parse_genotype(f"attention a {{ return {body} }}\n"
+                              "backbone {\n  conv depthwise kernel=3 dilation=2\n  attention a\n}\n")
+
+    batch = [attention(VANILLA), conv(NEG_OUTSIDE), attention(NEG_INSIDE), attention(VANILLA),
+             attention(NEG_OUTSIDE), conv(NEG_INSIDE), attention(VANILLA, 3)]
+    scored: list[str] = []
+    score = Evaluator._score
+
+    def recording(self: Evaluator, genotype: Genotype, result: CandidateResult) -> None:
+        scored.append(genotype.id)
+        score(self, genotype, result)
+
+    monkeypatch.setattr(Evaluator, "_score", recording)
+    cfg = tiny_config(tmp, evaluate={"steps": 0})
+    runs = []
+    for per_genotype in (False, True):
+        ev = Evaluator(cfg, prepared=prepared)
+        ev.evaluate([conv(NEG_INSIDE)])  # cached before the list comes
+        results = [ev.evaluate([g])[0] for g in batch] if per_genotype else ev.evaluate(batch)
+        runs.append(([dataclasses.replace(r, seconds=0.0) for r in results], scored[:], list(ev.cache),
+                     dict(ev.fingerprints)))
+        scored.clear()
+    assert runs[0] == runs[1]
+    results, order, _, _ = runs[0]
+    assert order == [conv(NEG_INSIDE).id, batch[0].id, batch[2].id, batch[6].id]
+    assert [r.status for r in results] == ["ok", "duplicate", "ok", "ok", "duplicate", "ok", "ok"]
+    assert [r.twin for r in results] == [None, conv(NEG_INSIDE).id, None, None, batch[2].id, None, None]
+    assert results[3] == results[0] and results[4].eval_loss == results[2].eval_loss
 
 
 def test_size_prior_rank_combination(tmp: Path, prepared: PreparedMlm) -> None:

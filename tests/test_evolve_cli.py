@@ -1,11 +1,13 @@
 """`abz search / resume / report / export` as a user runs them: a real run killed with SIGKILL at several
 points resumes to the uninterrupted history, two processes under the deepspeed launcher write the
-one-process history, bad input gets one clear paragraph, and evolve/ never imports torch."""
+one-process history (synthetic fitness, and the real Evaluator with its candidates split across the
+ranks), bad input gets one clear paragraph, and evolve/ never imports torch."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +21,7 @@ import yaml
 from autobert_zero.train.engine import free_port
 
 from .conftest import GENOTYPES, REPO
-from .train_fixtures import subprocess_env, write_genotype
+from .train_fixtures import subprocess_env, tiny_config, tiny_dict, write_genotype
 
 ABZ = [sys.executable, "-m", "autobert_zero.cli"]
 
@@ -144,3 +146,49 @@ def test_two_processes_write_the_one_process_history(tmp_path: Path) -> None:
     assert history(tmp_path / "two") == history(tmp_path / "one")
     assert not any(p.name.startswith("state") and p.name != "state.json" for p in (tmp_path / "two").iterdir())
     assert os.path.getsize(tmp_path / "two" / "state.json") > 0
+
+
+SPLIT_LOG = re.compile(r"rank (\d) of 2 scored (\d+) of (\d+) candidates")
+PROBE = """import logging, sys
+logging.basicConfig(format="%(message)s")
+logging.getLogger("autobert_zero.train.evaluate").setLevel(logging.DEBUG)  # the per-rank split lines
+from autobert_zero.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # about 40 s on 2 cores: one process, then two under the launcher
+@pytest.mark.parametrize("estimator,steps", [("biws", 0), ("scratch", 2)])
+def test_two_processes_split_the_evaluator_candidates_and_write_the_one_process_history(
+        tmp_path: Path, estimator: str, steps: int) -> None:
+    search = {"fitness": "evaluate", "evaluations": 12, "population_size": 4, "tournament_size": 2,
+              "round_size": 4}
+    if estimator == "biws":
+        from autobert_zero.train.biws import train_supernet
+
+        train_supernet(tiny_config(tmp_path, pretrain={"max_steps": 2, "checkpoint_every": 2}), tmp_path / "sn")
+        search["supernet"] = str(tmp_path / "sn")
+    data = tiny_dict(tmp_path, evaluate={"estimator": estimator, "steps": steps, "eval_batch_size": 8},
+                     search=search)
+    (config := tmp_path / "search.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    (probe := tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
+    args = ["search", "--config", str(config), "--out"]
+    env = subprocess_env(OMP_NUM_THREADS="1")  # the same threads in both runs: bit-equal losses
+    one = subprocess.run([sys.executable, str(probe), *args, str(tmp_path / "one")], cwd=REPO, capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    launcher = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
+    two = subprocess.run([launcher, "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
+                          str(probe), *args, str(tmp_path / "two")], cwd=REPO, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+    fields = ("index", "id", "genotype", "fitness", "eval_loss", "status", "reason", "params", "flops_per_token")
+    lines = [{k: line.get(k) for k in fields} for line in history(tmp_path / "two")]
+    assert lines == [{k: line.get(k) for k in fields} for line in history(tmp_path / "one")]
+    assert len(lines) == 12 and sum(line["status"] == "ok" for line in lines) >= 6
+    assert not SPLIT_LOG.search(one.stderr)  # one process scores everything itself
+    shares = [(int(r), int(n), int(m)) for r, n, m in SPLIT_LOG.findall(two.stdout + two.stderr)]
+    scored = {rank: sum(n for r, n, _ in shares if r == rank) for rank in (0, 1)}
+    total = sum(m for r, _, m in shares if r == 0)
+    assert total == sum(m for r, _, m in shares if r == 1) > 0
+    assert scored[0] + scored[1] == total and 0 < scored[1] <= scored[0] < total  # each rank scored a part

@@ -5,13 +5,22 @@ on several processes started by `deepspeed` or `torchrun` (gloo on CPU), or on G
 section is passed to `deepspeed.initialize` verbatim, plus the three batch keys derived from our config.
 Unless that section brings its own `optimizer` / `scheduler`, the engine gets a torch AdamW (no C++ build
 on CPU) and a linear warm-up/decay schedule.
+
+`RankLocal` lets one rank of a launched run train a model by itself, exactly as a one-process run would,
+while the other ranks do other work (the Evaluator splits candidates across ranks this way): its groups
+hold this rank alone, `build_engine(..., mpu=local)` builds the engine on them, and inside `local.active()`
+DeepSpeed's module-level groups (read again at every gradient all-reduce and clip) and our collective
+helpers (`mean_over_ranks`, `barrier`) stay on this rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import deepspeed
@@ -24,6 +33,8 @@ from autobert_zero.errors import TrainingError
 from .config import BatchPlan
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+_RANK_LOCAL: ContextVar[bool] = ContextVar("rank_local", default=False)
+"""True inside `RankLocal.active()`: the collective helpers below act on this rank alone."""
 
 
 def free_port() -> int:
@@ -45,18 +56,65 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _alone() -> bool:
+    return not dist.is_initialized() or dist.get_world_size() == 1 or _RANK_LOCAL.get()
+
+
 def barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if not _alone():
         dist.barrier()
 
 
 def mean_over_ranks(value: float) -> float:
-    """The mean of a float over all processes (the value itself on one process)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    """The mean of a float over all processes (the value itself on one process, or inside `RankLocal.active()`)."""
+    if _alone():
         return value
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+class RankLocal:
+    """An `mpu` for `deepspeed.initialize` whose data- and model-parallel groups hold this rank alone: an engine
+    built with it (and trained inside `active()`) computes what a one-process run computes, with no collective
+    reaching another rank. Constructing one is collective: every rank of the default group must do it at the
+    same point of the program (it creates one single-rank group per rank)."""
+
+    def __init__(self) -> None:
+        self.group, _ = dist.new_subgroups(group_size=1)
+
+    def get_data_parallel_group(self) -> Any:
+        return self.group
+
+    def get_data_parallel_rank(self) -> int:
+        return 0
+
+    def get_data_parallel_world_size(self) -> int:
+        return 1
+
+    def get_model_parallel_group(self) -> Any:
+        return self.group
+
+    def get_model_parallel_rank(self) -> int:
+        return 0
+
+    def get_model_parallel_world_size(self) -> int:
+        return 1
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Build and train rank-local engines inside: DeepSpeed reads its module-level `groups.mpu` at every
+        gradient all-reduce and gradient clip (not only when the engine is built), so it points here until
+        the block ends and then goes back to what it was (the world, for engines built without an mpu)."""
+        from deepspeed.utils import groups
+
+        saved, token = groups.mpu, _RANK_LOCAL.set(True)
+        groups.mpu = self
+        try:
+            yield
+        finally:
+            groups.mpu = saved
+            _RANK_LOCAL.reset(token)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -76,8 +134,10 @@ def deepspeed_config(section: dict[str, Any], plan: BatchPlan) -> dict[str, Any]
 
 
 def build_engine(model: PreTrainedModel, section: dict[str, Any], plan: BatchPlan, lr: float,
-                 weight_decay: float, total_steps: int, warmup_steps: int) -> Any:
-    """`deepspeed.initialize` the model; returns the engine (a `DeepSpeedEngine`)."""
+                 weight_decay: float, total_steps: int, warmup_steps: int, mpu: RankLocal | None = None) -> Any:
+    """`deepspeed.initialize` the model; returns the engine (a `DeepSpeedEngine`). With `mpu` (a `RankLocal`,
+    whose `active()` block must enclose this call and the training) the engine is this rank's alone and
+    `plan` must be a world-size-1 plan."""
     config = deepspeed_config(section, plan)
     optimizer = None if "optimizer" in config else torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
 
@@ -87,7 +147,7 @@ def build_engine(model: PreTrainedModel, section: dict[str, Any], plan: BatchPla
     try:
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config,
                                           model_parameters=None if optimizer else model.parameters(),
-                                          lr_scheduler=None if "scheduler" in config else schedule)
+                                          lr_scheduler=None if "scheduler" in config else schedule, mpu=mpu)
     except (ValueError, AssertionError, KeyError, TypeError) as exc:
         raise TrainingError(f"deepspeed.initialize rejected the config: {type(exc).__name__}: {exc} "
                             f"(the deepspeed: section is passed verbatim; check it against DeepSpeed's docs)") from None

@@ -14,14 +14,28 @@ second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A 
 candidate `failed` with the reason and the run goes on. Results are cached by genotype id; a candidate
 whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
 score. Evaluation never changes the supernet; `.adapt(population, steps)` trains it on purpose (and
-empties the cache, whose scores belonged to the old weights). Under a launcher every rank must call
-`evaluate` with the same list: each candidate trains data-parallel over all ranks.
+empties the cache, whose scores belonged to the old weights).
+
+Under a launcher every rank must call `evaluate` (and `adapt`) with the same list. `evaluate` first decides,
+identically on every rank, which genotypes need scoring (not cached, not a fingerprint duplicate of a cached
+one or of an earlier one in the list), deals those out round-robin over the ranks, scores each rank's share
+by itself and all-gathers the results in order, so every rank's cache, duplicates and results are the ones
+a one-process run gets. A rank scores its share as one process would: a training estimator (`scratch`, or
+`biws` with `evaluate.steps` > 0) builds each candidate's engine on a group of this rank alone
+(`engine.RankLocal`) with the one-process batch plan (micro batch × accumulation × 1), data order and
+dropout seed, so the scores equal the one-process scores (bit for bit on the same machine and thread count);
+`biws` with 0 steps needs no engine at all. Only a GLUE second stage (`evaluate.glue_task`), whose fine-tune
+runs data-parallel, keeps every rank scoring every candidate together. `adapt` trains the supernet
+data-parallel over all ranks. Each split call logs (DEBUG, logger `autobert_zero.train.evaluate`) how many
+candidates this rank scored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -36,10 +50,10 @@ from tqdm.auto import tqdm
 from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.grammar import AttentionLayer, Genotype
 
-from .config import batch_plan
+from .config import BatchPlan, batch_plan
 from .config_schema import TrainConfig
 from .data_order import StreamOrder, derived_seed
-from .engine import build_engine, init_distributed, unwrap
+from .engine import RankLocal, build_engine, init_distributed, unwrap
 from .loop import LoopSettings, NonFiniteLoss, TrainLoop
 from .model_factory import build_mlm_model
 from .pretrain import (
@@ -56,6 +70,7 @@ ESTIMATORS = ("scratch", "biws")
 SIZE_PRIORS = ("params", "flops")
 LONG_RUN = 200
 """Per-candidate training runs at least this long get a progress bar of their own."""
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -81,6 +96,20 @@ class CandidateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class _Step:
+    """What `Evaluator.evaluate` does with one genotype of its list, decided before anything is scored."""
+
+    genotype: Genotype
+    action: str
+    """"cached" (a result exists, or an earlier entry of the list will make one), "score", "duplicate"
+    (of `twin`) or "failed" (its fingerprint could not be computed: `reason`)."""
+    seconds: float = 0.0
+    """Time spent deciding (the fingerprint)."""
+    twin: str | None = None
+    reason: str = ""
 
 
 def genotype_fingerprint(genotype: Genotype) -> str:
@@ -134,8 +163,14 @@ class Evaluator:
         if ev.estimator == "biws" and supernet_dir is None:
             raise ConfigError("evaluate.estimator = 'biws' needs a supernet: pass --supernet DIR (the --out folder "
                               "of `abz supernet`)")
-        self.rank, world = init_distributed()
-        self.plan = batch_plan(cfg, "pretrain", world)
+        self.rank, self.world = init_distributed()
+        self.plan = batch_plan(cfg, "pretrain", self.world)
+        self.split = self.world > 1 and ev.glue_task is None
+        """Whether `evaluate` deals the candidates out over the ranks (see the module doc)."""
+        self._local: RankLocal | None = None
+        """Under a split with training: the groups of this rank alone each candidate's engine is built on."""
+        if self.split and ev.steps > 0:
+            self._local = RankLocal()  # collective: every rank builds its Evaluator at the same point
         self.show = show_progress and self.rank == 0
         self.supernet: Any = None
         tokenizer = None
@@ -161,31 +196,74 @@ class Evaluator:
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[CandidateResult]:
         """One result per genotype, in order (cached ones reused); see the module doc."""
+        steps = self._triage(genotypes)
+        fresh = iter(self._score_all([step.genotype for step in steps if step.action == "score"]))
         results = []
-        for genotype in tqdm(genotypes, desc=f"evaluate ({self.cfg.evaluate.estimator})", unit="cand",
-                             disable=not self.show):
-            if genotype.id not in self.cache:
-                self.cache[genotype.id] = self._evaluate_one(genotype)
+        for step in steps:
+            genotype = step.genotype
+            if step.action == "score":
+                self.cache[genotype.id] = result = next(fresh)
+                result.seconds += step.seconds
+            elif step.action == "duplicate":
+                assert step.twin is not None
+                self.cache[genotype.id] = dataclasses.replace(
+                    self.cache[step.twin], id=genotype.id, genotype=genotype.to_text(), status="duplicate",
+                    reason=f"computes the same as {step.twin} (equal functional fingerprint)", twin=step.twin,
+                    seconds=step.seconds)
+            elif step.action == "failed":
+                self.cache[genotype.id] = CandidateResult(genotype.id, genotype.to_text(), None, None, None, None,
+                                                          step.seconds, "failed", step.reason)
             results.append(dataclasses.replace(self.cache[genotype.id]))
         if self.cfg.evaluate.size_prior is not None:
             reference = [r for r in self.cache.values() if r.status == "ok"]  # all scored so far
             combine_ranks(results, self.cfg.evaluate.size_prior, self.cfg.evaluate.prior_weight, reference)
         return results
 
-    def _evaluate_one(self, genotype: Genotype) -> CandidateResult:
+    def _triage(self, genotypes: Sequence[Genotype]) -> list[_Step]:
+        """What to do with each genotype, in list order, as if each were handled before the next: a known id
+        is cached; a genotype whose functional fingerprint is a cached (or earlier listed) genotype's is a
+        duplicate of it; any other is scored, and its fingerprint registered. Depends only on the list and
+        the cache and fingerprint table, so every rank decides the same."""
+        steps, known = [], set(self.cache)
+        for genotype in genotypes:
+            if genotype.id in known:
+                steps.append(_Step(genotype, "cached"))
+                continue
+            known.add(genotype.id)
+            t0 = time.perf_counter()
+            try:
+                fp = genotype_fingerprint(genotype)
+            except (AbzError, RuntimeError, ValueError) as exc:  # a genotype that cannot be compiled
+                steps.append(_Step(genotype, "failed", time.perf_counter() - t0, reason=f"{type(exc).__name__}: {exc}"))
+                continue
+            twin = self.fingerprints.get(fp)
+            if twin is not None and twin in known:
+                steps.append(_Step(genotype, "duplicate", time.perf_counter() - t0, twin=twin))
+            else:
+                self.fingerprints[fp] = genotype.id
+                steps.append(_Step(genotype, "score", time.perf_counter() - t0))
+        return steps
+
+    def _score_all(self, genotypes: list[Genotype]) -> list[CandidateResult]:
+        """A result for each genotype, in order. Split across ranks (see the module doc): rank r scores
+        genotypes r, r + world, …, and the results are all-gathered back into list order."""
+        mine = genotypes[self.rank::self.world] if self.split else genotypes
+        results = [self._scored(genotype) for genotype in tqdm(
+            mine, desc=f"evaluate ({self.cfg.evaluate.estimator})", unit="cand", disable=not self.show)]
+        if not self.split or not genotypes:
+            return results
+        log.debug("rank %d of %d scored %d of %d candidates", self.rank, self.world, len(mine), len(genotypes))
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.world
+        dist.all_gather_object(gathered, results)
+        return [gathered[i % self.world][i // self.world] for i in range(len(genotypes))]
+
+    def _scored(self, genotype: Genotype) -> CandidateResult:
         t0 = time.perf_counter()
         result = CandidateResult(genotype.id, genotype.to_text(), None, None, None, None, 0.0, "failed")
         try:
-            fp = genotype_fingerprint(genotype)
-            twin = self.fingerprints.get(fp)
-            if twin is not None and twin in self.cache:
-                first = self.cache[twin]
-                result = dataclasses.replace(first, id=genotype.id, genotype=genotype.to_text(), status="duplicate",
-                                             reason=f"computes the same as {twin} (equal functional fingerprint)",
-                                             twin=twin)
-            else:
-                self.fingerprints[fp] = genotype.id
-                self._score(genotype, result)
+            self._score(genotype, result)
         except NonFiniteLoss as exc:
             result.reason = f"training loss became {exc.loss} at step {exc.step}"
         except (AbzError, RuntimeError, ValueError) as exc:  # a candidate that cannot be built or run
@@ -223,17 +301,21 @@ class Evaluator:
     def train(self, model: Any, steps: int, seed: int, desc: str = "train") -> Any:
         """`steps` MLM steps of `model` (no checkpoints, no log) with data order and dropout from `seed`;
         returns the trained model (the engine's module). Every candidate sees the same batches. Runs of
-        `LONG_RUN` steps or more (reference runs) show their own progress bar."""
+        `LONG_RUN` steps or more (reference runs) show their own progress bar. Under a split (see the module
+        doc) this rank trains alone, exactly as one process would; otherwise data-parallel over all ranks."""
         if steps == 0:
             return model
-        cfg, plan, data = self.cfg, self.plan, self.prepared.data
-        engine = build_engine(model, cfg.deepspeed, plan, cfg.evaluate.lr, cfg.pretrain.weight_decay, steps,
-                              cfg.evaluate.warmup_steps)
-        order = StreamOrder(len(data.train_blocks), seed)
-        torch.manual_seed(derived_seed(seed, self.rank, 1))
-        TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, self.rank),
-                  LoopSettings(stop=steps, desc=desc, progress_bar=self.show and steps >= LONG_RUN),
-                  rank=self.rank).run()
+        cfg, data, local = self.cfg, self.prepared.data, self._local
+        plan = BatchPlan(self.plan.micro_batch_size, self.plan.gradient_accumulation_steps, 1) if local else self.plan
+        rank = 0 if local else self.rank  # which share of each batch, and the dropout seed
+        with local.active() if local else contextlib.nullcontext():
+            engine = build_engine(model, cfg.deepspeed, plan, cfg.evaluate.lr, cfg.pretrain.weight_decay, steps,
+                                  cfg.evaluate.warmup_steps, mpu=local)
+            order = StreamOrder(len(data.train_blocks), seed)
+            torch.manual_seed(derived_seed(seed, rank, 1))
+            TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, rank),
+                      LoopSettings(stop=steps, desc=desc, progress_bar=self.show and steps >= LONG_RUN),
+                      rank=self.rank).run()
         return unwrap(engine)
 
     def _glue(self, model: Any) -> float:
