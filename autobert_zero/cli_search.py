@@ -8,7 +8,8 @@
 The search folder holds `config.yaml` (the resolved config the run uses, paths made absolute),
 `state.json` and `history.jsonl` (see `autobert_zero.evolve.state`) and, when done, `summary.json`.
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
-scored on all ranks (see `autobert_zero.search_fitness`) and rank 0 writes the folder.
+split across the ranks and the results gathered in order, so the history is the one-process history (see
+`autobert_zero.search_fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
 `abz export FILE --out DIR` with a genotype file is `abz compile`.
 """
 
