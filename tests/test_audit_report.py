@@ -68,10 +68,18 @@ def test_report_figures_match_scipy_and_failures_are_handled() -> None:
     seed_tau = stats.kendalltau([-inputs.reference[0][i].eval_loss for i in ok],  # type: ignore[operator]
                                 [-inputs.reference[1][i].eval_loss for i in ok]).statistic  # type: ignore[operator]
     assert report["noise_ceiling_tau"] == pytest.approx(seed_tau, abs=1e-4)
+
     row = report["candidates"][0]
     assert row["id"] == inputs.candidates[0].id and row["genotype"].startswith("attention")
     assert set(row["scores"]) == set(report["estimators"]) and set(row["reference"]["seeds"]) == {"0", "1"}
     assert report["verdict"]["best_biws"] in ("biws_k0", "combo_biws_k0")
+
+def test_cost_ratio_uses_the_reference_seconds_timed_in_the_audit_process() -> None:
+    # the cached runs took 10 s each (another load); timed next to the estimators, one takes 4 s
+    report = build_report(dataclasses.replace(_inputs(), reference_seconds=4.0))
+    assert report["reference"]["seconds_per_candidate"] == pytest.approx(4.0)
+    assert report["reference"]["seconds_per_candidate_cached_runs"] == pytest.approx(10.0)
+    assert report["estimators"]["biws_k0"]["cost_ratio"] == pytest.approx(8.0)
 
 
 def test_hurdle_prunes_with_one_estimator_and_orders_with_the_other() -> None:
@@ -150,6 +158,6 @@ def test_supernet_folder_errors(tmp_path: Path) -> None:
 
 
 def test_matched_steps() -> None:
-    # overhead 2 s, reference 102 s for 100 steps → 1 s per step; BIWS 7 s → 5 steps of scratch
-    assert matched_steps(7.0, 2.0, 102.0, 100) == 5
-    assert matched_steps(1.0, 2.0, 102.0, 100) == 1
+    # overhead 2 s, 1 s per step; BIWS 7 s → 5 steps of scratch; never fewer than 1
+    assert matched_steps(7.0, 2.0, 1.0) == 5
+    assert matched_steps(1.0, 2.0, 1.0) == 1

@@ -8,9 +8,13 @@ seconds per candidate as each BIWS k (the cost-matched baseline); then the figur
 point, `train.evaluate.Evaluator`: nothing here trains a model.
 
 Cost matching: seconds(steps) ≈ overhead + steps × per_step, with the overhead measured by BIWS k = 0
-(extract + score, no training; 0 when k = 0 is not tried) and per_step from the reference runs; the
-matched scratch gets max(1, round((seconds of BIWS k − overhead) / per_step)) steps, and both measured
-costs are reported, so the match can be checked.
+(extract + score, no training; 0 when k = 0 is not tried) and per_step timed in this process, next to the
+estimators (`timed_reference`: scratch runs of 1 and 1 + n steps of the first candidate, so a reference
+cache filled earlier, on another machine or under another load, does not skew the comparison); the matched
+scratch gets max(1, round((seconds of BIWS k − overhead) / per_step)) steps, and both measured costs are
+reported, so the match can be checked. Cost ratios divide the same-process estimate of one reference run
+(1-step seconds + per_step × (reference steps − 1)) by each estimator's seconds; the cached runs' own mean
+seconds are reported beside it.
 
 The reference cache (`audit.cache_dir`) holds one JSON file per (genotype id, seed) under a folder named
 by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys and
@@ -204,10 +208,24 @@ def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], e
             for c in tqdm(candidates, desc=desc, unit="cand", disable=not show)]
 
 
-def matched_steps(biws_seconds: float, overhead: float, reference_seconds: float, reference_steps: int) -> int:
-    """Scratch steps whose predicted seconds match `biws_seconds` (see the module docstring)."""
-    per_step = max(reference_seconds - overhead, 1e-9) / reference_steps
-    return max(1, round((biws_seconds - overhead) / per_step))
+def timed_reference(backend: EvaluatorBackend, candidate: Candidate, cfg: TrainConfig) -> tuple[float, float]:
+    """(seconds of one reference run, seconds per training step), timed now in this process: scratch runs of
+    1 and 1 + n steps of `candidate` (n = min(100, reference steps − 1)), at the reference's warm-up."""
+    a = cfg.audit
+    n = min(100, a.reference_steps - 1)
+    if n < 1:
+        (one,) = backend.run([candidate.genotype], "scratch", 1, estimator_seed(cfg), 0)
+        return one.seconds, one.seconds
+    (short,) = backend.run([candidate.genotype], "scratch", 1, estimator_seed(cfg) + 1, 0)
+    (long,) = backend.run([candidate.genotype], "scratch", 1 + n, estimator_seed(cfg) + 1,
+                          min(a.reference_warmup_steps, n))
+    per_step = max(long.seconds - short.seconds, 1e-9) / n
+    return short.seconds + per_step * (a.reference_steps - 1), per_step
+
+
+def matched_steps(biws_seconds: float, overhead: float, per_step: float) -> int:
+    """Scratch steps whose predicted seconds (overhead + steps × per_step) match `biws_seconds`."""
+    return max(1, round((biws_seconds - overhead) / max(per_step, 1e-9)))
 
 
 def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
@@ -225,13 +243,13 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
     for k in a.biws_steps:
         outcomes = estimator_runs(backend, candidates, "biws", k, cfg, f"biws k={k}", show)
         estimators[f"biws_k{k}"] = EstimatorRun(outcomes, {"kind": "biws", "k": k}, f"BIWS k={k}: −held-out loss")
-    ref_seconds = sum(_mean_seconds(v) for v in reference.values()) / len(reference)
+    ref_seconds, per_step = timed_reference(backend, candidates[0], cfg)
     overhead = _mean_seconds(estimators["biws_k0"].outcomes) if 0 in a.biws_steps else 0.0
     for k in a.biws_steps:
         if k == 0:
             continue  # a scratch model with no training step is not an estimator
         biws_seconds = _mean_seconds(estimators[f"biws_k{k}"].outcomes)
-        steps = matched_steps(biws_seconds, overhead, ref_seconds, a.reference_steps)
+        steps = matched_steps(biws_seconds, overhead, per_step)
         outcomes = estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show)
         estimators[f"scratch_k{k}"] = EstimatorRun(
             outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}",
@@ -241,7 +259,8 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
              for i in range(len(candidates))]
     inputs = AuditInputs(
         candidates=candidates, params=[int(p or 0) for p, _ in sizes], flops_per_token=[f or 0.0 for _, f in sizes],
-        reference=reference, reference_steps=a.reference_steps, estimators=estimators, size_prior=a.size_prior,
+        reference=reference, reference_steps=a.reference_steps, reference_seconds=ref_seconds,
+        estimators=estimators, size_prior=a.size_prior,
         prior_weight=cfg.evaluate.prior_weight, combine=[f"biws_k{k}" for k in a.biws_steps],
         hurdles=[(f"biws_k{k}", f"scratch_k{k}") for k in a.biws_steps if k > 0],
         bootstrap_samples=a.bootstrap_samples, seed=cfg.seed,
@@ -249,8 +268,9 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
                  "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,
                  "estimator_seed": estimator_seed(cfg), "config_hash": cache.key,
                  "reference_cache": str(cache.folder),
-                 "cost_ratio_note": "reference seconds of ONE run (one seed) / the estimator's seconds; the "
-                                    "two-seed reference costs twice that"})
+                 "cost_ratio_note": "seconds of ONE reference run (one seed), timed in this process next to the "
+                                    "estimators, / the estimator's seconds; the two-seed reference costs twice "
+                                    "that"})
     return build_report(inputs)
 
 

@@ -4,7 +4,8 @@ The reference score of a candidate is the mean over the reference seeds of −(h
 candidate whose reference run failed on any seed is excluded from every figure (and listed with the
 reason). Against the reference, each estimator gets τ and ρ with seeded bootstrap intervals, τ among the
 best half, τ within equal-parameter groups, seconds per candidate and the cost ratio (seconds of ONE
-reference run, i.e. one seed, over the estimator's seconds). An estimator that failed on a candidate ranks
+reference run, i.e. one seed, over the estimator's seconds; `reference_seconds` when the caller timed one
+in the estimators' process, else the reference runs' own mean). An estimator that failed on a candidate ranks
 it last (−inf). The noise ceiling is τ between the first two reference seeds. Derived estimators need no
 extra runs: `params` (more parameters ranks higher), `combo_*` (an estimator's rank combined with the
 size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would use) and `hurdle_*`
@@ -73,6 +74,8 @@ class AuditInputs:
     """Seed → outcome per candidate (full-budget scratch training)."""
     reference_steps: int
     estimators: Mapping[str, EstimatorRun]
+    reference_seconds: float | None = None
+    """Seconds of one reference run timed in the estimators' process; None = the reference runs' own mean."""
     size_prior: str = "params"
     """"params" or "flops": the prior of the rank combinations."""
     prior_weight: float = 0.5
@@ -99,7 +102,8 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     runs = dict(inputs.estimators)
     runs["params"] = EstimatorRun([Outcome(float(p), None, 0.0) for p in inputs.params], {"kind": "params"},
                                   "parameters")
-    ref_seconds = fmean(inputs.reference[s][i].seconds for s in seeds for i in ok) if ok else math.nan
+    cached_seconds = fmean(inputs.reference[s][i].seconds for s in seeds for i in ok) if ok else math.nan
+    ref_seconds = cached_seconds if inputs.reference_seconds is None else inputs.reference_seconds
     estimators: dict[str, dict[str, Any]] = {}
     scores: dict[str, np.ndarray] = {}
     for name in inputs.combine:
@@ -127,6 +131,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
     report = {**inputs.context, "candidates_requested": n, "scored": len(ok), "excluded": excluded,
               "reference": {"kind": "scratch", "steps": inputs.reference_steps, "seeds": seeds,
                             "seconds_per_candidate": _round(ref_seconds),
+                            "seconds_per_candidate_cached_runs": _round(cached_seconds),
                             "noise_ceiling_tau": ceiling},
               "noise_ceiling_tau": ceiling["value"],
               "estimators": estimators, "candidates": rows}
