@@ -7,7 +7,7 @@ unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates
 training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
 `--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
 Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
-the table. Variants of the supernet (`--per-branch norm ffn`, `--population`) go with `--tag NAME` (results
+the table. Variants of the supernet (`--per-branch norm ffn`, `--population [--fair]`) go with `--tag NAME` (results
 audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the cached reference runs.
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
 supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--population", action="store_true",
                         help="train the supernet on the audit's own candidates (supernet.strategy population): "
                              "the most favourable case of population sampling")
+    parser.add_argument("--fair", action="store_true",
+                        help="with --population: draw the candidates with exposure-equalising weights "
+                             "(supernet.strategy fair) instead of uniformly")
     parser.add_argument("--reference-only", action="store_true",
                         help="only fill the reference cache (no supernet needed; e.g. while one trains)")
     args = parser.parse_args()
@@ -86,7 +89,7 @@ def main() -> None:
         cfg.supernet = dataclasses.replace(cfg.supernet, per_branch=list(args.per_branch))
     supernet = Path(args.supernet)
     if args.population:
-        cfg.supernet = dataclasses.replace(cfg.supernet, strategy="population",
+        cfg.supernet = dataclasses.replace(cfg.supernet, strategy="fair" if args.fair else "population",
                                            population=[str(write_population(cfg, args.candidates, supernet))])
     t0 = time.perf_counter()
     if not (supernet / "summary.json").is_file():

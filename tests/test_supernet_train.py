@@ -18,7 +18,13 @@ from autobert_zero.cli import main
 from autobert_zero.errors import ConfigError, TrainingError
 from autobert_zero.grammar import parse_genotype
 from autobert_zero.train import checkpoint
-from autobert_zero.train.biws import SCHEDULE_SALT, CandidateSchedule, load_supernet, train_supernet
+from autobert_zero.train.biws import (
+    SCHEDULE_SALT,
+    CandidateSchedule,
+    exposure_weights,
+    load_supernet,
+    train_supernet,
+)
 from autobert_zero.train.data_order import derived_seed
 from autobert_zero.train.engine import free_port
 from autobert_zero.train.run_log import read_metrics
@@ -73,6 +79,37 @@ def test_population_strategy_and_resume_refuses_another_population(tmp_path: Pat
         train_supernet(other, tmp_path / "sn", resume=True)
     with pytest.raises(ConfigError, match=r"supernet\.population is empty"):
         train_supernet(tiny_config(tmp_path, supernet={"strategy": "population"}), tmp_path / "x")
+
+
+def test_fair_weights_give_near_copies_one_share_between_them() -> None:
+    conv, attention = parse_genotype(CONV), parse_genotype(ATTENTION)
+    # the same conv backbone written with other spacing and a renamed unused graph is the same layer choice
+    twin = parse_genotype(CONV.replace("attention a {", "attention other {"))
+    near = parse_genotype(CONV.replace("conv sepconv kernel=3 dilation=2", "conv light kernel=3 dilation=2"))
+    weights = exposure_weights([conv, twin, near, attention])
+    # layer 1: conv/twin/near share it (3); layer 2: conv/twin share it (2), near has its own (1)
+    assert weights == pytest.approx([2 / 5, 2 / 5, 2 / 4, 1.0])
+    assert exposure_weights([attention]) == [1.0]
+    schedule = CandidateSchedule.from_population([conv, twin, near, attention], 7, "fair")
+    draws = [schedule.candidate(step) for step in range(4000)]
+    assert draws == [schedule.candidate(step) for step in range(4000)]  # a pure function of (seed, step)
+    share = sum(d is attention for d in draws) / len(draws)
+    assert share == pytest.approx(1.0 / sum(weights), abs=0.03)  # 0.43, against 0.25 drawn uniformly
+
+
+def test_fair_strategy_trains_and_is_part_of_the_run_identity(tmp_path: Path) -> None:
+    listing = write_population(tmp_path)
+    cfg = tiny_config(tmp_path, supernet={"strategy": "fair", "population": [str(listing)]},
+                      pretrain={"max_steps": 4, "checkpoint_every": 4})
+    summary = train_supernet(cfg, tmp_path / "sn")
+    assert summary["strategy"] == "fair" and summary["population"] == 2
+    schedule = CandidateSchedule.from_population([parse_genotype(CONV), parse_genotype(ATTENTION)],
+                                                 derived_seed(0, SCHEDULE_SALT), "fair")
+    assert [c for _, _, c in curve(tmp_path / "sn")] == [schedule.candidate(s).id[:12] for s in range(4)]
+    again = tiny_config(tmp_path, supernet={"strategy": "population", "population": [str(listing)]},
+                        pretrain={"max_steps": 8, "checkpoint_every": 4})
+    with pytest.raises(TrainingError, match="candidate_strategy"):
+        train_supernet(again, tmp_path / "sn", resume=True)
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2])

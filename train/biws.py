@@ -6,7 +6,11 @@ its forward on every rank. The candidate of step s is a pure function of (seed, 
 like `data_order.py` for batches), so a resumed run continues the same candidate sequence, and every rank
 of a data-parallel run trains the same candidate. The schedule (strategy, seed, population ids) is part of
 the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform` draws a fresh sample of
-the supernet's sampler each step; `population` draws uniformly from a list of genotypes.
+the supernet's sampler each step; `population` draws uniformly from a list of genotypes; `fair` draws from
+the list with weights that give every layer choice the same exposure (`exposure_weights`): a population
+crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) would otherwise
+train the shared weights for that family many times over and make every other candidate look worse than it
+is (the audit measured this: τ 0.69 within sampled genotypes but 0.44 overall, the family ranked on top).
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
-from autobert_zero.grammar import Genotype
+from autobert_zero.grammar import ConvLayer, Genotype
 from autobert_zero.run_dir import check_out_dir
 
 from .config import config_from_dict
@@ -41,7 +45,8 @@ from .model_factory import load_genotype_file, mlm_config
 from .paths import resolve_shipped
 from .pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
 
-STRATEGIES = ("uniform", "population")
+STRATEGIES = ("uniform", "population", "fair")
+POPULATION_STRATEGIES = ("population", "fair")
 SCHEDULE_SALT = 13
 """Mixed into the seed of each step's candidate draw (keeps it apart from other uses of (seed, step))."""
 SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
@@ -66,6 +71,32 @@ def read_population(entries: Sequence[str], where: str = "supernet.population") 
     return genotypes
 
 
+def layer_choice(genotype: Genotype, index: int) -> str:
+    """What layer `index` of `genotype` is, as text independent of graph names (canonical attention graph)."""
+    from autobert_zero.grammar.canonical import canonical_graph
+
+    graph = genotype.layer_graph(index)
+    if graph is None:
+        layer = genotype.layers[index]
+        assert isinstance(layer, ConvLayer)
+        return f"conv {layer.kind} {layer.kernel} {layer.dilation}"
+    return f"attention {canonical_graph(graph).output}"
+
+
+def exposure_weights(population: Sequence[Genotype]) -> list[float]:
+    """Draw weights that equalise exposure: member c gets 1 / (mean over positions of how many members hold
+    c's layer choice there). A member whose layers no other member shares gets 1; each of n exact copies
+    gets 1/n, so together they are drawn as often as one distinct member."""
+    choices = [[layer_choice(g, i) for i in range(g.num_layers)] for g in population]
+    counts: list[dict[str, int]] = []
+    for position in zip(*choices, strict=True):
+        tally: dict[str, int] = {}
+        for choice in position:
+            tally[choice] = tally.get(choice, 0) + 1
+        counts.append(tally)
+    return [len(row) / sum(counts[p][choice] for p, choice in enumerate(row)) for row in choices]
+
+
 @dataclass
 class CandidateSchedule:
     """The candidate of each training step: a pure function of (seed, step)."""
@@ -76,15 +107,22 @@ class CandidateSchedule:
     sampler: Callable[[random.Random], Genotype] | None = None
     """`uniform`: draws a candidate from an rng (the supernet's `sample`)."""
 
+    def __post_init__(self) -> None:
+        self.weights = exposure_weights(self.population) if self.strategy == "fair" else None
+
     @classmethod
-    def from_population(cls, population: list[Genotype], seed: int) -> CandidateSchedule:
+    def from_population(cls, population: list[Genotype], seed: int, strategy: str = "population"
+                        ) -> CandidateSchedule:
         if not population:
             raise ConfigError("the candidate population is empty: give at least one genotype")
-        return cls("population", seed, population)
+        return cls(strategy, seed, population)
 
     def candidate(self, step: int) -> Genotype:
         """The candidate of 0-based step `step`."""
         rng = random.Random(derived_seed(self.seed, step, SCHEDULE_SALT))
+        if self.strategy == "fair":
+            assert self.weights is not None
+            return rng.choices(self.population, self.weights)[0]
         if self.strategy == "population":
             return self.population[rng.randrange(len(self.population))]
         assert self.sampler is not None
@@ -119,14 +157,14 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
     sn = cfg.supernet
     if sn.strategy not in STRATEGIES:
         raise ConfigError(f"{cfg.source}: supernet.strategy = {sn.strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    if sn.strategy == "population" and not sn.population:
-        raise ConfigError(f"{cfg.source}: supernet.strategy is 'population' but supernet.population is empty; "
+    if sn.strategy in POPULATION_STRATEGIES and not sn.population:
+        raise ConfigError(f"{cfg.source}: supernet.strategy is {sn.strategy!r} but supernet.population is empty; "
                           f"list .abz files, folders or .txt lists of genotypes")
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
     check_out_dir(out, "abz supernet", force=force, resume=resume)  # early: before data and model
     host = resolve_genotype(cfg, None)
-    population = read_population(sn.population) if sn.strategy == "population" else []
+    population = read_population(sn.population) if sn.strategy in POPULATION_STRATEGIES else []
     for g in population:
         if g.num_layers != host.num_layers:
             raise ConfigError(f"{cfg.source}: supernet.population holds a {g.num_layers}-layer genotype "

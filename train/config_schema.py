@@ -203,9 +203,11 @@ class SupernetConfig:
 
     strategy: str = "uniform"
     """`uniform`: each step a fresh sample of the grammar sampler; `population`: each step one genotype of
-    `population`, drawn uniformly. Either way the candidate of step s is a function of (seed, s)."""
+    `population`, drawn uniformly; `fair`: drawn from `population` with weights that give every layer choice
+    the same exposure (near-copies share one share). Either way the candidate of step s is a function of
+    (seed, s). `fair` also decides how `search.adapt_steps` draws from the live population."""
     population: list[str] = field(default_factory=list)
-    """For `population`: .abz files, folders of .abz files, or .txt files listing .abz paths one per line
+    """For `population` and `fair`: .abz files, folders of .abz files, or .txt files listing .abz paths one per line
     (relative to the .txt file; # comments); relative paths: the working directory, then the repository."""
     conv_probability: float = field(default=0.5, metadata=FRACTION)
     """For `uniform`: chance that a sampled layer is a convolution (else an attention graph)."""
