@@ -1,11 +1,11 @@
 """The fitness objects `abz search` hands to `autobert_zero.evolve` (`search.fitness` picks one).
 
-- `evaluate`: the candidate evaluator of `autobert_zero.train.evaluate` with the config's `evaluate:`
-  section — estimator `scratch` (a fresh model trained a few MLM steps) or `biws` (weights inherited from
-  the supernet folder `search.supernet`) — scored by minus the held-out MLM loss; `adapt` keeps training
-  the supernet on the live population between rounds (`search.adapt_steps`). Under a launcher the
-  Evaluator splits the candidates of each call across the ranks and gathers their results (each rank
-  scores its share as one process would: training estimators on an engine of that rank alone), and
+- `evaluate`: the candidate evaluator of `autobert_zero.train.evaluate` with the config's `evaluate:` section
+  — estimator `scratch` (a fresh model trained a few MLM steps) or `biws` (weights inherited from the supernet
+  folder `search.supernet`) — scored by minus the held-out MLM loss; `adapt` keeps training the supernet on
+  the live population between rounds (`search.adapt_steps`, drawn per `search.adapt_strategy`). Under a
+  launcher the Evaluator splits the candidates of each call across the ranks and gathers their results (each
+  rank scores its share as one process would: training estimators on an engine of that rank alone), and
   `EvaluatorFitness.chunk_size` hands it a whole round per call, so the history equals the one-process
   history; `adapt` (supernet training) stays data-parallel over all ranks. Not split: a GLUE second stage
   (`evaluate.glue_task`: every rank scores every candidate, the fine-tune data-parallel), and with a size
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from autobert_zero.train.config_schema import TrainConfig
 
 FITNESSES = ("evaluate", "synthetic")
+ADAPT_STRATEGIES = ("population", "fair")
+"""How `adapt` draws from the live population (`train.biws.CandidateSchedule`'s population strategies)."""
 
 
 def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = False) -> Fitness:
@@ -46,6 +48,9 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
     if kind == "evaluate":
         from autobert_zero.train.evaluate import Evaluator
 
+        if cfg.search.adapt_strategy not in ADAPT_STRATEGIES:
+            raise ConfigError(f"{cfg.source}: search.adapt_strategy = {cfg.search.adapt_strategy!r}; expected one of "
+                              f"{', '.join(ADAPT_STRATEGIES)}")
         if cfg.search.adapt_steps and cfg.search.supernet is None:
             raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
                               f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "

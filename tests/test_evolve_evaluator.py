@@ -56,3 +56,12 @@ def test_remember_restores_functional_duplicates(tmp: Path, prepared: PreparedMl
     resumed.remember([line])
     (twin,) = resumed.evaluate([attention(NEG_OUTSIDE)])
     assert dataclasses.replace(twin, seconds=0.0) == dataclasses.replace(expected, seconds=0.0)
+
+
+def test_unknown_adapt_strategy_is_refused(tmp: Path) -> None:
+    from autobert_zero.errors import ConfigError
+    from autobert_zero.search_fitness import build_fitness
+
+    cfg = tiny_config(tmp, search={"adapt_strategy": "greedy", "adapt_steps": 2})
+    with pytest.raises(ConfigError, match=r"search\.adapt_strategy = 'greedy'; expected one of population, fair"):
+        build_fitness(cfg)

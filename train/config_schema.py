@@ -186,6 +186,9 @@ class SearchConfig:
     """Same for forward FLOPs per token; null = no limit."""
     adapt_steps: int = field(default=0, metadata=non_negative(BIG))
     """Supernet training steps on the live population between rounds (BIWS fitness); 0 = off."""
+    adapt_strategy: str = "population"
+    """How adaptation draws from the live population: `population` (uniformly) or `fair` (weights that give
+    every layer choice the same exposure, as `supernet.strategy: fair`)."""
     fitness: str = "evaluate"
     """`evaluate`: the candidate evaluator with the `evaluate:` section (estimator scratch or biws);
     `synthetic`: a deterministic pure-python stand-in (tests, loop benchmarks; not a model-quality measure)."""
@@ -205,7 +208,7 @@ class SupernetConfig:
     """`uniform`: each step a fresh sample of the grammar sampler; `population`: each step one genotype of
     `population`, drawn uniformly; `fair`: drawn from `population` with weights that give every layer choice
     the same exposure (near-copies share one share). Either way the candidate of step s is a function of
-    (seed, s). `fair` also decides how `search.adapt_steps` draws from the live population."""
+    (seed, s)."""
     population: list[str] = field(default_factory=list)
     """For `population` and `fair`: .abz files, folders of .abz files, or .txt files listing .abz paths one per line
     (relative to the .txt file; # comments); relative paths: the working directory, then the repository."""

@@ -344,8 +344,8 @@ class Evaluator:
             self._supernet_engine = build_engine(self.supernet, cfg.deepspeed, plan, cfg.pretrain.lr,
                                                  cfg.pretrain.weight_decay, 10**12, 0)
         engine, supernet = self._supernet_engine, self.supernet
-        strategy = "fair" if cfg.supernet.strategy == "fair" else "population"  # as the supernet was trained
-        schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, 23), strategy)
+        schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, 23),
+                                                     cfg.search.adapt_strategy)
         order = StreamOrder(len(data.train_blocks), derived_seed(cfg.seed, 29))
         start = self.adapted_steps
 
