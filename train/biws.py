@@ -7,10 +7,12 @@ like `data_order.py` for batches), so a resumed run continues the same candidate
 of a data-parallel run trains the same candidate. The schedule (strategy, seed, population ids) is part of
 the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform` draws a fresh sample of
 the supernet's sampler each step; `population` draws uniformly from a list of genotypes; `fair` draws from
-the list with weights that give every layer choice the same exposure (`exposure_weights`): a population
-crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) would otherwise
-train the shared weights for that family many times over and make every other candidate look worse than it
-is (the audit measured this: τ 0.69 within sampled genotypes but 0.44 overall, the family ranked on top).
+the list with weights that give every layer choice the same exposure (`exposure_weights`). A population
+crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) trains the
+shared weights for that family many times over and makes every other candidate look worse than it is; the
+ranking audit measured that bias (τ 0.70–0.77 within sampled genotypes, 0.44–0.57 overall, the family on
+top), but `fair` ranked worse overall (τ 0.32–0.45): it under-trains the family's own mutated layers. So it
+is an option, not the default.
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
