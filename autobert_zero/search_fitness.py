@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from autobert_zero.train.config_schema import TrainConfig
 
 FITNESSES = ("evaluate", "synthetic")
-ADAPT_STRATEGIES = ("population", "fair")
-"""How `adapt` draws from the live population (`train.biws.CandidateSchedule`'s population strategies)."""
 
 
 def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = False) -> Fitness:
@@ -43,23 +41,29 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
     if kind == "synthetic":
         fitness = SyntheticFitness(cfg.seed, hidden=cfg.model.hidden_size, seq_len=cfg.data.max_seq_length)
         if world_size > 1:
-            return RankSplitFitness(fitness, max(cfg.search.round_size, cfg.search.population_size))
+            return RankSplitFitness(fitness, round_chunk(cfg))
         return fitness
     if kind == "evaluate":
+        from autobert_zero.train.biws import POPULATION_STRATEGIES
         from autobert_zero.train.evaluate import Evaluator
 
-        if cfg.search.adapt_strategy not in ADAPT_STRATEGIES:
+        if cfg.search.adapt_strategy not in POPULATION_STRATEGIES:  # adapt draws as a population supernet does
             raise ConfigError(f"{cfg.source}: search.adapt_strategy = {cfg.search.adapt_strategy!r}; expected one of "
-                              f"{', '.join(ADAPT_STRATEGIES)}")
+                              f"{', '.join(POPULATION_STRATEGIES)}")
         if cfg.search.adapt_steps and cfg.search.supernet is None:
             raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
                               f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
                               f"adapt_steps: 0")
         evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
         split = evaluator.split and cfg.evaluate.size_prior is None
-        chunk = max(cfg.search.round_size, cfg.search.population_size) if split else 1
-        return EvaluatorFitness(evaluator, cfg.search.supernet, chunk)
+        return EvaluatorFitness(evaluator, cfg.search.supernet, round_chunk(cfg) if split else 1)
     raise ConfigError(f"{cfg.source}: search.fitness = {kind!r}; expected one of {', '.join(FITNESSES)}")
+
+
+def round_chunk(cfg: TrainConfig) -> int:
+    """Candidates handed over per call when they are split across ranks: a whole round (or the initial
+    population, which is larger)."""
+    return max(cfg.search.round_size, cfg.search.population_size)
 
 
 class EvaluatorFitness:
@@ -97,15 +101,9 @@ class RankSplitFitness:
     """Splits each call's candidates across ranks (round-robin) and gathers the results in order."""
 
     def __init__(self, fitness: Any, chunk_size: int) -> None:
-        import torch.distributed as dist
-
         self.fitness, self.chunk_size = fitness, chunk_size
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[Any]:
-        import torch.distributed as dist
+        from autobert_zero.train.engine import round_robin
 
-        mine = list(self.fitness.evaluate(list(genotypes[self.rank::self.world])))
-        gathered: list[Any] = [None] * self.world
-        dist.all_gather_object(gathered, mine)
-        return [gathered[i % self.world][i // self.world] for i in range(len(genotypes))]
+        return round_robin(list(genotypes), self.fitness.evaluate)

@@ -19,9 +19,9 @@ import contextlib
 import copy
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import deepspeed
 import torch
@@ -33,6 +33,8 @@ from autobert_zero.errors import TrainingError
 from .config import BatchPlan
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+T = TypeVar("T")
+R = TypeVar("R")
 _RANK_LOCAL: ContextVar[bool] = ContextVar("rank_local", default=False)
 """True inside `RankLocal.active()`: the collective helpers below act on this rank alone."""
 
@@ -72,6 +74,20 @@ def mean_over_ranks(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def round_robin(items: Sequence[T], score: Callable[[list[T]], Sequence[R]]) -> list[R]:
+    """`score` applied to this rank's share of `items` (entries rank, rank + world, …), the results
+    all-gathered back into list order, so every rank returns what `score(items)` returns on one process.
+    Collective: every rank calls it with the same list. On one process (or inside `RankLocal.active()`) it
+    is just `score(items)`."""
+    if _alone():
+        return list(score(list(items)))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = list(score(list(items[rank::world])))
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, mine)
+    return [gathered[i % world][i // world] for i in range(len(items))]
 
 
 class RankLocal:

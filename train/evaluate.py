@@ -53,7 +53,7 @@ from autobert_zero.grammar import AttentionLayer, Genotype
 from .config import BatchPlan, batch_plan
 from .config_schema import TrainConfig
 from .data_order import StreamOrder, derived_seed
-from .engine import RankLocal, build_engine, init_distributed, unwrap
+from .engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
 from .loop import LoopSettings, NonFiniteLoss, TrainLoop
 from .model_factory import build_mlm_model
 from .pretrain import (
@@ -247,17 +247,17 @@ class Evaluator:
     def _score_all(self, genotypes: list[Genotype]) -> list[CandidateResult]:
         """A result for each genotype, in order. Split across ranks (see the module doc): rank r scores
         genotypes r, r + world, …, and the results are all-gathered back into list order."""
-        mine = genotypes[self.rank::self.world] if self.split else genotypes
-        results = [self._scored(genotype) for genotype in tqdm(
-            mine, desc=f"evaluate ({self.cfg.evaluate.estimator})", unit="cand", disable=not self.show)]
-        if not self.split or not genotypes:
-            return results
-        log.debug("rank %d of %d scored %d of %d candidates", self.rank, self.world, len(mine), len(genotypes))
-        import torch.distributed as dist
+        if not self.split:
+            return self._score_share(genotypes)
+        results = round_robin(genotypes, self._score_share)
+        if genotypes:
+            log.debug("rank %d of %d scored %d of %d candidates", self.rank, self.world,
+                      len(genotypes[self.rank::self.world]), len(genotypes))
+        return results
 
-        gathered: list[Any] = [None] * self.world
-        dist.all_gather_object(gathered, results)
-        return [gathered[i % self.world][i // self.world] for i in range(len(genotypes))]
+    def _score_share(self, genotypes: list[Genotype]) -> list[CandidateResult]:
+        return [self._scored(genotype) for genotype in tqdm(
+            genotypes, desc=f"evaluate ({self.cfg.evaluate.estimator})", unit="cand", disable=not self.show)]
 
     def _scored(self, genotype: Genotype) -> CandidateResult:
         t0 = time.perf_counter()
