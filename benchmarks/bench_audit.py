@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--reference-only", action="store_true",
                         help="only fill the reference cache (no supernet needed; e.g. while one trains)")
     args = parser.parse_args()
+    if args.fair and not args.population:
+        parser.error("--fair chooses how the audit's population is drawn; it needs --population")
 
     cfg = load_config(args.config)
     cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
