@@ -65,11 +65,15 @@ def main() -> None:
     parser.add_argument("--fair", action="store_true",
                         help="with --population: draw the candidates with exposure-equalising weights "
                              "(supernet.strategy fair) instead of uniformly")
+    parser.add_argument("--fair-exponent", type=float,
+                        help="with --fair: override supernet.fair_exponent (power of the exposure weights)")
     parser.add_argument("--reference-only", action="store_true",
                         help="only fill the reference cache (no supernet needed; e.g. while one trains)")
     args = parser.parse_args()
     if args.fair and not args.population:
         parser.error("--fair chooses how the audit's population is drawn; it needs --population")
+    if args.fair_exponent is not None and not args.fair:
+        parser.error("--fair-exponent tempers the --fair weights; it needs --fair")
 
     cfg = load_config(args.config)
     cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
@@ -93,6 +97,8 @@ def main() -> None:
     if args.population:
         cfg.supernet = dataclasses.replace(cfg.supernet, strategy="fair" if args.fair else "population",
                                            population=[str(write_population(cfg, args.candidates, supernet))])
+        if args.fair_exponent is not None:
+            cfg.supernet.fair_exponent = args.fair_exponent
     t0 = time.perf_counter()
     if not (supernet / "summary.json").is_file():
         resume = read_latest(supernet / "checkpoints") is not None

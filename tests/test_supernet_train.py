@@ -25,6 +25,7 @@ from autobert_zero.train.biws import (
     load_supernet,
     train_supernet,
 )
+from autobert_zero.train.config import load_config
 from autobert_zero.train.data_order import derived_seed
 from autobert_zero.train.engine import free_port
 from autobert_zero.train.run_log import read_metrics
@@ -95,6 +96,27 @@ def test_fair_weights_give_near_copies_one_share_between_them() -> None:
     assert draws == [schedule.candidate(step) for step in range(4000)]  # a pure function of (seed, step)
     share = sum(d is attention for d in draws) / len(draws)
     assert share == pytest.approx(1.0 / sum(weights), abs=0.03)  # 0.43, against 0.25 drawn uniformly
+
+
+def test_fair_exponent_tempers_the_weights_between_population_and_fair() -> None:
+    population = [parse_genotype(CONV), parse_genotype(CONV.replace("attention a {", "attention other {")),
+                  parse_genotype(CONV.replace("conv sepconv kernel=3 dilation=2", "conv light kernel=3 dilation=2")),
+                  parse_genotype(ATTENTION)]
+    full = exposure_weights(population)
+    half = CandidateSchedule.from_population(population, 7, "fair", fair_exponent=0.5)
+    assert half.weights == pytest.approx([w ** 0.5 for w in full])
+    assert CandidateSchedule.from_population(population, 7, "fair", fair_exponent=0.0).weights == [1.0] * 4
+    assert CandidateSchedule.from_population(population, 7, "fair").weights == full
+    # a tempered run is another candidate sequence: its identity says so; exponent 1 keeps the old identity
+    assert half.identity()["candidate_fair_exponent"] == 0.5
+    assert "candidate_fair_exponent" not in CandidateSchedule.from_population(population, 7, "fair").identity()
+
+
+def test_fair_exponent_out_of_range_is_refused(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "bad.yaml"
+    cfg_path.write_text("supernet:\n  fair_exponent: 1.5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="fair_exponent"):
+        load_config(cfg_path)
 
 
 def test_fair_strategy_trains_and_is_part_of_the_run_identity(tmp_path: Path) -> None:

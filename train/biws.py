@@ -108,16 +108,19 @@ class CandidateSchedule:
     population: list[Genotype]
     sampler: Callable[[random.Random], Genotype] | None = None
     """`uniform`: draws a candidate from an rng (the supernet's `sample`)."""
+    fair_exponent: float = 1.0
+    """`fair`: the power the exposure weights are raised to (1 = equal exposure, 0 = `population`)."""
 
     def __post_init__(self) -> None:
-        self.weights = exposure_weights(self.population) if self.strategy == "fair" else None
+        self.weights = ([w ** self.fair_exponent for w in exposure_weights(self.population)]
+                        if self.strategy == "fair" else None)
 
     @classmethod
-    def from_population(cls, population: list[Genotype], seed: int, strategy: str = "population"
-                        ) -> CandidateSchedule:
+    def from_population(cls, population: list[Genotype], seed: int, strategy: str = "population",
+                        fair_exponent: float = 1.0) -> CandidateSchedule:
         if not population:
             raise ConfigError("the candidate population is empty: give at least one genotype")
-        return cls(strategy, seed, population)
+        return cls(strategy, seed, population, fair_exponent=fair_exponent)
 
     def candidate(self, step: int) -> Genotype:
         """The candidate of 0-based step `step`."""
@@ -133,8 +136,11 @@ class CandidateSchedule:
     def identity(self) -> dict[str, Any]:
         """What fixes the candidate sequence, for the checkpoint's run identity."""
         ids = hashlib.sha256(" ".join(g.id for g in self.population).encode()).hexdigest()[:16]
-        return {"candidate_strategy": self.strategy, "candidate_seed": self.seed,
-                "candidate_population": ids if self.population else None}
+        identity: dict[str, Any] = {"candidate_strategy": self.strategy, "candidate_seed": self.seed,
+                                    "candidate_population": ids if self.population else None}
+        if self.strategy == "fair" and self.fair_exponent != 1.0:  # runs at the original 1.0 stay resumable
+            identity["candidate_fair_exponent"] = self.fair_exponent
+        return identity
 
 
 def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_id: int) -> Any:
@@ -177,11 +183,12 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
     assert tokenizer.pad_token_id is not None
     supernet = build_supernet(host, cfg, len(tokenizer), tokenizer.pad_token_id)
     schedule = CandidateSchedule(sn.strategy, derived_seed(cfg.seed, SCHEDULE_SALT), population,
-                                 lambda rng: supernet.sample(rng, conv_probability=sn.conv_probability))
+                                 lambda rng: supernet.sample(rng, conv_probability=sn.conv_probability),
+                                 fair_exponent=sn.fair_exponent)
     hooks = MlmHooks(before_step=lambda step: supernet.activate(schedule.candidate(step)),
                      identity=schedule.identity(),
                      record_fields=lambda done: {"candidate": schedule.candidate(done - 1).id[:12]},
-                     summary={"genotype": cfg.genotype, "strategy": sn.strategy,
+                     summary={"genotype": cfg.genotype, "strategy": sn.strategy, "fair_exponent": sn.fair_exponent,
                               "population": len(population), "per_branch": list(sn.per_branch)})
     return run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
 

@@ -345,7 +345,7 @@ class Evaluator:
                                                  cfg.pretrain.weight_decay, 10**12, 0)
         engine, supernet = self._supernet_engine, self.supernet
         schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, 23),
-                                                     cfg.search.adapt_strategy)
+                                                     cfg.search.adapt_strategy, cfg.supernet.fair_exponent)
         order = StreamOrder(len(data.train_blocks), derived_seed(cfg.seed, 29))
         start = self.adapted_steps
 
