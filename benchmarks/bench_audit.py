@@ -57,8 +57,8 @@ def main() -> None:
     parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder")
     parser.add_argument("--results", default=str(RESULTS), help="where audit.json and audit.png are copied")
     parser.add_argument("--tag", default="", help="variant name: results go to audit-TAG.json/png")
-    parser.add_argument("--per-branch", nargs="*", choices=("norm", "ffn"),
-                        help="override supernet.per_branch (modules held once per branch)")
+    parser.add_argument("--per-branch", nargs="*", choices=("norm", "ffn", "uses_v"),
+                        help="override supernet.per_branch (few-shot splits: norm/ffn per branch, uses_v)")
     parser.add_argument("--population", action="store_true",
                         help="train the supernet on the audit's own candidates (supernet.strategy population): "
                              "the most favourable case of population sampling")

@@ -11,7 +11,10 @@ Every layer position holds both branches of the search space:
 plus the FFN and the two LayerNorms of the position, shared by both branches — or, with
 `per_branch=("norm",)` / `("norm", "ffn")`, one set per branch (`layers.i.conv_norm`, `layers.i.conv_ffn`
 serve the conv branch), so that the very different output scales of attention graphs and convolutions
-do not fight over one LayerNorm. The parameter count is bounded whatever graphs the space holds.
+do not fight over one LayerNorm. `"uses_v"` in `per_branch` is the few-shot split of the attention branch
+by one coarse choice (RANKING.md): graphs that do not read V get projections of their own
+(`layers.i.attention_nov`: query, key, output), so that value-free graphs and value-reading ones do not
+co-adapt one set. The parameter count is bounded whatever graphs the space holds.
 
     supernet = AutoBertZeroSupernetForMaskedLM(config)   # config.genotype fixes the layer count
     supernet.activate(genotype)                          # forward() now runs this candidate
@@ -32,7 +35,15 @@ from torch import nn
 from transformers.initialization import no_init_weights
 
 from autobert_zero.errors import SupernetError
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, sample_genotype
+from autobert_zero.grammar import (
+    AttentionGraph,
+    AttentionLayer,
+    ConvLayer,
+    Genotype,
+    Language,
+    default_language,
+    sample_genotype,
+)
 
 from .backbone import Encoder, check_settings
 from .conv import ConvMixer
@@ -41,9 +52,19 @@ from .hf_model import AutoBertZeroForMaskedLM
 from .layers import BRANCH_ROLES, PROJECTION_ROLES, AttentionMixer, EncoderLayer, FeedForward, LayerSettings
 
 _CONV_WEIGHT = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.\d+\.conv)\.(?P<role>.+)$")
-_POSITION_WEIGHT = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.(?P<index>\d+)\.)(?P<part>ffn|norm)\.(?P<rest>.+)$")
-PER_BRANCH_PARTS = ("ffn", "norm")
-"""Position modules a supernet may keep once per branch (the conv branch's copy is `conv_{part}`)."""
+_POSITION_WEIGHT = re.compile(r"^(?P<prefix>(?:.*\.)?layers\.(?P<index>\d+)\.)(?P<part>ffn|norm|attention)\."
+                              r"(?P<rest>.+)$")
+PER_BRANCH_PARTS = ("ffn", "norm", "uses_v")
+"""The supernet's few-shot splits: `ffn` / `norm` held once per branch (the conv branch's copy is
+`conv_{part}`); `uses_v`: attention projections held once for graphs that read V and once for graphs
+that do not (`attention_nov`)."""
+NO_V_ROLES = ("query", "key")
+"""Projections of the value-free attention set (`uses_v` split); its output projection comes with it."""
+
+
+def reads_v(graph: AttentionGraph) -> bool:
+    """Whether an attention graph reads the value projection (the `uses_v` split's choice)."""
+    return "V" in graph.inputs_used
 
 
 def centre_taps(kernel: int, max_kernel: int) -> slice:
@@ -59,12 +80,18 @@ def shared_weight(name: str, genotype: Genotype, max_kernel: int,
     Attention projections, FFN, norms, embeddings and heads keep their names (one set per position).
     A conv weight `layers.i.conv.ROLE` lives under its type, `layers.i.conv.KIND.ROLE`; its kernel
     `depthwise_weight` is the centre `kernel` taps of the stored `max_kernel` ones. With `per_branch`
-    parts, a conv layer's `layers.i.PART.*` comes from `layers.i.conv_PART.*`.
+    parts, a conv layer's `layers.i.PART.*` comes from `layers.i.conv_PART.*`, and (`uses_v`) the
+    projections of a graph that does not read V from `layers.i.attention_nov.*`.
     """
     position = _POSITION_WEIGHT.match(name)
     if position is not None:
-        conv = isinstance(genotype.layers[int(position["index"])], ConvLayer)
-        if conv and position["part"] in per_branch:
+        layer = genotype.layers[int(position["index"])]
+        if position["part"] == "attention":
+            value_free = isinstance(layer, AttentionLayer) and not reads_v(genotype.graph(layer.graph))
+            if "uses_v" in per_branch and value_free:
+                return f"{position['prefix']}attention_nov.{position['rest']}", None
+            return name, None
+        if isinstance(layer, ConvLayer) and position["part"] in per_branch:
             return f"{position['prefix']}conv_{position['part']}.{position['rest']}", None
         return name, None
     match = _CONV_WEIGHT.match(name)
@@ -114,7 +141,10 @@ class SuperLayer(EncoderLayer):
                          settings)
         self.conv = nn.ModuleDict({kind: SharedConv(kind, settings, max_kernel) for kind in conv_types})
         self.active_conv = conv_types[0]
+        self.active_attention = "attention"
         self.per_branch = per_branch
+        if "uses_v" in per_branch:
+            self.attention_nov = AttentionMixer(None, settings, roles=NO_V_ROLES)
         if "ffn" in per_branch:
             self.conv_ffn = FeedForward(settings)
         if "norm" in per_branch:
@@ -123,7 +153,7 @@ class SuperLayer(EncoderLayer):
 
     @property
     def mixer(self) -> nn.Module:
-        return self.get_submodule("attention" if self.branch == "attention" else f"conv.{self.active_conv}")
+        return self.get_submodule(self.active_attention if self.branch == "attention" else f"conv.{self.active_conv}")
 
     def active(self, part: str) -> nn.Module:
         return self.get_submodule(f"conv_{part}" if self.branch == "conv" and part in self.per_branch else part)
@@ -141,9 +171,12 @@ class SuperLayer(EncoderLayer):
             shared.configure(layer.kernel, layer.dilation)
             self.branch, self.active_conv = "conv", layer.kind
         elif isinstance(layer, AttentionLayer):
-            attention = self.attention
+            graph = genotype.graph(layer.graph)
+            self.active_attention = ("attention_nov" if "uses_v" in self.per_branch and not reads_v(graph)
+                                     else "attention")
+            attention = self.get_submodule(self.active_attention)
             assert isinstance(attention, AttentionMixer)
-            attention.set_graph(genotype.graph(layer.graph), language)
+            attention.set_graph(graph, language)
             self.branch = "attention"
         else:  # pragma: no cover - the IR has two layer kinds
             raise SupernetError(f"layer {index + 1} is neither attention nor conv: {layer!r}")

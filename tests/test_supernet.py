@@ -209,3 +209,34 @@ def test_per_branch_norms_and_ffn_extract_exactly_and_survive_a_round_trip(per_b
     model.save_pretrained(tmp_path)
     loaded = AutoBertZeroSupernetForMaskedLM.from_pretrained(tmp_path)
     assert loaded.per_branch == per_branch
+
+
+def test_uses_v_split_gives_value_free_graphs_their_own_projections(tmp_path):
+    torch.manual_seed(3)
+    model = AutoBertZeroSupernetForMaskedLM(AutoBertZeroConfig.from_genotype(BERT, **SIZES), per_branch=("uses_v",))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    names = {n for n, _ in model.named_parameters()}
+    assert {"autobert.encoder.layers.1.attention_nov.query.weight",
+            "autobert.encoder.layers.1.attention_nov.output.weight"} <= names
+    assert "autobert.encoder.layers.1.attention_nov.value.weight" not in names  # value-free: no V projection
+    # Figure 7's layer 2 graph reads no V, its layer 10 graph does; BERT's all do
+    for genotype in (FIGURE7, BERT, *(model.sample(random.Random(seed)) for seed in range(4))):
+        _assert_extraction_equal(model, genotype)
+    child = model.extract(FIGURE7)
+    for index, source in ((1, "attention_nov"), (9, "attention")):
+        assert torch.equal(child.get_parameter(f"autobert.encoder.layers.{index}.attention.query.weight"),
+                           model.get_parameter(f"autobert.encoder.layers.{index}.{source}.query.weight"))
+    bert_child = model.extract(BERT)
+    assert torch.equal(bert_child.get_parameter("autobert.encoder.layers.1.attention.query.weight"),
+                       model.get_parameter("autobert.encoder.layers.1.attention.query.weight"))
+    model.save_pretrained(tmp_path)
+    loaded = AutoBertZeroSupernetForMaskedLM.from_pretrained(tmp_path)
+    assert loaded.per_branch == ("uses_v",)
+    loaded.eval()
+    _assert_extraction_equal(loaded, FIGURE7)
+    with torch.no_grad():
+        model.activate(FIGURE7)
+        assert torch.equal(model(**_inputs()).logits, loaded(**_inputs()).logits)

@@ -215,7 +215,9 @@ class SupernetConfig:
     conv_probability: float = field(default=0.5, metadata=FRACTION)
     """For `uniform`: chance that a sampled layer is a convolution (else an attention graph)."""
     per_branch: list[str] = field(default_factory=list)
-    """Position modules held once per branch (attention / conv): a subset of `norm`, `ffn`; [] = shared."""
+    """Few-shot splits of the supernet, a subset of: `norm`, `ffn` (held once per branch, attention / conv);
+    `uses_v` (attention projections held once for graphs that read V and once for those that do not);
+    [] = one set per position."""
     fair_exponent: float = field(default=1.0, metadata=non_negative(1.0))
     """For `fair` (and `search.adapt_strategy: fair`): the exposure weights are raised to this power; 1 =
     every layer choice the same exposure, 0 = uniform over the population, 0.5 = halfway in log terms."""
