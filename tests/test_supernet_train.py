@@ -153,6 +153,31 @@ def test_idle_shared_weights_under_zero_stages(tmp_path: Path, stage: int) -> No
         assert not torch.equal(weights[layer + used], initial[layer + used]), used
 
 
+VALUE_FREE = ("attention q { return matmul(softmax(scale(matmul(Q, transpose(K)))), Q) }\n"
+              "attention a { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }\n"
+              "backbone {\n  attention q\n  attention a\n}\n")
+
+
+def test_uses_v_split_trains_each_set_only_with_its_graphs_under_zero_2(tmp_path: Path) -> None:
+    (tmp_path / "mixed.abz").write_text(VALUE_FREE, encoding="utf-8")
+    ds = {"zero_optimization": {"stage": 2}, "gradient_clipping": 1.0, "steps_per_print": 10**9}
+    cfg = tiny_config(tmp_path, supernet={"strategy": "population", "population": [str(tmp_path / "mixed.abz")],
+                                          "per_branch": ["uses_v"]},
+                      pretrain={"max_steps": 3, "checkpoint_every": 3, "weight_decay": 0.0}, deepspeed=ds)
+    initial = load_initial(tmp_path, cfg)
+    train_supernet(cfg, tmp_path / "sn")
+    trained, _ = load_supernet(tmp_path / "sn", cfg)
+    assert trained.per_branch == ("uses_v",)
+    weights = trained.state_dict()
+    layers = "autobert.encoder.layers."
+    moved = {name: not torch.equal(weights[layers + name], initial[layers + name])
+             for name in ("0.attention_nov.query.weight", "0.attention.query.weight",
+                          "1.attention.value.weight", "1.attention_nov.query.weight")}
+    # layer 1's graph reads no V: the value-free set trains there; layer 2's reads V: the main set trains
+    assert moved == {"0.attention_nov.query.weight": True, "0.attention.query.weight": False,
+                     "1.attention.value.weight": True, "1.attention_nov.query.weight": False}
+
+
 def load_initial(tmp: Path, cfg: object) -> dict[str, torch.Tensor]:
     from autobert_zero.train.biws import build_supernet
     from autobert_zero.train.pretrain import prepare_mlm_data, resolve_genotype

@@ -11,8 +11,10 @@ the list with weights that give every layer choice the same exposure (`exposure_
 crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) trains the
 shared weights for that family many times over and makes every other candidate look worse than it is; the
 ranking audit measured that bias (τ 0.70–0.77 within sampled genotypes, 0.44–0.57 overall, the family on
-top), but `fair` ranked worse overall (τ 0.32–0.45): it under-trains the family's own mutated layers. So it
-is an option, not the default.
+top), but `fair` ranked worse overall (τ 0.32–0.45): it under-trains the family's own mutated layers, and
+the sampled genotypes, drawn more often, lose the ranking among themselves (0.77 → 0.47–0.60). Halfway
+(`supernet.fair_exponent: 0.5`, the weights' square root) ranked in between (0.41–0.49). So it is an option,
+not the default.
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
