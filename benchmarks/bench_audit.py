@@ -7,8 +7,9 @@ unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates
 training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
 `--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
 Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
-the table. Variants of the supernet (`--per-branch norm ffn uses_v`, `--population [--fair [--fair-exponent X]]`) go with `--tag NAME` (results
-audit-NAME.json/png) and their own `--supernet`/`--out` folders; they reuse the cached reference runs.
+the table. Variants of the supernet (`--per-branch norm ffn uses_v`, `--population [--fair [--fair-exponent
+X]]`) go with `--tag NAME` (results audit-NAME.json/png) and their own `--supernet`/`--out` folders; they
+reuse the cached reference runs.
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
 supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
 the cache before each run, so they meet halfway and no run is done twice (code before commit dda80b3 read
