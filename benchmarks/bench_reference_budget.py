@@ -1,0 +1,95 @@
+"""Is the audit's reference a full budget? The audit's candidates trained longer, and every audit re-scored.
+
+Runs (or finds in the reference cache) scratch training of the audit's candidates at `--reference-steps`
+(default 3,000: twice `configs/audit.yaml`'s 1,500) for `--seeds` (default seed 0 only), through the audit's
+own `reference_runs`, so the runs are cached beside the audit's and a later
+`bench_audit --reference-steps 3000` reuses them. Then prints, for each given audit JSON, the Kendall τ of
+every estimator's stored scores against this longer reference, and τ between the audit's own reference and
+it. Writes benchmarks/results/reference_budget.json.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_reference_budget benchmarks/results/audit-24-*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autobert_zero.io import atomic_write_text
+from autobert_zero.train.audit import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
+from autobert_zero.train.audit_candidates import candidate_set
+from autobert_zero.train.audit_stats import kendall_tau
+from autobert_zero.train.config import load_config
+from autobert_zero.train.paths import data_dir
+from benchmarks.report import RESULTS, machine
+
+CORPORA = ("wikitext-2-raw", "nltk")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audits", nargs="+", help="audit JSON files of one candidate set (bench_audit results)")
+    parser.add_argument("--config", default="configs/audit.yaml")
+    parser.add_argument("--reference-steps", type=int, default=3000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder (shared with the audit)")
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args()
+
+    reports = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in args.audits}
+    first = next(iter(reports.values()))
+    count = len(first["candidates"])
+    cfg = load_config(args.config)
+    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    cfg.audit = dataclasses.replace(cfg.audit, reference_steps=args.reference_steps, reference_seeds=args.seeds,
+                                    reference_warmup_steps=min(cfg.audit.reference_warmup_steps,
+                                                               args.reference_steps // 10),
+                                    cache_dir=args.cache)
+    backend = EvaluatorBackend(None, cfg, True)
+    candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
+    if [c.id for c in candidates] != [c["id"] for c in first["candidates"]]:
+        raise SystemExit(f"{args.audits[0]}: its candidates are not the {count} that {args.config} draws")
+    cache = ReferenceCache(args.cache, config_hash(cfg))
+    t0 = time.perf_counter()
+    runs = reference_runs(backend, candidates, cfg, cache, True)
+    longer = np.mean([[o.score for o in runs[s]] for s in args.seeds], axis=0)
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name, report in reports.items():
+        by_id = {c["id"]: c for c in report["candidates"]}
+        cands = [by_id[c.id] for c in candidates]
+        row = {"audit_reference_vs_longer": kendall_tau([c["reference"]["score"] for c in cands], list(longer))}
+        for estimator in report["estimators"]:
+            scores = [c["scores"][estimator]["score"] for c in cands]
+            row[estimator] = None if None in scores else kendall_tau(scores, list(longer))
+        rows[name] = row
+    estimators = list(next(iter(rows.values())))
+    print(f"\nKendall τ against scratch training of {args.reference_steps} steps (seeds {args.seeds}), "
+          f"{count} candidates")
+    print("| estimator | " + " | ".join(rows) + " |")
+    print("|---" * (len(rows) + 1) + "|")
+    for estimator in estimators:
+        cells = [f"{rows[r][estimator]:+.2f}" if rows[r].get(estimator) is not None else "" for r in rows]
+        print(f"| {estimator} | " + " | ".join(cells) + " |")
+    per_candidate = [{"name": c.name, "kind": c.kind, "id": c.id,
+                      "longer_reference": {str(s): runs[s][i].eval_loss for s in args.seeds}}
+                     for i, c in enumerate(candidates)]
+    payload = {"benchmark": "reference_budget", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "command": "python -m benchmarks.bench_reference_budget " + " ".join(args.audits),
+               "reference_steps": args.reference_steps, "seeds": args.seeds,
+               "audit_reference_steps": first.get("reference", {}).get("steps"),
+               "seconds_this_run": round(time.perf_counter() - t0, 1), "kendall_tau": rows,
+               "candidates": per_candidate}
+    out = Path(args.results) / "reference_budget.json"
+    atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
