@@ -14,7 +14,9 @@ ranking audit measured that bias (τ 0.70–0.77 within sampled genotypes, 0.44�
 top), but `fair` ranked worse overall (τ 0.32–0.45): it under-trains the family's own mutated layers, and
 the sampled genotypes, drawn more often, lose the ranking among themselves (0.77 → 0.47–0.60). Halfway
 (`supernet.fair_exponent: 0.5`, the weights' square root) ranked in between (0.41–0.49). So it is an option,
-not the default.
+not the default. Against a longer reference (3,000 steps, one seed; `benchmarks/bench_reference_budget.py`)
+the family does come out on top, population BIWS ranks at τ 0.70–0.77 and fair at 0.04–0.12: the bias was
+mostly the supernet seeing early what the 1,500-step reference had not yet reached.
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
