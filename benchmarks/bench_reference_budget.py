@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder (shared with the audit)")
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--tag", default="", help="results go to reference_budget-TAG.json")
     args = parser.parse_args()
 
     reports = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in args.audits}
@@ -59,6 +60,8 @@ def main() -> None:
     t0 = time.perf_counter()
     runs = reference_runs(backend, candidates, cfg, cache, True)
     longer = np.mean([[o.score for o in runs[s]] for s in args.seeds], axis=0)
+    ceiling = (kendall_tau([o.score for o in runs[args.seeds[0]]], [o.score for o in runs[args.seeds[1]]])
+               if len(args.seeds) >= 2 else None)  # seed vs seed at the longer budget
 
     rows: dict[str, dict[str, Any]] = {}
     for name, report in reports.items():
@@ -69,6 +72,9 @@ def main() -> None:
             scores = [c["scores"][estimator]["score"] for c in cands]
             row[estimator] = None if None in scores else kendall_tau(scores, list(longer))
         rows[name] = row
+    if ceiling is not None:
+        print(f"\nnoise ceiling at {args.reference_steps} steps (τ seed {args.seeds[0]} vs seed {args.seeds[1]}): "
+              f"{ceiling:+.2f}")
     estimators = list(next(iter(rows.values())))
     print(f"\nKendall τ against scratch training of {args.reference_steps} steps (seeds {args.seeds}), "
           f"{count} candidates")
@@ -82,11 +88,11 @@ def main() -> None:
                      for i, c in enumerate(candidates)]
     payload = {"benchmark": "reference_budget", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                "command": "python -m benchmarks.bench_reference_budget " + " ".join(args.audits),
-               "reference_steps": args.reference_steps, "seeds": args.seeds,
+               "reference_steps": args.reference_steps, "seeds": args.seeds, "noise_ceiling_tau": ceiling,
                "audit_reference_steps": first.get("reference", {}).get("steps"),
                "seconds_this_run": round(time.perf_counter() - t0, 1), "kendall_tau": rows,
                "candidates": per_candidate}
-    out = Path(args.results) / "reference_budget.json"
+    out = Path(args.results) / (f"reference_budget-{args.tag}.json" if args.tag else "reference_budget.json")
     atomic_write_text(out, json.dumps(payload, indent=1) + "\n")
     print(f"\nwrote {out}")
 
