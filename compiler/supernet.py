@@ -62,9 +62,10 @@ NO_V_ROLES = ("query", "key")
 """Projections of the value-free attention set (`uses_v` split); its output projection comes with it."""
 
 
-def reads_v(graph: AttentionGraph) -> bool:
-    """Whether an attention graph reads the value projection (the `uses_v` split's choice)."""
-    return "V" in graph.inputs_used
+def attention_set(graph: AttentionGraph, per_branch: tuple[str, ...]) -> str:
+    """The projection set at a position that attention graph `graph` uses: `attention_nov` under the `uses_v`
+    split when the graph does not read V, else `attention` (the one rule `shared_weight` and `activate` share)."""
+    return "attention_nov" if "uses_v" in per_branch and "V" not in graph.inputs_used else "attention"
 
 
 def centre_taps(kernel: int, max_kernel: int) -> slice:
@@ -86,11 +87,9 @@ def shared_weight(name: str, genotype: Genotype, max_kernel: int,
     position = _POSITION_WEIGHT.match(name)
     if position is not None:
         layer = genotype.layers[int(position["index"])]
-        if position["part"] == "attention":
-            value_free = isinstance(layer, AttentionLayer) and not reads_v(genotype.graph(layer.graph))
-            if "uses_v" in per_branch and value_free:
-                return f"{position['prefix']}attention_nov.{position['rest']}", None
-            return name, None
+        if position["part"] == "attention" and isinstance(layer, AttentionLayer):
+            chosen = attention_set(genotype.graph(layer.graph), per_branch)
+            return f"{position['prefix']}{chosen}.{position['rest']}", None
         if isinstance(layer, ConvLayer) and position["part"] in per_branch:
             return f"{position['prefix']}conv_{position['part']}.{position['rest']}", None
         return name, None
@@ -172,8 +171,7 @@ class SuperLayer(EncoderLayer):
             self.branch, self.active_conv = "conv", layer.kind
         elif isinstance(layer, AttentionLayer):
             graph = genotype.graph(layer.graph)
-            self.active_attention = ("attention_nov" if "uses_v" in self.per_branch and not reads_v(graph)
-                                     else "attention")
+            self.active_attention = attention_set(graph, self.per_branch)
             attention = self.get_submodule(self.active_attention)
             assert isinstance(attention, AttentionMixer)
             attention.set_graph(graph, language)
