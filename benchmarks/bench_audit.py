@@ -76,8 +76,7 @@ def main() -> None:
     if args.fair_exponent is not None and not args.fair:
         parser.error("--fair-exponent tempers the --fair weights; it needs --fair")
 
-    cfg = load_config(args.config)
-    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    cfg = real_text_config(args.config)
     if args.supernet_steps is not None:
         cfg.pretrain = dataclasses.replace(cfg.pretrain, max_steps=args.supernet_steps,
                                            warmup_steps=min(cfg.pretrain.warmup_steps, args.supernet_steps // 10),
@@ -86,7 +85,7 @@ def main() -> None:
                      "bootstrap_samples": args.bootstrap}
     cfg.audit = dataclasses.replace(cfg.audit, **{k: v for k, v in audit_changes.items() if v is not None})
     if args.reference_steps is not None:
-        cfg.audit.reference_warmup_steps = min(cfg.audit.reference_warmup_steps, args.reference_steps // 10)
+        cfg.audit.reference_warmup_steps = reference_warmup(cfg, args.reference_steps)
 
     if args.reference_only:
         folder = fill_reference(args.candidates, cfg, cache_dir=args.cache)
@@ -124,6 +123,18 @@ def main() -> None:
     atomic_write_text(results / f"{name}.json", json.dumps(payload, indent=1) + "\n")
     shutil.copyfile(Path(args.out) / "audit.png", results / f"{name}.png")
     print(f"\nwrote {results / name}.json and .png (supernet {supernet_seconds:.0f} s, audit {audit_seconds:.0f} s)")
+
+
+def real_text_config(path: str) -> TrainConfig:
+    """The audit config at `path`, reading WikiText-2 raw + the NLTK corpora of shared/data."""
+    cfg = load_config(path)
+    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    return cfg
+
+
+def reference_warmup(cfg: TrainConfig, reference_steps: int) -> int:
+    """The config's reference warm-up, capped at a tenth of an overridden reference length."""
+    return min(cfg.audit.reference_warmup_steps, reference_steps // 10)
 
 
 def write_population(cfg: TrainConfig, count: int, supernet: Path) -> Path:

@@ -25,11 +25,8 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
 from autobert_zero.train.audit_candidates import candidate_set
 from autobert_zero.train.audit_stats import kendall_tau
-from autobert_zero.train.config import load_config
-from autobert_zero.train.paths import data_dir
+from benchmarks.bench_audit import real_text_config, reference_warmup
 from benchmarks.report import RESULTS, machine
-
-CORPORA = ("wikitext-2-raw", "nltk")
 
 
 def main() -> None:
@@ -46,11 +43,9 @@ def main() -> None:
     reports = {Path(p).stem: json.loads(Path(p).read_text(encoding="utf-8")) for p in args.audits}
     first = next(iter(reports.values()))
     count = len(first["candidates"])
-    cfg = load_config(args.config)
-    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    cfg = real_text_config(args.config)
     cfg.audit = dataclasses.replace(cfg.audit, reference_steps=args.reference_steps, reference_seeds=args.seeds,
-                                    reference_warmup_steps=min(cfg.audit.reference_warmup_steps,
-                                                               args.reference_steps // 10),
+                                    reference_warmup_steps=reference_warmup(cfg, args.reference_steps),
                                     cache_dir=args.cache)
     backend = EvaluatorBackend(None, cfg, True)
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
