@@ -4,8 +4,8 @@ Rows: every estimator of the first audit (BIWS per k, cost-matched scratch, para
 hurdles), then the noise ceiling; cells: Kendall τ with its bootstrap 95% interval. A last column gives the
 seconds per candidate and the cost ratio of the first audit.
 
-    python -m benchmarks.audit_table benchmarks/results/audit-24-pop-1500.json \\
-        benchmarks/results/audit-24-uniform-1500.json --names population uniform
+    python -m benchmarks.audit_table benchmarks/results/audit-24-pop4k-ref3000.json \\
+        benchmarks/results/audit-24-pop4k.json --names reference-3000 reference-1500
 """
 
 from __future__ import annotations

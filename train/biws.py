@@ -9,14 +9,13 @@ the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform
 the supernet's sampler each step; `population` draws uniformly from a list of genotypes; `fair` draws from
 the list with weights that give every layer choice the same exposure (`exposure_weights`). A population
 crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) trains the
-shared weights for that family many times over and makes every other candidate look worse than it is; the
-ranking audit measured that bias (τ 0.70–0.77 within sampled genotypes, 0.44–0.57 overall, the family on
-top), but `fair` ranked worse overall (τ 0.32–0.45): it under-trains the family's own mutated layers, and
-the sampled genotypes, drawn more often, lose the ranking among themselves (0.77 → 0.47–0.60). Halfway
-(`supernet.fair_exponent: 0.5`, the weights' square root) ranked in between (0.41–0.49). So it is an option,
-not the default. Against a longer reference (3,000 steps, one seed; `benchmarks/bench_reference_budget.py`)
-the family does come out on top, population BIWS ranks at τ 0.70–0.77 and fair at 0.04–0.12: the bias was
-mostly the supernet seeing early what the 1,500-step reference had not yet reached.
+shared weights for that family many times over, and the family comes out on top. Against the audit's
+3,000-step reference that is the right call: population BIWS ranks the 24 audit candidates at τ 0.75–0.80
+(noise ceiling 0.86), while `fair` ranks at −0.01–0.15 and halfway (`supernet.fair_exponent: 0.5`, the
+weights' square root) at 0.50–0.57: equal exposure under-trains the family's own mutated layers. Against an
+earlier 1,500-step reference the family's lead had looked like a bias (τ 0.44–0.57); training the reference
+longer showed it was the supernet seeing early what the short reference had not yet reached. So `fair` is an
+option, not the default.
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
