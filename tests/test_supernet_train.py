@@ -16,7 +16,7 @@ import torch
 
 from autobert_zero.cli import main
 from autobert_zero.errors import ConfigError, TrainingError
-from autobert_zero.grammar import parse_genotype
+from autobert_zero.grammar import Genotype, parse_genotype
 from autobert_zero.train import checkpoint
 from autobert_zero.train.biws import (
     SCHEDULE_SALT,
@@ -82,11 +82,15 @@ def test_population_strategy_and_resume_refuses_another_population(tmp_path: Pat
         train_supernet(tiny_config(tmp_path, supernet={"strategy": "population"}), tmp_path / "x")
 
 
+def near_copy_population() -> list[Genotype]:
+    """[conv, its twin (a renamed unused graph: the same layer choices), a one-layer mutant, attention]."""
+    return [parse_genotype(CONV), parse_genotype(CONV.replace("attention a {", "attention other {")),
+            parse_genotype(CONV.replace("conv sepconv kernel=3 dilation=2", "conv light kernel=3 dilation=2")),
+            parse_genotype(ATTENTION)]
+
+
 def test_fair_weights_give_near_copies_one_share_between_them() -> None:
-    conv, attention = parse_genotype(CONV), parse_genotype(ATTENTION)
-    # the same conv backbone written with other spacing and a renamed unused graph is the same layer choice
-    twin = parse_genotype(CONV.replace("attention a {", "attention other {"))
-    near = parse_genotype(CONV.replace("conv sepconv kernel=3 dilation=2", "conv light kernel=3 dilation=2"))
+    conv, twin, near, attention = near_copy_population()
     weights = exposure_weights([conv, twin, near, attention])
     # layer 1: conv/twin/near share it (3); layer 2: conv/twin share it (2), near has its own (1)
     assert weights == pytest.approx([2 / 5, 2 / 5, 2 / 4, 1.0])
@@ -99,9 +103,7 @@ def test_fair_weights_give_near_copies_one_share_between_them() -> None:
 
 
 def test_fair_exponent_tempers_the_weights_between_population_and_fair() -> None:
-    population = [parse_genotype(CONV), parse_genotype(CONV.replace("attention a {", "attention other {")),
-                  parse_genotype(CONV.replace("conv sepconv kernel=3 dilation=2", "conv light kernel=3 dilation=2")),
-                  parse_genotype(ATTENTION)]
+    population = near_copy_population()
     full = exposure_weights(population)
     half = CandidateSchedule.from_population(population, 7, "fair", fair_exponent=0.5)
     assert half.weights == pytest.approx([w ** 0.5 for w in full])
