@@ -8,8 +8,9 @@ training of `audit.reference_steps` steps averaged over two seeds. The reference
 `--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
 Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
 the table. Variants of the supernet (`--per-branch norm ffn uses_v`, `--population [--fair [--fair-exponent
-X]]`) go with `--tag NAME` (results audit-NAME.json/png) and their own `--supernet`/`--out` folders; they
-reuse the cached reference runs.
+X]] | --held-out`) go with `--tag NAME` (results audit-NAME.json/png) and their own `--supernet`/`--out`
+folders; they reuse the cached reference runs. `--held-out` trains the supernet on N other candidates (those
+the audit's 2N-candidate set adds), never on the N it ranks: what a search does to a new child.
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
 supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
 the cache before each run, so they meet halfway and no run is done twice (code before commit dda80b3 read
@@ -63,6 +64,9 @@ def main() -> None:
     parser.add_argument("--population", action="store_true",
                         help="train the supernet on the audit's own candidates (supernet.strategy population): "
                              "the most favourable case of population sampling")
+    parser.add_argument("--held-out", action="store_true",
+                        help="train the supernet on a held-out population: the N candidates that a 2N-candidate "
+                             "audit adds (same kinds: Figure-7 mutants and samples), none of the N it ranks")
     parser.add_argument("--fair", action="store_true",
                         help="with --population: draw the candidates with exposure-equalising weights "
                              "(supernet.strategy fair) instead of uniformly")
@@ -71,6 +75,8 @@ def main() -> None:
     parser.add_argument("--reference-only", action="store_true",
                         help="only fill the reference cache (no supernet needed; e.g. while one trains)")
     args = parser.parse_args()
+    if args.population and args.held_out:
+        parser.error("--population trains on the audit's own candidates, --held-out on others: give one")
     if args.fair and not args.population:
         parser.error("--fair chooses how the audit's population is drawn; it needs --population")
     if args.fair_exponent is not None and not args.fair:
@@ -99,6 +105,9 @@ def main() -> None:
                                            population=[str(write_population(cfg, args.candidates, supernet))])
         if args.fair_exponent is not None:
             cfg.supernet.fair_exponent = args.fair_exponent
+    elif args.held_out:
+        population = write_population(cfg, args.candidates, supernet, held_out=True)
+        cfg.supernet = dataclasses.replace(cfg.supernet, strategy="population", population=[str(population)])
     t0 = time.perf_counter()
     if not (supernet / "summary.json").is_file():
         resume = read_latest(supernet / "checkpoints") is not None
@@ -137,15 +146,21 @@ def reference_warmup(cfg: TrainConfig, reference_steps: int) -> int:
     return min(cfg.audit.reference_warmup_steps, reference_steps // 10)
 
 
-def write_population(cfg: TrainConfig, count: int, supernet: Path) -> Path:
-    """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws)."""
+def write_population(cfg: TrainConfig, count: int, supernet: Path, *, held_out: bool = False) -> Path:
+    """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws);
+    `held_out`: instead the `count` candidates that the audit's set of 2 × `count` adds to them."""
     from autobert_zero.grammar import load_genotype
     from autobert_zero.train.audit_candidates import candidate_set
     from autobert_zero.train.paths import resolve_shipped
 
     layers = load_genotype(resolve_shipped(cfg.genotype)).num_layers
     folder = supernet.with_name(supernet.name + "-population")
-    for c in candidate_set(layers, count, cfg.seed, neighbours=cfg.audit.neighbours):
+    ranked = candidate_set(layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
+    if held_out:
+        seen = {c.id for c in ranked}
+        pool = candidate_set(layers, 2 * count, cfg.seed, neighbours=cfg.audit.neighbours)
+        ranked = [c for c in pool if c.id not in seen][:count]
+    for c in ranked:
         atomic_write_text(folder / f"{c.name}.abz", c.genotype.to_text())
     return folder
 
