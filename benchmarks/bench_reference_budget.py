@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder (shared with the audit)")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--tag", default="", help="results go to reference_budget-TAG.json")
+    parser.add_argument("--backwards", action="store_true",
+                        help="run the missing runs last first: a second process beside a forward one, sharing "
+                             "the cache, meets it halfway")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="train and score only these candidates (names as in the audit JSON, e.g. figure7)")
     args = parser.parse_args()
@@ -67,7 +70,7 @@ def main() -> None:
         count = len(candidates)
     cache = ReferenceCache(args.cache, config_hash(cfg))
     t0 = time.perf_counter()
-    runs = reference_runs(backend, candidates, cfg, cache, True)
+    runs = reference_runs(backend, candidates, cfg, cache, True, backwards=args.backwards)
     longer = np.mean([[o.score for o in runs[s]] for s in args.seeds], axis=0)
     ceiling = (kendall_tau([o.score for o in runs[args.seeds[0]]], [o.score for o in runs[args.seeds[1]]])
                if len(args.seeds) >= 2 else None)  # seed vs seed at the longer budget
