@@ -172,7 +172,7 @@ def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[st
         value = getattr(args, action.dest, None)
         if action.dest == "help" or value == action.default:
             continue
-        values = value if isinstance(value, list) else [value]
+        values = [] if value is True else value if isinstance(value, list) else [value]  # a flag has no value
         words += [action.option_strings[0], *map(str, values)]
     return words
 
