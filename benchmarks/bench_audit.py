@@ -122,7 +122,7 @@ def main() -> None:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "audit", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-               "command": "python -m benchmarks.bench_audit " + " ".join(_given(args, parser)),
+               "command": "python -m benchmarks.bench_audit " + " ".join(given_words(args, parser)),
                "supernet_dir": str(supernet), "supernet_steps": cfg.pretrain.max_steps,
                "supernet_seconds_this_run": round(supernet_seconds, 1), "audit_seconds": round(audit_seconds, 1),
                **report}
@@ -165,15 +165,15 @@ def write_population(cfg: TrainConfig, count: int, supernet: Path, *, held_out: 
     return folder
 
 
-def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """The options that differ from their defaults, as command-line words."""
+def given_words(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The arguments that differ from their defaults, as command-line words (positionals without a name)."""
     words: list[str] = []
     for action in parser._actions:
         value = getattr(args, action.dest, None)
         if action.dest == "help" or value == action.default:
             continue
         values = [] if value is True else value if isinstance(value, list) else [value]  # a flag has no value
-        words += [action.option_strings[0], *map(str, values)]
+        words += [*action.option_strings[:1], *map(str, values)]
     return words
 
 

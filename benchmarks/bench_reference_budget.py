@@ -28,7 +28,7 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
 from autobert_zero.train.audit_candidates import candidate_set
 from autobert_zero.train.audit_stats import kendall_tau
-from benchmarks.bench_audit import real_text_config, reference_warmup
+from benchmarks.bench_audit import given_words, real_text_config, reference_warmup
 from benchmarks.report import RESULTS, machine
 
 
@@ -99,9 +99,7 @@ def main() -> None:
                       "longer_reference": {str(s): runs[s][i].eval_loss for s in args.seeds}}
                      for i, c in enumerate(candidates)]
     payload = {"benchmark": "reference_budget", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-               "command": "python -m benchmarks.bench_reference_budget " + " ".join(args.audits)
-               + f" --reference-steps {args.reference_steps} --seeds " + " ".join(map(str, args.seeds))
-               + (" --only " + " ".join(args.only) if args.only else ""),
+               "command": "python -m benchmarks.bench_reference_budget " + " ".join(given_words(args, parser)),
                "reference_steps": args.reference_steps, "seeds": args.seeds, "only": args.only,
                "noise_ceiling_tau": ceiling,
                "audit_reference_steps": first.get("reference", {}).get("steps"),
