@@ -1,7 +1,9 @@
 """AutoBERT-Zero: evolve BERT backbones from primitive math operations.
 
-The package's stages are sub-packages: `grammar` (text → IR), `compiler` (IR → torch.fx → HF model),
-`train` (DeepSpeed pre-training and GLUE), `evolve` (OP-NAS search).
+The package's stages are sub-packages, in data-flow order: `grammar` (text → IR), `compiler` (IR → modules,
+attention graphs as torch.fx → HF model), `evolve` (OP-NAS search, no torch), `train` (DeepSpeed pre-training,
+GLUE, the BIWS supernet, the search's fitness, the ranking audit). The application shell around them:
+`config` (strict YAML configs), `cli` (the `abz` command), `errors`, `io`, `run_dir`.
 
 Importing the package is light: the names below are resolved on first use, so `import autobert_zero`
 (and `abz check`) import neither torch nor transformers. The first use of a model class or the config
@@ -12,10 +14,10 @@ Auto classes; to load a saved folder with `AutoModel.from_pretrained` before tou
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from autobert_zero.errors import AbzError, GenotypeError
+from autobert_zero.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from autobert_zero.compiler import (
@@ -41,14 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)  # the compiler registers the Auto classes on first use
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_getattr(__name__, _LAZY)  # the compiler registers the Auto classes on first use
 
 __version__ = "0.1.0"
 __all__ = [

@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 from autobert_zero.io import atomic_write_text
-from autobert_zero.train.audit import audit, fill_reference
-from autobert_zero.train.biws import train_supernet
+from autobert_zero.train.audit.run import audit, fill_reference
+from autobert_zero.train.supernet import train_supernet
 from autobert_zero.train.checkpoint import read_latest
-from autobert_zero.train.config import load_config
-from autobert_zero.train.config_schema import TrainConfig
-from autobert_zero.train.paths import data_dir
-from benchmarks.report import RESULTS, machine
+from autobert_zero.config.load import load_config
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.paths import data_dir
+from benchmarks.report import RESULTS, commit, machine
 
 CORPORA = ("wikitext-2-raw", "nltk")
 
@@ -122,6 +122,7 @@ def main() -> None:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "audit", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "commit": commit(),
                "command": "python -m benchmarks.bench_audit " + " ".join(given_words(args, parser)),
                "supernet_dir": str(supernet), "supernet_steps": cfg.pretrain.max_steps,
                "supernet_seconds_this_run": round(supernet_seconds, 1), "audit_seconds": round(audit_seconds, 1),
@@ -150,8 +151,8 @@ def write_population(cfg: TrainConfig, count: int, supernet: Path, *, held_out: 
     """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws);
     `held_out`: instead the `count` candidates that the audit's set of 2 × `count` adds to them."""
     from autobert_zero.grammar import load_genotype
-    from autobert_zero.train.audit_candidates import candidate_set
-    from autobert_zero.train.paths import resolve_shipped
+    from autobert_zero.train.audit.candidates import candidate_set
+    from autobert_zero.config.paths import resolve_shipped
 
     layers = load_genotype(resolve_shipped(cfg.genotype)).num_layers
     folder = supernet.with_name(supernet.name + "-population")

@@ -26,10 +26,10 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from autobert_zero.grammar import parse_genotype
-from autobert_zero.train.config import batch_plan, load_config
-from autobert_zero.train.data_order import StreamOrder
+from autobert_zero.config.load import batch_plan, load_config
+from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.engine import build_engine, init_distributed
-from autobert_zero.train.model_factory import build_mlm_model, model_kwargs, read_genotype
+from autobert_zero.train.models import build_mlm_model, model_kwargs, read_genotype
 from autobert_zero.train.pretrain import mlm_step, prepare_mlm_data
 from benchmarks.report import print_table, write_json
 

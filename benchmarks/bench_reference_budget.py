@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from autobert_zero.io import atomic_write_text
-from autobert_zero.train.audit import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
-from autobert_zero.train.audit_candidates import candidate_set
-from autobert_zero.train.audit_stats import kendall_tau
+from autobert_zero.train.audit.run import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
+from autobert_zero.train.audit.candidates import candidate_set
+from autobert_zero.train.audit.stats import kendall_tau
 from benchmarks.bench_audit import given_words, real_text_config, reference_warmup
-from benchmarks.report import RESULTS, machine
+from benchmarks.report import RESULTS, commit, machine
 
 
 def main() -> None:
@@ -99,6 +99,7 @@ def main() -> None:
                       "longer_reference": {str(s): runs[s][i].eval_loss for s in args.seeds}}
                      for i, c in enumerate(candidates)]
     payload = {"benchmark": "reference_budget", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+               "commit": commit(),
                "command": "python -m benchmarks.bench_reference_budget " + " ".join(given_words(args, parser)),
                "reference_steps": args.reference_steps, "seeds": args.seeds, "only": args.only,
                "noise_ceiling_tau": ceiling,

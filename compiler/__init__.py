@@ -5,7 +5,7 @@ serve `attention_core` (an attention graph as an fx GraphModule); `conv` and `la
 `backbone` builds the encoder from a genotype; `heads`, `hf_config`, `hf_model` are the Hugging Face
 shells; `supernet` is the BIWS weight-sharing supernet built from the same layers (activate / sample /
 extract, and `shared_weight`, the one rule of which shared weight a candidate inherits); `from_bert`
-converts a `BertModel`; `analysis` and `fingerprint` measure a genotype; `op_impls` holds the torch
+converts a `BertModel`; `analysis` and `functional_id` (the functional fingerprint) measure a genotype; `op_impls` holds the torch
 implementation of each primitive op.
 
 The names below are imported on first use (module `__getattr__`), so `import autobert_zero.compiler` and
@@ -14,10 +14,9 @@ use of a Hugging Face name (the config, the models, `from_hf_bert`, the supernet
 `autobert-zero` model type with transformers' Auto classes (`register_auto_classes`, idempotent).
 """
 
-import sys
-from importlib import import_module
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autobert_zero.lazy import by_module, lazy_getattr
 
 if TYPE_CHECKING:
     from .analysis import (
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from .attention_core import clear_core_cache, compile_core
     from .backbone import Encoder, build_encoder, build_layer, check_settings
     from .conv import ConvMixer
-    from .fingerprint import fingerprint
+    from .functional_id import fingerprint
     from .from_bert import bert_genotype_text, from_hf_bert
     from .hf_config import AutoBertZeroConfig
     from .hf_model import (
@@ -53,7 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "attention_core": ("clear_core_cache", "compile_core"),
     "backbone": ("Encoder", "build_encoder", "build_layer", "check_settings"),
     "conv": ("ConvMixer",),
-    "fingerprint": ("fingerprint",),
+    "functional_id": ("fingerprint",),
     "from_bert": ("bert_genotype_text", "from_hf_bert"),
     "hf_config": ("AutoBertZeroConfig",),
     "hf_model": ("AutoBertZeroForMaskedLM", "AutoBertZeroForSequenceClassification", "AutoBertZeroModel",
@@ -67,34 +66,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 """Public name → its module, resolved on first use (module `__getattr__`)."""
 _HF_MODULES = frozenset({"from_bert", "hf_config", "hf_model", "supernet"})
 """Modules whose names are Hugging Face classes or make them: first use registers the Auto classes."""
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    if module in _HF_MODULES:
-        import_module(".hf_model", __name__).register_auto_classes()
-    globals()[name] = value
-    return value
+def _register_if_hf(module: str) -> None:
+    if module.lstrip(".") in _HF_MODULES:
+        from .hf_model import register_auto_classes
+
+        register_auto_classes()
 
 
-class _Package(ModuleType):
-    """Keeps a public name that is also a submodule's name (`fingerprint`) bound to the public object.
-
-    Importing a submodule binds it on its package; eagerly imported, the public function was bound last
-    and won. Lazily, `import autobert_zero.compiler.fingerprint` may come first, so that binding is skipped.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, ModuleType) and name in _MODULE_OF:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__getattr__ = lazy_getattr(__name__, by_module({f".{m}": names for m, names in _EXPORTS.items()}), _register_if_hf)
 
 
 __all__ = [

@@ -38,7 +38,7 @@ from .priority import REWARDS, OperationPriority, UniformOps
 from .state import StateStore, rng_from_json, rng_to_json
 
 if TYPE_CHECKING:
-    from autobert_zero.train.config_schema import SearchConfig
+    from autobert_zero.config.schema import SearchConfig
 
 STRATEGIES = ("op", "evolution", "random")
 PARENT_TRIES = 20

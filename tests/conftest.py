@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autobert_zero.train.paths import data_dir
+from autobert_zero.config.paths import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 GENOTYPES = REPO / "genotypes"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from autobert_zero.compiler.fingerprint import fingerprint
+from autobert_zero.compiler.functional_id import fingerprint
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import AttentionLayer, Genotype, load_genotype, parse_genotype, validate
-from autobert_zero.train.audit_candidates import at_depth, candidate_set
+from autobert_zero.train.audit.candidates import at_depth, candidate_set
 from autobert_zero.train.evaluate import genotype_fingerprint
 
 from .conftest import GENOTYPES

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.cli import main
-from autobert_zero.train.audit import ReferenceCache, config_hash, fill_reference, load_audit_config
-from autobert_zero.train.biws import train_supernet
+from autobert_zero.train.audit.run import ReferenceCache, config_hash, fill_reference, load_audit_config
+from autobert_zero.train.supernet import train_supernet
 
 from .train_fixtures import tiny_config, tiny_yaml
 

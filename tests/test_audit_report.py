@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from autobert_zero.errors import AbzError, ConfigError
-from autobert_zero.train.audit import (
+from autobert_zero.train.audit.run import (
     ReferenceCache,
     check_audit_config,
     config_hash,
@@ -21,8 +21,8 @@ from autobert_zero.train.audit import (
     matched_steps,
     write_outputs,
 )
-from autobert_zero.train.audit_candidates import candidate_set
-from autobert_zero.train.audit_report import AuditInputs, EstimatorRun, Outcome, build_report
+from autobert_zero.train.audit.candidates import candidate_set
+from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
 
 from .train_fixtures import tiny_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autobert_zero.train.audit_stats import (
+from autobert_zero.train.audit.stats import (
     bootstrap,
     kendall_tau,
     rank_figures,

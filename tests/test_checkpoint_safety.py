@@ -15,7 +15,7 @@ import torch
 
 from autobert_zero.errors import TrainingError
 from autobert_zero.train import checkpoint
-from autobert_zero.train.config_schema import TrainConfig
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
 

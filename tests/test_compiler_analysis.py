@@ -20,7 +20,7 @@ from autobert_zero.compiler import (
     from_hf_bert,
     parameter_report,
 )
-from autobert_zero.compiler.fingerprint import _round
+from autobert_zero.compiler.functional_id import _round
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionGraph, parse_genotype, sample_genotype
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import ConfigError
-from autobert_zero.train.config import load_config, parse_yaml
+from autobert_zero.config.load import load_config, parse_yaml
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))

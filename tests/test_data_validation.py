@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import DataError
-from autobert_zero.train.corpus import load_corpus
-from autobert_zero.train.glue import read_glue_tsv
+from autobert_zero.train.data.corpus import load_corpus
+from autobert_zero.train.data.glue import read_glue_tsv
 
 BAD_CORPORA = [
     ("empty.txt", "", r"empty\.txt is empty"),

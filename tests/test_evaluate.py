@@ -12,7 +12,7 @@ import torch
 
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype, parse_genotype
-from autobert_zero.train.biws import train_supernet
+from autobert_zero.train.supernet import train_supernet
 from autobert_zero.train.evaluate import CandidateResult, Evaluator, evaluate_candidates
 from autobert_zero.train.pretrain import PreparedMlm, prepare_mlm_data
 

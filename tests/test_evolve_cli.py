@@ -164,7 +164,7 @@ def test_two_processes_split_the_evaluator_candidates_and_write_the_one_process_
     search = {"fitness": "evaluate", "evaluations": 12, "population_size": 4, "tournament_size": 2,
               "round_size": 4}
     if estimator == "biws":
-        from autobert_zero.train.biws import train_supernet
+        from autobert_zero.train.supernet import train_supernet
 
         train_supernet(tiny_config(tmp_path, pretrain={"max_steps": 2, "checkpoint_every": 2}), tmp_path / "sn")
         search["supernet"] = str(tmp_path / "sn")

@@ -11,7 +11,7 @@ import pytest
 
 from autobert_zero.evolve import Search, StateStore
 from autobert_zero.grammar import default_language
-from autobert_zero.search_fitness import EvaluatorFitness
+from autobert_zero.train.fitness import EvaluatorFitness
 from autobert_zero.train.evaluate import Evaluator
 from autobert_zero.train.pretrain import PreparedMlm, prepare_mlm_data
 
@@ -60,7 +60,7 @@ def test_remember_restores_functional_duplicates(tmp: Path, prepared: PreparedMl
 
 def test_unknown_adapt_strategy_is_refused(tmp: Path) -> None:
     from autobert_zero.errors import ConfigError
-    from autobert_zero.search_fitness import build_fitness
+    from autobert_zero.train.fitness import build_fitness
 
     cfg = tiny_config(tmp, search={"adapt_strategy": "greedy", "adapt_steps": 2})
     with pytest.raises(ConfigError, match=r"search\.adapt_strategy = 'greedy'; expected one of population, fair"):

@@ -23,7 +23,7 @@ from autobert_zero.evolve import (
     SyntheticFitness,
 )
 from autobert_zero.grammar import Genotype, default_language, load_genotype
-from autobert_zero.train.config_schema import SearchConfig
+from autobert_zero.config.schema import SearchConfig
 
 from .conftest import GENOTYPES
 
@@ -291,7 +291,7 @@ class DriftingFitness(SyntheticFitness):
 def test_summary_rescores_the_best_and_the_seeds_on_the_final_weights() -> None:
     from types import SimpleNamespace
 
-    from autobert_zero.cli_search import _rescore, _summary
+    from autobert_zero.cli.search import _rescore, _summary
 
     bert, figure7 = load_genotype(GENOTYPES / "bert.abz"), load_genotype(GENOTYPES / "autobert_zero.abz")
     config = dataclasses.replace(SMALL, evaluations=14, round_size=4, adapt_steps=3)

@@ -18,15 +18,15 @@ from autobert_zero.cli import main
 from autobert_zero.errors import ConfigError, TrainingError
 from autobert_zero.grammar import Genotype, parse_genotype
 from autobert_zero.train import checkpoint
-from autobert_zero.train.biws import (
+from autobert_zero.train.supernet import (
     SCHEDULE_SALT,
     CandidateSchedule,
     exposure_weights,
     load_supernet,
     train_supernet,
 )
-from autobert_zero.train.config import load_config
-from autobert_zero.train.data_order import derived_seed
+from autobert_zero.config.load import load_config
+from autobert_zero.train.data.order import derived_seed
 from autobert_zero.train.engine import free_port
 from autobert_zero.train.run_log import read_metrics
 
@@ -181,7 +181,7 @@ def test_uses_v_split_trains_each_set_only_with_its_graphs_under_zero_2(tmp_path
 
 
 def load_initial(tmp: Path, cfg: object) -> dict[str, torch.Tensor]:
-    from autobert_zero.train.biws import build_supernet
+    from autobert_zero.train.supernet import build_supernet
     from autobert_zero.train.pretrain import prepare_mlm_data, resolve_genotype
 
     prepared = prepare_mlm_data(cfg)  # type: ignore[arg-type]
@@ -191,7 +191,7 @@ def load_initial(tmp: Path, cfg: object) -> dict[str, torch.Tensor]:
 
 
 def test_killed_supernet_run_resumes_with_the_same_candidates_and_losses(tmp_path: Path) -> None:
-    proc = run_killed_while_checkpointing(tmp_path, "autobert_zero.train.biws:train_supernet")
+    proc = run_killed_while_checkpointing(tmp_path, "autobert_zero.train.supernet:train_supernet")
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert checkpoint.read_latest(tmp_path / "killed" / "checkpoints") == "step-00000004"
     cfg = tiny_config(tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import ConfigError, DataError
-from autobert_zero.train.cli import register
+from autobert_zero.cli.train import register
 
 from .train_fixtures import REPO, subprocess_env, tiny_yaml
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import ConfigError
-from autobert_zero.train.config import batch_plan, config_from_dict, load_config, parse_yaml
+from autobert_zero.config.load import batch_plan, config_from_dict, load_config, parse_yaml
 from autobert_zero.train.engine import deepspeed_config
 
 REPO = Path(__file__).resolve().parents[1]

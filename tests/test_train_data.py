@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from autobert_zero.errors import DataError
-from autobert_zero.train.config import BatchPlan
-from autobert_zero.train.corpus import load_corpus
-from autobert_zero.train.data_order import StreamOrder
-from autobert_zero.train.default_corpus import default_corpus_texts
-from autobert_zero.train.mlm_data import IGNORE_INDEX, MlmData
-from autobert_zero.train.tokenizer import build_tokenizer, cache_key, load_tokenizer
+from autobert_zero.config.load import BatchPlan
+from autobert_zero.train.data.corpus import load_corpus
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.default_corpus import default_corpus_texts
+from autobert_zero.train.data.mlm_blocks import IGNORE_INDEX, MlmData
+from autobert_zero.train.data.tokenizer import build_tokenizer, cache_key, load_tokenizer
 
 from .train_fixtures import write_corpus
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import ConfigError, DataError
-from autobert_zero.train.config_schema import TrainConfig
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.finetune import finetune
 from autobert_zero.train.pretrain import pretrain
 

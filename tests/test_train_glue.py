@@ -10,8 +10,8 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from autobert_zero.errors import DataError
-from autobert_zero.train.glue import TASKS, get_task, load_glue_split
-from autobert_zero.train.metrics import glue_metrics, primary_score
+from autobert_zero.train.data.glue import TASKS, get_task, load_glue_split
+from autobert_zero.train.data.metrics import glue_metrics, primary_score
 
 # Row counts (excluding headers) from shared/data/README.md.
 ROWS = {

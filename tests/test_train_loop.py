@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.grammar import load_genotype
-from autobert_zero.train.config import batch_plan
-from autobert_zero.train.data_order import StreamOrder
+from autobert_zero.config.load import batch_plan
+from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.engine import build_engine, init_distributed
 from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
-from autobert_zero.train.model_factory import build_mlm_model
+from autobert_zero.train.models import build_mlm_model
 from autobert_zero.train.pretrain import PreparedMlm, mlm_step, prepare_mlm_data, pretrain
 from autobert_zero.train.run_log import RunLog, read_metrics
 

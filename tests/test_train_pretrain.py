@@ -11,7 +11,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from autobert_zero.errors import AbzError, ConfigError, GenotypeError, TrainingError
 from autobert_zero.train import checkpoint
-from autobert_zero.train.config_schema import TrainConfig
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
 

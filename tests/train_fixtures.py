@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from autobert_zero.train.config import config_from_dict
-from autobert_zero.train.config_schema import TrainConfig
+from autobert_zero.config.load import config_from_dict
+from autobert_zero.config.schema import TrainConfig
 
 from .conftest import REPO
 

@@ -1,40 +1,29 @@
-"""autobert_zero.train — DeepSpeed masked-LM pre-training and GLUE fine-tuning of genotypes.
+"""autobert_zero.train — everything that runs an optimizer on a genotype.
 
-Read top to bottom, the files follow the data: `config_schema`/`config` (strict YAML configs),
-`corpus`/`default_corpus` (text), `tokenizer`, `mlm_data` + `data_order` (masked batches), `glue` +
-`metrics` (GLUE tasks and official metrics), `model_factory` (genotype → model), `engine` (DeepSpeed),
-`checkpoint` (crash-safe resume), `run_log` (metrics.jsonl / TensorBoard), `loop` (the one training loop),
-what drives it — `pretrain` (MLM runs), `finetune` (GLUE), `biws` (supernet training, candidate schedule)
-and `evaluate` (candidate scores: the search's fitness) — the ranking audit (`audit_candidates`,
-`audit_stats`, `audit_report`, `audit_plot`, `audit`), and `cli` / `biws_cli` / `audit_cli` (the
-`abz pretrain`, `finetune`, `supernet`, `evaluate` and `audit` sub-commands).
+Read in data-flow order: `data/` (corpus, tokenizer, MLM blocks and masks, the seeded data order, GLUE and
+its metrics), the training machinery (`engine`: DeepSpeed; `checkpoint`: crash-safe resume; `run_log`:
+metrics.jsonl / TensorBoard; `loop`: the one training loop), `models` (genotype + sizes → model, and the
+checks of an `--init` folder), `mlm` (the shared masked-LM run), what drives the loop — `pretrain`,
+`finetune`, `supernet` (BIWS supernet training and its adaptation during a search) — then `evaluate`
+(candidate scores) and `fitness` (the evaluator behind `evolve`'s Fitness contract), and `audit/` (the
+ranking audit: a study of the fitness).
 
 The public functions are imported lazily: importing this package does not import deepspeed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autobert_zero.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .config import load_config
-    from .finetune import finetune
-    from .pretrain import pretrain
+    from autobert_zero.config.load import load_config
+    from autobert_zero.train.finetune import finetune
+    from autobert_zero.train.pretrain import pretrain
 
 __all__ = ["finetune", "load_config", "pretrain"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "pretrain":
-        from .pretrain import pretrain
-
-        return pretrain
-    if name == "finetune":
-        from .finetune import finetune
-
-        return finetune
-    if name == "load_config":
-        from .config import load_config
-
-        return load_config
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"load_config": "autobert_zero.config.load", "finetune": ".finetune",
+                                      "pretrain": ".pretrain"})

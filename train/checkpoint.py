@@ -39,7 +39,7 @@ import torch
 from autobert_zero.errors import TrainingError
 from autobert_zero.io import atomic_write_text
 
-from .engine import barrier
+from autobert_zero.train.engine import barrier
 
 LATEST = "latest"
 STATE_FILE = "trainer_state.json"

@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from autobert_zero.errors import TrainingError
 
-from .config import BatchPlan
+from autobert_zero.config.load import BatchPlan
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 T = TypeVar("T")

@@ -50,13 +50,13 @@ from tqdm.auto import tqdm
 from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.grammar import AttentionLayer, Genotype
 
-from .config import BatchPlan, batch_plan
-from .config_schema import TrainConfig
-from .data_order import StreamOrder, derived_seed
-from .engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
-from .loop import LoopSettings, NonFiniteLoss, TrainLoop
-from .model_factory import build_mlm_model
-from .pretrain import (
+from autobert_zero.config.load import BatchPlan, batch_plan
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
+from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
+from autobert_zero.train.models import build_mlm_model
+from autobert_zero.train.pretrain import (
     PreparedMlm,
     check_prepared,
     export_model,
@@ -175,7 +175,7 @@ class Evaluator:
         self.supernet: Any = None
         tokenizer = None
         if supernet_dir is not None:
-            from .biws import load_supernet
+            from autobert_zero.train.supernet import load_supernet
 
             self.supernet, tokenizer = load_supernet(supernet_dir, cfg)
         self.prepared = prepared or prepare_mlm_data(cfg, self.show, tokenizer=tokenizer)
@@ -320,8 +320,8 @@ class Evaluator:
 
     def _glue(self, model: Any) -> float:
         """The dev score of a short fine-tune (`finetune:` section) of the trained candidate."""
-        from .finetune import finetune
-        from .paths import data_dir
+        from autobert_zero.train.finetune import finetune
+        from autobert_zero.config.paths import data_dir
 
         ev = self.cfg.evaluate
         glue = Path(ev.glue_data_dir) if ev.glue_data_dir else data_dir() / "glue"
@@ -337,7 +337,7 @@ class Evaluator:
             raise ConfigError("adapt() needs a supernet: build the Evaluator with a supernet folder")
         if steps <= 0 or not population:
             return
-        from .biws import CandidateSchedule
+        from autobert_zero.train.supernet import CandidateSchedule
 
         cfg, plan, data = self.cfg, self.plan, self.prepared.data
         if self._supernet_engine is None:

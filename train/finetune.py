@@ -23,16 +23,16 @@ from autobert_zero.errors import DataError
 from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
-from .config import BatchPlan, batch_plan
-from .data_order import StreamOrder, derived_seed
-from .engine import build_engine, init_distributed, unwrap
-from .glue import GlueTask, get_task, load_glue_split
-from .init_folder import check_init_folder
-from .loop import LoopSettings, TrainLoop, accumulate
-from .metrics import glue_metrics, primary_score
-from .model_factory import build_classifier
-from .pretrain import resolve_config
-from .run_log import RunLog
+from autobert_zero.config.load import BatchPlan, batch_plan
+from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.engine import build_engine, init_distributed, unwrap
+from autobert_zero.train.data.glue import GlueTask, get_task, load_glue_split
+from autobert_zero.train.models import check_init_folder
+from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate
+from autobert_zero.train.data.metrics import glue_metrics, primary_score
+from autobert_zero.train.models import build_classifier
+from autobert_zero.train.pretrain import resolve_config
+from autobert_zero.train.run_log import RunLog
 
 
 class EncodedSplit:

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from autobert_zero.errors import TrainingError
 
-from . import checkpoint
-from .engine import mean_over_ranks
-from .run_log import RunLog
+from autobert_zero.train import checkpoint
+from autobert_zero.train.engine import mean_over_ranks
+from autobert_zero.train.run_log import RunLog
 
 StepFn = Callable[[int], float]
 """One optimizer step at the given 0-based step; returns this rank's mean loss."""

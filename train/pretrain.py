@@ -33,17 +33,17 @@ from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_directory, atomic_write_text
 from autobert_zero.run_dir import check_out_dir, open_run_dir
 
-from . import checkpoint
-from .config import BatchPlan, batch_plan, load_config
-from .config_schema import TrainConfig
-from .corpus import Corpus, load_corpus
-from .data_order import StreamOrder, derived_seed
-from .engine import build_engine, init_distributed, unwrap
-from .loop import LoopSettings, TrainLoop, accumulate, to_device
-from .mlm_data import MlmData
-from .model_factory import build_mlm_model, load_genotype_file
-from .run_log import RunLog
-from .tokenizer import build_tokenizer
+from autobert_zero.train import checkpoint
+from autobert_zero.config.load import BatchPlan, batch_plan, load_config
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.train.data.corpus import Corpus, load_corpus
+from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.engine import build_engine, init_distributed, unwrap
+from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate, to_device
+from autobert_zero.train.data.mlm_blocks import MlmData
+from autobert_zero.train.models import build_mlm_model, load_genotype_file
+from autobert_zero.train.run_log import RunLog
+from autobert_zero.train.data.tokenizer import build_tokenizer
 
 
 def resolve_config(config: TrainConfig | str | os.PathLike[str]) -> TrainConfig:

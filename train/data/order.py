@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import BatchPlan
+from autobert_zero.config.load import BatchPlan
 
 
 def derived_seed(*parts: int) -> int:

@@ -26,7 +26,7 @@ from datasets.exceptions import DatasetGenerationError
 
 from autobert_zero.errors import DataError
 
-from .default_corpus import default_corpus_texts
+from autobert_zero.train.data.default_corpus import default_corpus_texts
 
 TEXT_SUFFIXES = {"", ".txt", ".raw", ".text", ".md", ".tokens"}
 JSON_SUFFIXES = {".json", ".jsonl"}

@@ -16,7 +16,7 @@ from autobert_zero.errors import AbzError, GenotypeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autobert_zero import cli_genotype
+    from autobert_zero.cli import genotype as cli_genotype
 
     parser = argparse.ArgumentParser(
         prog="abz",
@@ -25,11 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli_genotype.register(sub)
-    from autobert_zero import cli_search
+    from autobert_zero.cli import search as cli_search
 
     cli_search.register(sub)
     try:
-        from autobert_zero.train.cli import register as register_train
+        from autobert_zero.cli.train import register as register_train
     except ImportError:  # pragma: no cover - train/ not installed in a stripped build
         pass
     else:

@@ -23,7 +23,7 @@ import yaml
 
 from autobert_zero.errors import ConfigError
 
-from .config_schema import TrainConfig
+from autobert_zero.config.schema import TrainConfig
 
 T = TypeVar("T")
 

@@ -30,8 +30,8 @@ from autobert_zero.grammar import (
     validate,
 )
 
-from .evaluate import genotype_fingerprint
-from .paths import resolve_shipped
+from autobert_zero.train.evaluate import genotype_fingerprint
+from autobert_zero.config.paths import resolve_shipped
 
 MIN_CANDIDATES = 4
 """Fewest candidates an audit accepts: the two shipped genotypes, one neighbour and one random one."""

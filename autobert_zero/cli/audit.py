@@ -7,7 +7,7 @@ import sys
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import audit
+    from autobert_zero.train.audit.run import audit
 
     report, text = audit(args.supernet, args.candidates, args.out, args.config, cache_dir=args.cache,
                          force=args.force, show=not args.quiet)

@@ -19,9 +19,9 @@ from transformers import PreTrainedTokenizerBase
 
 from autobert_zero.errors import DataError
 
-from .config import BatchPlan
-from .corpus import Corpus
-from .data_order import StreamOrder, derived_seed
+from autobert_zero.config.load import BatchPlan
+from autobert_zero.train.data.corpus import Corpus
+from autobert_zero.train.data.order import StreamOrder, derived_seed
 
 IGNORE_INDEX = -100
 """Label of positions that are not predicted (the default `ignore_index` of cross-entropy)."""

@@ -42,13 +42,13 @@ from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import ConvLayer, Genotype
 from autobert_zero.run_dir import check_out_dir
 
-from .config import config_from_dict
-from .config_schema import TrainConfig
-from .data_order import derived_seed
-from .engine import init_distributed
-from .model_factory import load_genotype_file, mlm_config
-from .paths import resolve_shipped
-from .pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
+from autobert_zero.config.load import config_from_dict
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.train.data.order import derived_seed
+from autobert_zero.train.engine import init_distributed
+from autobert_zero.train.models import load_genotype_file, mlm_config
+from autobert_zero.config.paths import resolve_shipped
+from autobert_zero.train.pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
 
 STRATEGIES = ("uniform", "population", "fair")
 POPULATION_STRATEGIES = ("population", "fair")

@@ -17,17 +17,17 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .cli import _corpus, _report
+from autobert_zero.cli.train import _corpus, _report
 
 if TYPE_CHECKING:
-    from .evaluate import CandidateResult
+    from autobert_zero.train.evaluate import CandidateResult
 
 
 def _supernet(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from autobert_zero.config.load import load_config
 
     config = load_config(args.config)  # config mistakes surface before the heavy imports
-    from .biws import train_supernet
+    from autobert_zero.train.supernet import train_supernet
 
     summary = train_supernet(config, args.out, corpus=_corpus(args.corpus), max_steps=args.max_steps,
                              resume=args.resume, force=args.force)
@@ -48,7 +48,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                           ".txt files listing them")
     with _stdout_to_stderr(args.json):  # libraries' log lines must not mix into the JSON
         results, heading = _evaluate_genotypes(args)
-    from .evaluate import results_table
+    from autobert_zero.train.evaluate import results_table
 
     _report(json.dumps([r.to_dict() for r in results], indent=1) if args.json
             else f"{heading}\n{results_table(results)}")
@@ -61,9 +61,9 @@ def _evaluate_genotypes(args: argparse.Namespace) -> tuple[list[CandidateResult]
 
     from autobert_zero.errors import ConfigError
 
-    from .biws import read_population, saved_config
-    from .config import load_config
-    from .evaluate import Evaluator
+    from autobert_zero.train.supernet import read_population, saved_config
+    from autobert_zero.config.load import load_config
+    from autobert_zero.train.evaluate import Evaluator
 
     cfg = load_config(args.config) if args.config is not None else saved_config(args.supernet)
     genotypes = read_population(args.genotypes, "abz evaluate")

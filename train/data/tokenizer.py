@@ -20,8 +20,8 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from autobert_zero.errors import DataError
 
-from .corpus import Corpus
-from .paths import tokenizer_cache_dir
+from autobert_zero.train.data.corpus import Corpus
+from autobert_zero.config.paths import tokenizer_cache_dir
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _TRAINER_VERSION = "wordpiece-v1"

@@ -16,10 +16,10 @@ import sys
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from autobert_zero.config.load import load_config
 
     config = load_config(args.config)  # config mistakes surface before the heavy imports
-    from .pretrain import pretrain
+    from autobert_zero.train.pretrain import pretrain
 
     summary = pretrain(config, args.out, genotype_path=args.genotype, corpus=_corpus(args.corpus),
                        max_steps=args.max_steps, resume=args.resume, force=args.force)
@@ -30,10 +30,10 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from autobert_zero.config.load import load_config
 
     config = load_config(args.config)
-    from .finetune import finetune
+    from autobert_zero.train.finetune import finetune
 
     result = finetune(config, args.task, args.data_dir, args.init, args.out, force=args.force)
     _report(f"{result['task']} dev: {json.dumps(result['metrics'])} (written to {args.out}/eval.json)")
@@ -85,10 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write into a non-empty --out, replacing only metrics.jsonl, eval.json and tensorboard/")
     f.set_defaults(func=_finetune)
 
-    from .biws_cli import register as register_biws
+    from autobert_zero.cli.supernet import register as register_biws
 
     register_biws(subparsers)
 
-    from .audit_cli import register as register_audit
+    from autobert_zero.cli.audit import register as register_audit
 
     register_audit(subparsers)

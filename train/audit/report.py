@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .audit_candidates import Candidate
-from .audit_stats import bootstrap, kendall_tau, rank_figures, rankdata
+from autobert_zero.train.audit.candidates import Candidate
+from autobert_zero.train.audit.stats import bootstrap, kendall_tau, rank_figures, rankdata
 
 GOAL_COST_RATIO = 20.0
 GOAL_TAU = 0.6
@@ -142,7 +142,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
 def _combined(inputs: AuditInputs, name: str, run: EstimatorRun, ok: list[int]) -> EstimatorRun:
     """The Evaluator's own rank combination (`evaluate.combine_ranks`) of a run's scores with the size prior,
     over the scored candidates (a failed candidate keeps no score and ranks last); same seconds as the run."""
-    from .evaluate import CandidateResult, combine_ranks
+    from autobert_zero.train.evaluate import CandidateResult, combine_ranks
 
     results = {i: CandidateResult(inputs.candidates[i].id, "", o.score if o.ok else None,
                                   o.eval_loss if o.ok else None, inputs.params[i], inputs.flops_per_token[i],

@@ -39,11 +39,11 @@ from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_write_text
 
-from .audit_candidates import Candidate, candidate_set, neighbour_count
-from .audit_plot import table, write_plot
-from .audit_report import AuditInputs, EstimatorRun, Outcome, build_report
-from .config_schema import TrainConfig
-from .pretrain import resolve_config
+from autobert_zero.train.audit.candidates import Candidate, candidate_set, neighbour_count
+from autobert_zero.train.audit.plot import table, write_plot
+from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.train.pretrain import resolve_config
 
 OUTPUTS = ("audit.json", "audit.png")
 SIZE_PRIORS = ("params", "flops")
@@ -55,8 +55,8 @@ class EvaluatorBackend:
     all sharing the data and tokenizer prepared once (those of the supernet)."""
 
     def __init__(self, supernet_dir: Path | None, cfg: TrainConfig, show: bool) -> None:
-        from .evaluate import Evaluator
-        from .pretrain import resolve_genotype
+        from autobert_zero.train.evaluate import Evaluator
+        from autobert_zero.train.pretrain import resolve_genotype
 
         self.supernet_dir, self.cfg, self.show = supernet_dir, cfg, show
         self._evaluators: dict[tuple[str, int, int, int], Evaluator] = {}
@@ -69,7 +69,7 @@ class EvaluatorBackend:
         self.prepared = first.prepared
 
     def _evaluator(self, estimator: str, steps: int, seed: int, warmup: int) -> Any:
-        from .evaluate import Evaluator
+        from autobert_zero.train.evaluate import Evaluator
 
         key = (estimator, steps, seed, warmup)
         if key not in self._evaluators:
@@ -118,7 +118,7 @@ def load_audit_config(supernet_dir: Path, config: TrainConfig | str | os.PathLik
         cfg = resolve_config(config)
         cfg.audit = dataclasses.replace(cfg.audit)
     else:
-        from .biws import saved_config
+        from autobert_zero.train.supernet import saved_config
 
         cfg = saved_config(supernet_dir)
     check_audit_config(cfg)
@@ -293,7 +293,7 @@ def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.Pa
     if cache_dir is not None:
         cfg.audit.cache_dir = cache_dir
     neighbour_count(count, cfg.audit.neighbours)  # a bad count is refused before anything is loaded
-    from .biws import load_supernet
+    from autobert_zero.train.supernet import load_supernet
 
     load_supernet(supernet, cfg)  # a damaged folder or other sizes are refused before the output folder is made
     with open_run_dir(out_dir, "abz audit", force=force, outputs=OUTPUTS) as run:

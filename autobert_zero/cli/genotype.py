@@ -114,12 +114,12 @@ def resolve_sizes(args: argparse.Namespace) -> dict[str, int]:
     sizes: dict[str, int] = {"hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024,
                              "max_position_embeddings": 512, "type_vocab_size": 2}
     if args.config:
-        from autobert_zero.train.config import load_config
+        from autobert_zero.config.load import load_config
 
         model = load_config(args.config).model
         sizes.update({key: getattr(model, key) for key in SIZE_KEYS})
-    from autobert_zero.train.config import check_field, check_model_fits
-    from autobert_zero.train.config_schema import DataConfig, ModelSizes, TrainConfig
+    from autobert_zero.config.load import check_field, check_model_fits
+    from autobert_zero.config.schema import DataConfig, ModelSizes, TrainConfig
 
     for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
         value = getattr(args, key, None)

@@ -9,7 +9,7 @@ The search folder holds `config.yaml` (the resolved config the run uses, paths m
 `state.json` and `history.jsonl` (see `autobert_zero.evolve.state`) and, when done, `summary.json`.
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
 split across the ranks and the results gathered in order, so the history is the one-process history (see
-`autobert_zero.search_fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
+`autobert_zero.train.fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
 `abz export FILE --out DIR` with a genotype file is `abz compile`.
 """
 
@@ -33,7 +33,7 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
 if TYPE_CHECKING:
-    from autobert_zero.train.config_schema import TrainConfig
+    from autobert_zero.config.schema import TrainConfig
 
 CONFIG_FILE = "config.yaml"
 OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots")
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--vocab-size", type=int, default=30522)
     export.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     export.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
-    from autobert_zero.cli_genotype import add_size_arguments
+    from autobert_zero.cli.genotype import add_size_arguments
 
     add_size_arguments(export)
     export.set_defaults(func=cmd_export)
@@ -95,9 +95,9 @@ def _rank_world() -> tuple[int, int]:
 def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple[TrainConfig, dict[str, Any]]:
     """The config with `--seed`/`--supernet` applied and every file path made absolute (the run folder's
     config.yaml)."""
-    from autobert_zero.train.config import check_field, load_config
-    from autobert_zero.train.config_schema import TrainConfig
-    from autobert_zero.train.paths import resolve_shipped
+    from autobert_zero.config.load import check_field, load_config
+    from autobert_zero.config.schema import TrainConfig
+    from autobert_zero.config.paths import resolve_shipped
 
     cfg = load_config(path)
     if seed is not None:
@@ -117,7 +117,7 @@ def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple
 
 
 def _load_run_config(folder: Path) -> TrainConfig:
-    from autobert_zero.train.config import config_from_dict, parse_yaml
+    from autobert_zero.config.load import config_from_dict, parse_yaml
 
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -128,7 +128,7 @@ def _load_run_config(folder: Path) -> TrainConfig:
 
 def _build_search(cfg: TrainConfig, folder: Path, rank: int, world: int,
                   on_progress: Any = None) -> Search:
-    from autobert_zero.search_fitness import build_fitness
+    from autobert_zero.train.fitness import build_fitness
 
     language = default_language()
     host = load_genotype(cfg.genotype)
@@ -282,7 +282,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (source / STATE_FILE).exists() and not (source / HISTORY_FILE).exists():
         if source.is_dir():
             raise SearchError(f"{source} holds no search ({STATE_FILE} is missing) and is not a genotype file")
-        from autobert_zero.cli_genotype import cmd_compile
+        from autobert_zero.cli.genotype import cmd_compile
 
         return cmd_compile(args)
     from autobert_zero.evolve.export import best_candidates, write_genotypes
@@ -308,7 +308,7 @@ def _export_hf(text: str, folder: Path, cfg: TrainConfig, args: argparse.Namespa
     """A randomly initialised Hugging Face folder of the genotype at the search config's sizes."""
     import torch
 
-    from autobert_zero.cli_genotype import build_config, save_into
+    from autobert_zero.cli.genotype import build_config, save_into
     from autobert_zero.compiler import (
         AutoBertZeroForMaskedLM,
         AutoBertZeroForSequenceClassification,

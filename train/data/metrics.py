@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from .glue import GlueTask, get_task
+from autobert_zero.train.data.glue import GlueTask, get_task
 
 
 def _one(metric: str, predictions: np.ndarray, labels: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from autobert_zero.grammar import Genotype
 
 if TYPE_CHECKING:
     from autobert_zero.evolve.fitness import Fitness
-    from autobert_zero.train.config_schema import TrainConfig
+    from autobert_zero.config.schema import TrainConfig
 
 FITNESSES = ("evaluate", "synthetic")
 
@@ -44,7 +44,7 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
             return RankSplitFitness(fitness, round_chunk(cfg))
         return fitness
     if kind == "evaluate":
-        from autobert_zero.train.biws import POPULATION_STRATEGIES
+        from autobert_zero.train.supernet import POPULATION_STRATEGIES
         from autobert_zero.train.evaluate import Evaluator
 
         if cfg.search.adapt_strategy not in POPULATION_STRATEGIES:  # adapt draws as a population supernet does

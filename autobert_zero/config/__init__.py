@@ -1,0 +1,1 @@
+"""autobert_zero.config."""
