@@ -34,13 +34,13 @@ import shutil
 import time
 from pathlib import Path
 
+from autobert_zero.config.load import load_config
+from autobert_zero.config.paths import data_dir
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit.run import audit, fill_reference
-from autobert_zero.train.supernet import train_supernet
 from autobert_zero.train.checkpoint import read_latest
-from autobert_zero.config.load import load_config
-from autobert_zero.config.schema import TrainConfig
-from autobert_zero.config.paths import data_dir
+from autobert_zero.train.supernet import train_supernet
 from benchmarks.report import RESULTS, commit, machine
 
 CORPORA = ("wikitext-2-raw", "nltk")
@@ -150,9 +150,9 @@ def reference_warmup(cfg: TrainConfig, reference_steps: int) -> int:
 def write_population(cfg: TrainConfig, count: int, supernet: Path, *, held_out: bool = False) -> Path:
     """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws);
     `held_out`: instead the `count` candidates that the audit's set of 2 × `count` adds to them."""
+    from autobert_zero.config.paths import resolve_shipped
     from autobert_zero.grammar import load_genotype
     from autobert_zero.train.audit.candidates import candidate_set
-    from autobert_zero.config.paths import resolve_shipped
 
     layers = load_genotype(resolve_shipped(cfg.genotype)).num_layers
     folder = supernet.with_name(supernet.name + "-population")

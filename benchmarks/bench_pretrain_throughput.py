@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from autobert_zero.grammar import parse_genotype
 from autobert_zero.config.load import batch_plan, load_config
+from autobert_zero.grammar import parse_genotype
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.engine import build_engine, init_distributed
 from autobert_zero.train.models import build_mlm_model, model_kwargs, read_genotype

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from autobert_zero.io import atomic_write_text
-from autobert_zero.train.audit.run import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
 from autobert_zero.train.audit.candidates import candidate_set
+from autobert_zero.train.audit.run import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
 from autobert_zero.train.audit.stats import kendall_tau
 from benchmarks.bench_audit import given_words, real_text_config, reference_warmup
 from benchmarks.report import RESULTS, commit, machine

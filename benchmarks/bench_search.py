@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from autobert_zero.config.schema import SearchConfig
 from autobert_zero.evolve import STRATEGIES, Search, StateStore, SyntheticFitness
 from autobert_zero.evolve.report import running_best
 from autobert_zero.grammar import Genotype, default_language
-from autobert_zero.config.schema import SearchConfig
 from benchmarks.report import RESULTS, print_table, write_json
 
 
@@ -53,9 +53,9 @@ def build_fitness(args: argparse.Namespace) -> tuple[Any, int]:
     """The fitness and the layer count of the candidates."""
     if args.fitness == "synthetic":
         return SyntheticFitness(args.fitness_seed), args.layers
+    from autobert_zero.config.load import load_config
     from autobert_zero.grammar import load_genotype
     from autobert_zero.train.fitness import build_fitness as build_from_config
-    from autobert_zero.config.load import load_config
 
     cfg = load_config(args.config)
     cfg.search = dataclasses.replace(cfg.search, fitness="evaluate", supernet=args.supernet or cfg.search.supernet)

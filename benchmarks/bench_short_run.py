@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from autobert_zero.config.load import load_config
-from autobert_zero.train.finetune import finetune
 from autobert_zero.config.paths import data_dir
+from autobert_zero.train.finetune import finetune
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
 from benchmarks.report import RESULTS, print_table, write_json

@@ -5,8 +5,8 @@ serve `attention_core` (an attention graph as an fx GraphModule); `conv` and `la
 `backbone` builds the encoder from a genotype; `heads`, `hf_config`, `hf_model` are the Hugging Face
 shells; `supernet` is the BIWS weight-sharing supernet built from the same layers (activate / sample /
 extract, and `shared_weight`, the one rule of which shared weight a candidate inherits); `from_bert`
-converts a `BertModel`; `analysis` and `functional_id` (the functional fingerprint) measure a genotype; `op_impls` holds the torch
-implementation of each primitive op.
+converts a `BertModel`; `analysis` and `functional_id` (the functional fingerprint) measure a genotype;
+`op_impls` holds the torch implementation of each primitive op.
 
 The names below are imported on first use (module `__getattr__`), so `import autobert_zero.compiler` and
 the torch-free `analysis` (parameters and FLOPs from sizes) do not import torch or transformers. The first
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from .attention_core import clear_core_cache, compile_core
     from .backbone import Encoder, build_encoder, build_layer, check_settings
     from .conv import ConvMixer
-    from .functional_id import fingerprint
     from .from_bert import bert_genotype_text, from_hf_bert
+    from .functional_id import fingerprint
     from .hf_config import AutoBertZeroConfig
     from .hf_model import (
         AutoBertZeroForMaskedLM,

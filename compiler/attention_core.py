@@ -28,14 +28,24 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from autobert_zero.errors import CompileError
-from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, Language, Shape, default_language, infer_shapes
+from autobert_zero.grammar import (
+    OUTPUT_SHAPE,
+    POSITION_AXIS,
+    AttentionGraph,
+    Call,
+    Expr,
+    Input,
+    Language,
+    Shape,
+    default_language,
+    infer_shapes,
+)
 from autobert_zero.grammar.ir import topological_order
 
 from .lowering import FusedAttention, find_fused_attention
 from .op_impls import OpImpl, op_impl
 from .padding import NO_FACTS, Facts, dropout_facts, masked_facts, propagate, required_masks
 
-OUTPUT_SHAPE: Shape = ("L", "d")
 CACHE_SIZE = 1024
 
 _CACHE: OrderedDict[Hashable, fx.GraphModule] = OrderedDict()
@@ -146,7 +156,7 @@ class _CoreBuilder:
         out = self.graph.call_function(impl, tuple(args), kwargs)
         shape = self.shapes.setdefault(node, spec.shape(arg_shapes))
         facts = propagate(spec, impl, tuple(arg_facts), self.head_dim)
-        if node.op == "softmax" and shape[1] == "L":  # attention probabilities: dropout while training
+        if node.op == "softmax" and shape[1] == POSITION_AXIS:  # attention probabilities: dropout while training
             out = self.graph.call_function(F.dropout, (out,), {"p": self.dropout_p, "training": True})
             facts = dropout_facts(facts)
         self.env[node] = out

@@ -19,10 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from autobert_zero.grammar import Call, Expr, Shape
-
-POSITION_AXIS = "L"
-FEATURE_AXIS = "d"
+from autobert_zero.grammar import HEAD_AXIS, POSITION_AXIS, Call, Expr, Shape
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ def _match(node: Expr, shapes: dict[Expr, Shape], users: Counter[Expr]) -> Fused
     else:
         key, key_power = Call("transpose", (key_t,)), 0
         key_shape = (shapes[key_t][1], shapes[key_t][0])
-    if not (shapes[query][1] == key_shape[1] == FEATURE_AXIS and key_shape[0] == shapes[value][0]):
+    if not (shapes[query][1] == key_shape[1] == HEAD_AXIS and key_shape[0] == shapes[value][0]):
         return None
     return FusedAttention(
         query=query,

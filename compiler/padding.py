@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from autobert_zero.grammar import OpSpec, Shape
+from autobert_zero.grammar import POSITION_AXIS, OpSpec, Shape
 
 from .op_impls import OpImpl
 
@@ -36,7 +36,6 @@ Fact = tuple[int, float]
 """(axis, value): entries at padded positions along `axis` (0 rows, 1 columns) all equal `value`."""
 Facts = frozenset[Fact]
 NO_FACTS: Facts = frozenset()
-POSITION_AXIS = "L"
 
 
 def required_masks(

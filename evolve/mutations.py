@@ -18,12 +18,13 @@ from __future__ import annotations
 import enum
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import (
+    INPUT_SHAPE,
     INPUTS,
     AttentionGraph,
     AttentionLayer,
@@ -136,6 +137,25 @@ class _Site:
         return self.node
 
 
+@dataclass(frozen=True)
+class _NodeEdit:
+    """What a graph edit puts at its site: the new node, the ops it chose and what changed, in words."""
+
+    node: Expr
+    ops: tuple[str, ...]
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """An edited genotype before canonicalisation and validation (see `Child` for the fields)."""
+
+    genotype: Genotype
+    layer: int
+    ops: tuple[str, ...]
+    detail: str
+
+
 class Mutator:
     """Proposes children of a parent within a language; the RNG and the op policy are passed in."""
 
@@ -158,21 +178,57 @@ class Mutator:
     def propose(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None = None) -> Child | Rejection:
         """One mutation drawn uniformly from the enabled set, applied once: a valid child or a rejection."""
         mutation = rng.choice(self.mutations)
-        result = _APPLY[mutation](self, parent, rng, policy)
-        if isinstance(result, Rejection):
-            return result
-        genotype, layer, ops, detail = result
-        child = canonicalize(genotype, self.language)
+        edit = self._apply(mutation, parent, rng, policy)
+        if isinstance(edit, Rejection):
+            return edit
+        child = canonicalize(edit.genotype, self.language)
         problems = validate(child, self.language)
         if problems:
             return Rejection(mutation, problems[0].code, problems[0].message)
         if any(not g.calls for g in child.graphs):
-            return Rejection(mutation, "no-ops", detail)
-        if child.id == parent.id:
-            return Rejection(mutation, "unchanged", detail)
-        return Child(child, mutation, layer, ops, detail)
+            return Rejection(mutation, "no-ops", edit.detail)
+        # "unchanged" means equal ids under this mutator's language (the parent may carry another one)
+        parent_id = parent.id if parent.language is self.language else self.language.genotype_id(parent)
+        if child.id == parent_id:
+            return Rejection(mutation, "unchanged", edit.detail)
+        return Child(child, mutation, edit.layer, edit.ops, edit.detail)
+
+    def _apply(self, mutation: Mutation, parent: Genotype, rng: random.Random, policy: OpPolicy | None
+               ) -> _Edit | Rejection:
+        """`mutation` applied once to `parent` (the child is not yet canonical or validated)."""
+        match mutation:
+            case Mutation.REPLACE_OP:
+                return self._edit_site(parent, rng, mutation, lambda site: self._replace_op(site, rng, policy))
+            case Mutation.INSERT_NODE:
+                return self._edit_site(parent, rng, mutation, lambda site: self._insert_node(site, rng, policy),
+                                       calls_only=False)
+            case Mutation.DELETE_NODE:
+                return self._edit_site(parent, rng, mutation, lambda site: self._delete_node(site, rng))
+            case Mutation.REWIRE_OPERAND:
+                return self._edit_site(parent, rng, mutation, lambda site: self._rewire_operand(site, rng))
+            case Mutation.CONV_TYPE | Mutation.CONV_KERNEL | Mutation.CONV_DILATION:
+                return self._conv_edit(parent, rng, mutation)
+            case Mutation.FLIP_LAYER:
+                return self._flip_layer(parent, rng, policy)
+            case Mutation.COPY_LAYER:
+                return self._copy_layer(parent, rng)
+        assert_never(mutation)
 
     # --- attention-graph edits --------------------------------------------------------------------------
+
+    def _edit_site(self, parent: Genotype, rng: random.Random, mutation: Mutation,
+                   edit: Callable[[_Site], _NodeEdit | Rejection], *, calls_only: bool = True) -> _Edit | Rejection:
+        """Pick a site (`_pick_site`), let `edit` choose what goes there, and put it in the layer's own copy
+        of its graph (other layers sharing the old graph keep it)."""
+        site = self._pick_site(parent, rng, mutation, calls_only=calls_only)
+        if isinstance(site, Rejection):
+            return site
+        change = edit(site)
+        if isinstance(change, Rejection):
+            return change
+        output = substitute(site.graph.output, site.path, change.node)
+        return _Edit(self._with_graph(parent, site.index, output), site.index, change.ops,
+                     f"layer {site.index}: {change.detail}")
 
     def _pick_site(self, parent: Genotype, rng: random.Random, mutation: Mutation, *, calls_only: bool = True
                    ) -> _Site | Rejection:
@@ -188,27 +244,19 @@ class Mutator:
         node = rng.choice(graph.calls if calls_only else list(graph.output.walk()))
         return _Site(index, graph, shapes, node, _path_to(graph.output, node, rng))
 
-    def _replace_op(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        site = self._pick_site(parent, rng, Mutation.REPLACE_OP)
-        if isinstance(site, Rejection):
-            return site
-        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
+    def _replace_op(self, site: _Site, rng: random.Random, policy: OpPolicy | None) -> _NodeEdit | Rejection:
+        node, shapes = site.call, site.shapes
         operand_shapes = tuple(shapes[a] for a in node.args)
         fits = [op for op in self.language.op_names if op != node.op and _fits(self.language, op, operand_shapes,
                                                                                shapes[node])]
         if not fits:
-            return Rejection(Mutation.REPLACE_OP, "no-op-fits", f"{node.op} at {path}")
+            return Rejection(Mutation.REPLACE_OP, "no-op-fits", f"{node.op} at {site.path}")
         op = choose_op(rng, fits, policy)
-        new = Call(op, node.args)
-        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (op,),
-                f"layer {index}: {node.op} → {op} at {list(path)}")
+        return _NodeEdit(Call(op, node.args), (op,), f"{node.op} → {op} at {list(site.path)}")
 
-    def _insert_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        site = self._pick_site(parent, rng, Mutation.INSERT_NODE, calls_only=False)
-        if isinstance(site, Rejection):
-            return site
-        index, graph, shapes, target, path = site.index, site.graph, site.shapes, site.node, site.path
-        nodes = _pool(graph)
+    def _insert_node(self, site: _Site, rng: random.Random, policy: OpPolicy | None) -> _NodeEdit | Rejection:
+        target, shapes = site.node, site.shapes
+        nodes = _pool(site.graph)
         shape = shapes[target]
         arrangements: dict[str, list[tuple[Expr, ...]]] = {}
         for op in self.language.op_names:
@@ -218,43 +266,33 @@ class Mutator:
                 options = [(target,)] if _fits(self.language, op, (shape,), shape) else []
             else:
                 options = [args for other in nodes for args in ((target, other), (other, target))
-                           if _fits(self.language, op, (shapes.get(args[0], ("L", "d")),
-                                                        shapes.get(args[1], ("L", "d"))), shape)]
+                           if _fits(self.language, op, (shapes.get(args[0], INPUT_SHAPE),
+                                                        shapes.get(args[1], INPUT_SHAPE)), shape)]
             if options:
                 arrangements[op] = options
         if not arrangements:
             return Rejection(Mutation.INSERT_NODE, "no-op-fits", f"above {target}")
         op = choose_op(rng, list(arrangements), policy)
         new = Call(op, rng.choice(arrangements[op]))
-        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (op,),
-                f"layer {index}: insert {op} above {_short(target)} at {list(path)}")
+        return _NodeEdit(new, (op,), f"insert {op} above {_short(target)} at {list(site.path)}")
 
-    def _delete_node(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        site = self._pick_site(parent, rng, Mutation.DELETE_NODE)
-        if isinstance(site, Rejection):
-            return site
-        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
+    def _delete_node(self, site: _Site, rng: random.Random) -> _NodeEdit | Rejection:
+        node, shapes = site.call, site.shapes
         bypasses = [a for a in node.args if shapes[a] == shapes[node]]
         if not bypasses:
-            return Rejection(Mutation.DELETE_NODE, "no-bypass", f"{node.op} at {path}")
-        keep = rng.choice(bypasses)
-        return (_with_graph(parent, index, substitute(graph.output, path, keep)), index, (),
-                f"layer {index}: delete {node.op} at {list(path)}")
+            return Rejection(Mutation.DELETE_NODE, "no-bypass", f"{node.op} at {site.path}")
+        return _NodeEdit(rng.choice(bypasses), (), f"delete {node.op} at {list(site.path)}")
 
-    def _rewire_operand(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        site = self._pick_site(parent, rng, Mutation.REWIRE_OPERAND)
-        if isinstance(site, Rejection):
-            return site
-        index, graph, shapes, node, path = site.index, site.graph, site.shapes, site.call, site.path
+    def _rewire_operand(self, site: _Site, rng: random.Random) -> _NodeEdit | Rejection:
+        node, shapes = site.call, site.shapes
         slot = rng.randrange(len(node.args))
         old = node.args[slot]
-        options = [n for n in _pool(graph) if n != old and shapes.get(n, ("L", "d")) == shapes[old]]
+        options = [n for n in _pool(site.graph) if n != old and shapes.get(n, INPUT_SHAPE) == shapes[old]]
         if not options:
             return Rejection(Mutation.REWIRE_OPERAND, "no-rewire", f"{node.op} operand {slot + 1}")
         new_arg = rng.choice(options)
         new = Call(node.op, (*node.args[:slot], new_arg, *node.args[slot + 1:]))
-        return (_with_graph(parent, index, substitute(graph.output, path, new)), index, (),
-                f"layer {index}: {node.op} operand {slot + 1} {_short(old)} → {_short(new_arg)}")
+        return _NodeEdit(new, (), f"{node.op} operand {slot + 1} {_short(old)} → {_short(new_arg)}")
 
     # --- conv and whole-layer edits ---------------------------------------------------------------------
 
@@ -277,14 +315,14 @@ class Mutator:
             return Rejection(mutation, "not-applicable", f"only {attribute}={old} is allowed")
         new = rng.choice(options)
         conv = ConvLayer(**{"kind": layer.kind, "kernel": layer.kernel, "dilation": layer.dilation, attribute: new})
-        return _with_layer(parent, index, conv), index, (), f"layer {index}: conv {attribute} {old} → {new}"
+        return _Edit(self._with_layer(parent, index, conv), index, (), f"layer {index}: conv {attribute} {old} → {new}")
 
     def _flip_layer(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
         index = rng.randrange(parent.num_layers)
         if isinstance(parent.layers[index], AttentionLayer):
             conv = sample_conv(rng, self.language)
-            return (_with_layer(parent, index, conv), index, (),
-                    f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}")
+            return _Edit(self._with_layer(parent, index, conv), index, (),
+                         f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}")
         names = self.language.op_names
         weights = policy.weights(names) if policy is not None else None
         if weights:  # a whole graph needs several ops: the policy's weights, mixed half and half with uniform
@@ -296,30 +334,28 @@ class Mutator:
         except LanguageError:
             return Rejection(Mutation.FLIP_LAYER, "no-graph")
         ops = tuple(sorted({c.op for c in graph.calls}))
-        return _with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention"
+        return _Edit(self._with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention")
 
-    def _copy_layer(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
+    def _copy_layer(self, parent: Genotype, rng: random.Random) -> _Edit | Rejection:
         if parent.num_layers < 2:
             return Rejection(Mutation.COPY_LAYER, "not-applicable")
         source, target = rng.sample(range(parent.num_layers), 2)
-        return (_with_layer(parent, target, parent.layers[source]), target, (),
-                f"layer {source} copied onto layer {target}")
+        return _Edit(self._with_layer(parent, target, parent.layers[source]), target, (),
+                     f"layer {source} copied onto layer {target}")
 
+    # --- building the (not yet canonical) child ----------------------------------------------------------
 
-_Edit = tuple[Genotype, int, tuple[str, ...], str]
+    def _with_layer(self, parent: Genotype, index: int, layer: Layer) -> Genotype:
+        layers = list(parent.layers)
+        layers[index] = layer
+        return Genotype(parent.graphs, tuple(layers), language=self.language)
 
-_APPLY = {
-    Mutation.REPLACE_OP: Mutator._replace_op,
-    Mutation.INSERT_NODE: Mutator._insert_node,
-    Mutation.DELETE_NODE: Mutator._delete_node,
-    Mutation.REWIRE_OPERAND: Mutator._rewire_operand,
-    Mutation.CONV_TYPE: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_TYPE),
-    Mutation.CONV_KERNEL: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_KERNEL),
-    Mutation.CONV_DILATION: lambda self, parent, rng, policy: self._conv_edit(parent, rng, Mutation.CONV_DILATION),
-    Mutation.FLIP_LAYER: Mutator._flip_layer,
-    Mutation.COPY_LAYER: Mutator._copy_layer,
-}
-assert set(_APPLY) == set(Mutation)
+    def _with_graph(self, parent: Genotype, index: int, output: Expr) -> Genotype:
+        """`parent` with layer `index` reading its own graph `output` (other layers sharing the old graph keep
+        it)."""
+        graphs = (*(g for g in parent.graphs if g.name != MUTATED), AttentionGraph(MUTATED, output))
+        return Genotype(graphs, self._with_layer(parent, index, AttentionLayer(MUTATED)).layers,
+                        language=self.language)
 
 
 def _fits(language: Language, op: str, operand_shapes: tuple[tuple[str, str], ...], out: tuple[str, str]) -> bool:
@@ -356,20 +392,3 @@ def _path_to(output: Expr, target: Expr, rng: random.Random) -> OccurrencePath:
 
 def _short(node: Expr) -> str:
     return node.op if isinstance(node, Call) else str(node)
-
-
-def _with_layer(parent: Genotype, index: int, layer: Layer) -> Genotype:
-    layers = list(parent.layers)
-    layers[index] = layer
-    return Genotype(parent.graphs, tuple(layers))
-
-
-def _with_graph(parent: Genotype, index: int, output: Expr) -> Genotype:
-    """`parent` with layer `index` reading its own graph `output` (other layers sharing the old graph keep it)."""
-    graphs = (*(g for g in parent.graphs if g.name != MUTATED), AttentionGraph(MUTATED, output))
-    return Genotype(graphs, _with_layer(parent, index, AttentionLayer(MUTATED)).layers)
-
-
-def rejection_summary(rejections: Counter[str]) -> str:
-    """`code: count` pairs, most frequent first."""
-    return ", ".join(f"{code}: {count}" for code, count in rejections.most_common())

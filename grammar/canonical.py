@@ -15,18 +15,34 @@ dropped; a conv layer with kernel 1 gets dilation 1 (dilation has no effect on a
 The same machinery rewrites one occurrence: an `OccurrencePath` (operand indices from the output) names one
 place in the unfolded tree of the shared-node DAG, and `substitute` rebuilds only the nodes along it (other
 uses of a shared node keep the old one). Mutations in `autobert_zero.evolve` address nodes this way.
+
+The rules read the language's op table (which ops are commutative, which entry-wise), so identity is a
+function of the language: `genotype_id(g, language)`, which `Language.genotype_id` and `Genotype.id` call.
+This module does not import `language` (which imports it): a missing language is resolved through
+`ir.resolve_language`, the default that `grammar.language` registers.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
-from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
-from .language import Language, default_language
+from .ir import (
+    AttentionGraph,
+    AttentionLayer,
+    Call,
+    ConvLayer,
+    Expr,
+    Genotype,
+    GenotypeLanguage,
+    Input,
+    Layer,
+    resolve_language,
+)
 
 
 class _Rewriter:
-    def __init__(self, language: Language) -> None:
+    def __init__(self, language: GenotypeLanguage) -> None:
         self.ops = language.ops
         self.memo: dict[Expr, Expr] = {}
 
@@ -108,13 +124,15 @@ def _sort_key(node: Expr) -> str:
     return str(node)
 
 
-def canonical_graph(graph: AttentionGraph, language: Language | None = None) -> AttentionGraph:
-    """The graph's canonical body (name kept)."""
-    return AttentionGraph(graph.name, _Rewriter(language or default_language()).canon(graph.output))
+def canonical_graph(graph: AttentionGraph, language: GenotypeLanguage | None = None) -> AttentionGraph:
+    """The graph's canonical body (name kept) under `language` (default: the default language)."""
+    return AttentionGraph(graph.name, _Rewriter(resolve_language(language)).canon(graph.output))
 
 
-def canonicalize(genotype: Genotype, language: Language | None = None) -> Genotype:
-    language = language or default_language()
+def canonicalize(genotype: Genotype, language: GenotypeLanguage | None = None) -> Genotype:
+    """The canonical form of `genotype` under `language` (default: the genotype's own language); the result
+    carries that language."""
+    language = language or genotype.resolved_language
     bodies: dict[str, Expr] = {g.name: canonical_graph(g, language).output for g in genotype.graphs}
     new_names: dict[Expr, str] = {}
     graphs: list[AttentionGraph] = []
@@ -129,4 +147,10 @@ def canonicalize(genotype: Genotype, language: Language | None = None) -> Genoty
         else:
             assert isinstance(layer, ConvLayer)
             layers.append(replace(layer, dilation=1 if layer.kernel == 1 else layer.dilation, span=None))
-    return Genotype(tuple(graphs), tuple(layers), genotype.source_name)
+    return Genotype(tuple(graphs), tuple(layers), genotype.source_name, language)
+
+
+def genotype_id(genotype: Genotype, language: GenotypeLanguage | None = None) -> str:
+    """sha256 of the canonical text under `language` (default: the genotype's own language)."""
+    language = language or genotype.resolved_language
+    return hashlib.sha256(language.print_genotype(canonicalize(genotype, language)).encode("utf-8")).hexdigest()

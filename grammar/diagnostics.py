@@ -1,11 +1,13 @@
 """Reason-coded diagnostics: what is wrong with a genotype, where, and what was expected.
 
 Every rejection of a genotype, from a stray byte to a shape mismatch, is a `Diagnostic` with a stable
-`code` (listed in `CODES`), a 1-based line and column, and a message naming the bad value.
+`code` (listed in `CODES`), a 1-based line and column, and a message naming the bad value. Checks that both
+the parser and the validator make (on text, and on an IR built in code) word their message here, once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 CODES: dict[str, str] = {
@@ -49,3 +51,33 @@ class Diagnostic:
 
     def to_json(self) -> dict[str, object]:
         return {"line": self.line, "column": self.column, "code": self.code, "message": self.message}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Messages of the checks made in two places (parser and validator)
+
+
+def unknown_op_message(op: str, known: Iterable[str]) -> str:
+    return f"unknown op {op!r}; expected one of: {', '.join(known)}"
+
+
+def unknown_conv_type_message(kind: str, known: Iterable[str]) -> str:
+    return f"unknown conv type {kind!r}; expected one of: {', '.join(known)}"
+
+
+def arity_message(op: str, arity: int, given: int) -> str:
+    return f"{op} takes {arity} operand{'' if arity == 1 else 's'}, got {given}"
+
+
+def unknown_graph_message(name: str, defined: Iterable[str]) -> str:
+    known = ", ".join(sorted(defined)) or "none defined"
+    return f"layer uses attention graph {name!r}, which is not defined (defined: {known})"
+
+
+NO_LAYERS_MESSAGE = "the backbone has no layers; add `attention NAME` or `conv kernel=N` lines"
+
+
+def line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset` in `text` (`offset == len(text)` is the end of the text)."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1

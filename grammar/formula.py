@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from .ir import AttentionGraph, Call, Expr
 from .language import Language, default_language
-
-FUNCTION_FORM = 100
+from .ops import FUNCTION_FORM
 
 
 def formula(graph: AttentionGraph | Expr, language: Language | None = None) -> str:

@@ -8,19 +8,23 @@ an `Expr`. Source positions ride along but never take part in equality or hashin
 A backbone is an ordered tuple of layers, each an `AttentionLayer` (naming a graph of `Genotype.graphs`)
 or a `ConvLayer`. Layer index + branch ("attention"/"conv") + role (q/k/v/o, conv kernel, ...) is the key
 that weight sharing (BIWS) and the compiler's parameter names use.
+
+A `Genotype` carries the language it was built with (`language`, set by the parser, the sampler, the
+mutations and `canonicalize`; not part of equality). Its identity, canonical form and text are the
+language's business: `Genotype.id` asks `genotype.language.genotype_id(genotype)`, so under a language whose
+op is commutative, `f(Q, K)` and `f(K, Q)` get one id. This module is pure data and imports nothing of the
+package but `ops`: a genotype built without a language uses the default one, which `grammar.language`
+registers here (`set_default_language`) when it is imported.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
-INPUTS = ("Q", "K", "V")
-CONV_TYPES = ("light", "depthwise", "sepconv")
-CONV_KERNELS = (1, 3, 5, 7, 9, 15, 31, 65)
-CONV_DILATIONS = (1, 2, 4)
+from .ops import INPUTS, OpSpec
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,37 @@ class ConvLayer:
 Layer = AttentionLayer | ConvLayer
 
 
+class GenotypeLanguage(Protocol):
+    """What the IR asks of a language (`grammar.language.Language` is the implementation)."""
+
+    @property
+    def ops(self) -> Mapping[str, OpSpec]: ...
+
+    def genotype_id(self, genotype: Genotype) -> str: ...
+
+    def canonicalize(self, genotype: Genotype) -> Genotype: ...
+
+    def print_genotype(self, genotype: Genotype) -> str: ...
+
+
+_default_language: Callable[[], GenotypeLanguage] | None = None
+
+
+def set_default_language(provider: Callable[[], GenotypeLanguage]) -> None:
+    """Register the language of genotypes built without one (`grammar.language` calls this on import)."""
+    global _default_language
+    _default_language = provider
+
+
+def resolve_language(language: GenotypeLanguage | None) -> GenotypeLanguage:
+    """`language`, or the registered default language when it is None."""
+    if language is not None:
+        return language
+    if _default_language is None:
+        raise RuntimeError("no default language registered; import autobert_zero.grammar first")
+    return _default_language()
+
+
 @dataclass(frozen=True)
 class Genotype:
     """A whole backbone: named attention graphs and the ordered layers that use them.
@@ -168,6 +203,8 @@ class Genotype:
     graphs: tuple[AttentionGraph, ...]
     layers: tuple[Layer, ...]
     source_name: str = field(default="<genotype>", compare=False, repr=False)
+    language: GenotypeLanguage | None = field(default=None, compare=False, repr=False, hash=False)
+    """The language the genotype was built with; None means the default language."""
 
     def graph(self, name: str) -> AttentionGraph:
         for g in self.graphs:
@@ -184,19 +221,22 @@ class Genotype:
     def num_layers(self) -> int:
         return len(self.layers)
 
-    def to_text(self) -> str:
-        """The genotype as text in the language; `parse_genotype(g.to_text()) == g`."""
-        from .printer import print_genotype
+    @property
+    def resolved_language(self) -> GenotypeLanguage:
+        """`language`, or the default language when the genotype was built without one."""
+        return resolve_language(self.language)
 
-        return print_genotype(self)
+    def to_text(self) -> str:
+        """The genotype as text in its language; `parse_genotype(g.to_text(), language=g.language) == g`."""
+        return self.resolved_language.print_genotype(self)
 
     def canonical(self) -> Genotype:
-        """The canonical form: simplified, commutative operands ordered, graphs renamed by first use."""
-        from .canonical import canonicalize
-
-        return canonicalize(self)
+        """The canonical form under its language: simplified, commutative operands ordered, graphs renamed
+        by first use."""
+        return self.resolved_language.canonicalize(self)
 
     @cached_property
     def id(self) -> str:
-        """sha256 of the canonical text: equal meaning ⇒ equal id wherever the rewrite rules see it."""
-        return hashlib.sha256(self.canonical().to_text().encode("utf-8")).hexdigest()
+        """sha256 of the canonical text under its language: equal meaning ⇒ equal id wherever the rewrite
+        rules see it."""
+        return self.resolved_language.genotype_id(self)

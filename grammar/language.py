@@ -16,8 +16,8 @@ from lark import Lark
 
 from autobert_zero.errors import LanguageError
 
-from .ir import CONV_DILATIONS, CONV_KERNELS
-from .ops import DEFAULT_OPS, OpSpec
+from . import canonical, ir, printer
+from .ops import CONV_DILATIONS, CONV_KERNELS, DEFAULT_OPS, OpSpec
 
 GRAMMAR_PATH = Path(__file__).with_name("genotype.lark")
 DEFAULT_MAX_NODES = 16
@@ -25,7 +25,11 @@ T = TypeVar("T", str, int)
 
 
 class Language:
-    """A grammar, its op table and the numeric limits of the search space."""
+    """A grammar, its op table and the numeric limits of the search space.
+
+    A language is immutable once built (`with_limits` returns a narrowed copy) and is shared, never copied:
+    every genotype it builds carries it (`Genotype.language`) and gets its identity from it.
+    """
 
     def __init__(
         self,
@@ -36,23 +40,29 @@ class Language:
         conv_kernels: tuple[int, ...] = CONV_KERNELS,
         conv_dilations: tuple[int, ...] = CONV_DILATIONS,
     ) -> None:
-        text = GRAMMAR_PATH.read_text(encoding="utf-8") if grammar is None else grammar
-        self.grammar_text = text
-        self.lark = Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
-        self.op_names: tuple[str, ...] = self._alternatives("op")
+        self.grammar_text = GRAMMAR_PATH.read_text(encoding="utf-8") if grammar is None else grammar
+        """The grammar source, as given (the record of which search space a result belongs to)."""
+        self.lark = Lark(self.grammar_text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+        names = self._alternatives("op")
         self.conv_types: tuple[str, ...] = self._alternatives("conv_type")
-        missing = [name for name in self.op_names if name not in ops]
+        missing = [name for name in names if name not in ops]
         if missing:
             raise LanguageError(
                 f"the grammar's rule `op` lists {', '.join(missing)} but the op table has no entry for "
                 f"{'it' if len(missing) == 1 else 'them'}; add an OpSpec (see grammar/ops.py)"
             )
-        self.ops: dict[str, OpSpec] = {name: ops[name] for name in self.op_names}
+        self.ops: dict[str, OpSpec] = {name: ops[name] for name in names}
+        """The op table, in the grammar's order (narrowed by `with_limits`)."""
         if max_nodes < 1:
             raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
         self.max_nodes = max_nodes
         self.conv_kernels = tuple(conv_kernels)
         self.conv_dilations = tuple(conv_dilations)
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """The language's ops, in the grammar's order."""
+        return tuple(self.ops)
 
     def _alternatives(self, rule: str) -> tuple[str, ...]:
         """The keyword strings of a rule whose alternatives are single string terminals (e.g. `op`)."""
@@ -88,8 +98,7 @@ class Language:
                 raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
             clone.max_nodes = max_nodes
         if ops is not None:
-            clone.op_names = _subset("op", ops, self.op_names)
-            clone.ops = {name: self.ops[name] for name in clone.op_names}
+            clone.ops = {name: self.ops[name] for name in _subset("op", ops, self.op_names)}
         if conv_types is not None:
             clone.conv_types = _subset("conv type", conv_types, self.conv_types)
         if conv_kernels is not None:
@@ -97,6 +106,26 @@ class Language:
         if conv_dilations is not None:
             clone.conv_dilations = _subset("conv dilation", conv_dilations, self.conv_dilations)
         return clone
+
+    # --- identity: what `Genotype.id`, `.canonical()` and `.to_text()` ask of the language ----------------
+
+    def canonicalize(self, genotype: ir.Genotype) -> ir.Genotype:
+        """`genotype`'s canonical form under this language's rewrite rules (see `grammar.canonical`)."""
+        return canonical.canonicalize(genotype, self)
+
+    def genotype_id(self, genotype: ir.Genotype) -> str:
+        """sha256 of `genotype`'s canonical text under this language: equal meaning ⇒ equal id."""
+        return canonical.genotype_id(genotype, self)
+
+    def print_genotype(self, genotype: ir.Genotype) -> str:
+        """`genotype` as text of this language."""
+        return printer.print_genotype(genotype)
+
+    def __copy__(self) -> Language:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Language:
+        return self  # immutable and shared: a copied genotype (or model holding one) keeps its language
 
 
 def _subset(what: str, chosen: Sequence[T], available: tuple[T, ...]) -> tuple[T, ...]:
@@ -114,3 +143,6 @@ def _subset(what: str, chosen: Sequence[T], available: tuple[T, ...]) -> tuple[T
 def default_language() -> Language:
     """The shipped language (built once per process)."""
     return Language()
+
+
+ir.set_default_language(default_language)  # the language of a `Genotype` built without one

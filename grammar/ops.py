@@ -7,7 +7,9 @@ the search and `abz check` use it without the training stack. How an op runs is 
 passed to `Language(ops=...)`) and one implementation entry, see README "Adding a primitive op".
 
 Shapes are symbolic and per head: a pair of axis symbols, each `L` (token positions) or `d` (head dim).
-The implementations work on tensors of shape (B, H, a, b) and never touch the batch/head axes.
+The implementations work on tensors of shape (B, H, a, b) and never touch the batch/head axes. The inputs
+`Q`, `K`, `V` and an attention graph's output are L×d (`INPUT_SHAPE`, `OUTPUT_SHAPE`); the conv values a
+language allows by default are `CONV_*`. These constants live here, below everything else in the package.
 
 Padding rule: `reduced_axes(shapes)` lists the (argument, axis) pairs an op reduces over. When such an
 axis is a position axis (`L`), the compiler masks padded positions on it first — with `mask_fill`
@@ -20,6 +22,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 Shape = tuple[str, str]
+
+POSITION_AXIS = "L"
+"""The axis symbol of token positions (padded positions are masked on it)."""
+HEAD_AXIS = "d"
+"""The axis symbol of the per-head feature dimension."""
+INPUT_SHAPE: Shape = (POSITION_AXIS, HEAD_AXIS)
+"""Shape of each input `Q`, `K`, `V`."""
+OUTPUT_SHAPE: Shape = (POSITION_AXIS, HEAD_AXIS)
+"""Shape an attention graph's output must have (one row per position)."""
+INPUTS = ("Q", "K", "V")
+"""The per-head projections an attention graph reads."""
+CONV_TYPES = ("light", "depthwise", "sepconv")
+CONV_KERNELS = (1, 3, 5, 7, 9, 15, 31, 65)
+CONV_DILATIONS = (1, 2, 4)
+
+FUNCTION_FORM = 100
+"""`OpSpec.precedence` of an op written in function-call form, e.g. `softmax(x)` (never needs parentheses)."""
 
 
 class ShapeRuleError(ValueError):
@@ -38,8 +57,8 @@ class OpSpec:
     """Output shape from operand shapes; raises `ShapeRuleError` when they do not fit."""
     formula: str
     """Template for the readable formula, operands as {0} and {1}, e.g. "{0}·{1}"."""
-    precedence: int = 100
-    """Binding strength of the formula: 100 = function-call form (never needs parentheses)."""
+    precedence: int = FUNCTION_FORM
+    """Binding strength of the formula: `FUNCTION_FORM` = function-call form (never needs parentheses)."""
     commutative: bool = False
     """f(x, y) == f(y, x): the canonical form sorts the operands."""
     elementwise: bool = False
@@ -52,7 +71,6 @@ class OpSpec:
     """Value written at padded positions of a reduced position axis (0 for sums, -inf for softmax)."""
     flops: Callable[[tuple[tuple[int, int], ...], tuple[int, int]], int] = lambda ins, out: out[0] * out[1]
     """Floating-point operations per head from concrete operand and output sizes."""
-    description: str = ""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -134,27 +152,25 @@ def softmax_flops(ins: tuple[tuple[int, int], ...], out: tuple[int, int]) -> int
 DEFAULT_OPS: Mapping[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("neg", 1, same_shape, "−{0}", precedence=80, elementwise=True, flops=elementwise_flops,
-               description="negation, −x"),
-        OpSpec("transpose", 1, transposed, "{0}ᵀ", precedence=90, flops=no_flops,
-               description="swap the last two axes"),
+        OpSpec("neg", 1, same_shape, "−{0}", precedence=80, elementwise=True, flops=elementwise_flops),
+        OpSpec("transpose", 1, transposed, "{0}ᵀ", precedence=90, flops=no_flops),
+        # scale divides by √d (d = head dimension); softmax normalises over the last axis
         OpSpec("scale", 1, same_shape, "{0}/√d", precedence=60, elementwise=True, needs_head_dim=True,
-               flops=elementwise_flops, description="divide by √d (d = head dimension)"),
+               flops=elementwise_flops),
         OpSpec("softmax", 1, same_shape, "softmax({0})", reduced_axes=last_axis,
-               mask_fill=float("-inf"), flops=softmax_flops, description="softmax over the last axis"),
-        OpSpec("logsigmoid", 1, same_shape, "logsigmoid({0})", elementwise=True,
-               flops=softmax_flops, description="log σ(x)"),
-        OpSpec("softsign", 1, same_shape, "softsign({0})", elementwise=True,
-               flops=elementwise_flops, description="x/(1+|x|)"),
-        OpSpec("sqrt", 1, same_shape, "sqrt({0})", elementwise=True, flops=elementwise_flops,
-               description="sign-safe square root, sign(x)·√(|x|+1e-6)"),
+               mask_fill=float("-inf"), flops=softmax_flops),
+        OpSpec("logsigmoid", 1, same_shape, "logsigmoid({0})", elementwise=True, flops=softmax_flops),
+        # softsign(x) = x/(1+|x|); sqrt is sign-safe: sign(x)·√(|x|+1e-6)
+        OpSpec("softsign", 1, same_shape, "softsign({0})", elementwise=True, flops=elementwise_flops),
+        OpSpec("sqrt", 1, same_shape, "sqrt({0})", elementwise=True, flops=elementwise_flops),
         OpSpec("add", 2, same_shape, "{0} + {1}", precedence=40, commutative=True, elementwise=True,
-               flops=elementwise_flops, description="x + y"),
+               flops=elementwise_flops),
+        # matmul: (a×b)·(b×c)→(a×c); cosine and euclid compare rows pairwise (euclid: √(‖x−y‖²+ε))
         OpSpec("matmul", 2, matmul_shape, "{0}·{1}", precedence=60, reduced_axes=contracted_axis,
-               flops=matmul_flops, description="matrix product (a×b)·(b×c)→(a×c)"),
+               flops=matmul_flops),
         OpSpec("cosine", 2, pairwise_shape, "cos({0}, {1})", reduced_axes=both_feature_axes,
-               flops=pairwise_flops, description="pairwise cosine similarity of rows"),
+               flops=pairwise_flops),
         OpSpec("euclid", 2, pairwise_shape, "dist({0}, {1})", reduced_axes=both_feature_axes,
-               flops=pairwise_flops, description="pairwise Euclidean distance of rows, √(‖x−y‖²+ε)"),
+               flops=pairwise_flops),
     )
 }

@@ -26,7 +26,15 @@ from lark.tree import Meta
 
 from autobert_zero.errors import GenotypeError
 
-from .diagnostics import Diagnostic
+from .diagnostics import (
+    NO_LAYERS_MESSAGE,
+    Diagnostic,
+    arity_message,
+    line_column,
+    unknown_conv_type_message,
+    unknown_graph_message,
+    unknown_op_message,
+)
 from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer, Span
 from .language import Language, default_language
 from .validate import validate
@@ -164,11 +172,9 @@ def _syntax_diagnostic(error: UnexpectedInput, text: str, language: Language) ->
     previous = _previous_word(text, token.start_pos) if token.start_pos is not None else None
     if token.type == "LPAR" and previous is not None:
         word, wline, wcol = previous
-        return Diagnostic("unknown-op", f"unknown op {word!r}; expected one of: {', '.join(language.op_names)}",
-                          wline, wcol)
+        return Diagnostic("unknown-op", unknown_op_message(word, language.op_names), wline, wcol)
     if token.type == "NAME" and previous is not None and previous[0] == "conv":
-        return Diagnostic("unknown-conv-type",
-                          f"unknown conv type {str(token)!r}; expected one of: {', '.join(language.conv_types)}",
+        return Diagnostic("unknown-conv-type", unknown_conv_type_message(str(token), language.conv_types),
                           line, column)
     if token.type == "$END":
         expected = ", ".join(sorted(_readable(t) for t in error.expected))
@@ -211,14 +217,11 @@ def _previous_word(text: str, pos: int) -> tuple[str, int, int] | None:
         start -= 1
     if start == end:
         return None
-    line = text.count("\n", 0, start) + 1
-    column = start - (text.rfind("\n", 0, start) + 1) + 1
-    return text[start:end], line, column
+    return (text[start:end], *line_column(text, start))
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    line = text.count("\n") + 1
-    return line, len(text) - (text.rfind("\n") + 1) + 1
+    return line_column(text, len(text))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,8 +312,7 @@ class _Resolution:
     def _call(self, expr: RawExpr, operands: list[_Value]) -> _Value:
         spec = self.resolver.language.ops[expr.name]
         if len(operands) != spec.arity:
-            self.resolver.error("arity", f"{expr.name} takes {spec.arity} operand{'s' if spec.arity > 1 else ''}, "
-                                f"got {len(operands)}", expr.span)
+            self.resolver.error("arity", arity_message(expr.name, spec.arity, len(operands)), expr.span)
             return _Value(None)
         if any(v.node is None for v in operands):
             return _Value(None)
@@ -365,9 +367,7 @@ class _Resolver:
             if isinstance(item, tuple):
                 name, span = item
                 if name not in graph_names:
-                    known = ", ".join(sorted(graph_names)) or "none defined"
-                    self.error("unknown-graph", f"layer uses attention graph {name!r}, which is not defined "
-                               f"(defined: {known})", span)
+                    self.error("unknown-graph", unknown_graph_message(name, graph_names), span)
                 layers.append(AttentionLayer(name, span))
                 continue
             options: dict[str, int] = {}
@@ -384,8 +384,7 @@ class _Resolver:
                            item.span)
             layers.append(ConvLayer(item.kind, options.get("kernel", 0), options.get("dilation", 1), item.span))
         if not layers:
-            self.error("no-layers", "the backbone has no layers; add `attention NAME` or `conv kernel=N` lines",
-                       raw.span)
+            self.error("no-layers", NO_LAYERS_MESSAGE, raw.span)
         return layers
 
 
@@ -405,10 +404,8 @@ def parse_with_diagnostics(
     """Parse and validate; return the genotype (None if it could not be built) and all diagnostics."""
     language = language or default_language()
     if "\x00" in text:
-        pos = text.index("\x00")
-        line = text.count("\n", 0, pos) + 1
         return None, [Diagnostic("encoding", "NUL byte in the text: this looks like a binary file, not a genotype",
-                                 line, pos - (text.rfind("\n", 0, pos) + 1) + 1)]
+                                 *line_column(text, text.index("\x00")))]
     too_deep = _nesting_error(text)
     if too_deep:
         return None, [too_deep]
@@ -440,7 +437,7 @@ def parse_with_diagnostics(
     layers = resolver.layers(backbones[0], set(seen))
     if resolver.errors:
         return None, resolver.errors
-    genotype = Genotype(tuple(graphs), tuple(layers), source_name)
+    genotype = Genotype(tuple(graphs), tuple(layers), source_name, language)
     return genotype, validate(genotype, language)
 
 
@@ -457,9 +454,8 @@ def _nesting_error(text: str) -> Diagnostic | None:
     for pos, char in enumerate(text):
         depth += 1 if char == "(" else -1 if char == ")" else 0
         if depth > MAX_NESTING:
-            line = text.count("\n", 0, pos) + 1
             return Diagnostic("too-large", f"expressions nest deeper than {MAX_NESTING} levels",
-                              line, pos - (text.rfind("\n", 0, pos) + 1) + 1)
+                              *line_column(text, pos))
     return None
 
 
@@ -472,9 +468,8 @@ def read_genotype_text(path: str | Path) -> tuple[str | None, list[Diagnostic]]:
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        return None, [Diagnostic("encoding", f"byte 0x{data[error.start]:02x} is not UTF-8 text", line, column)]
+        where = line_column(data[:error.start].decode("latin-1"), error.start)  # latin-1: one char per byte
+        return None, [Diagnostic("encoding", f"byte 0x{data[error.start]:02x} is not UTF-8 text", *where)]
 
 
 def load_genotype(path: str | Path, *, language: Language | None = None) -> Genotype:

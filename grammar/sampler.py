@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 from autobert_zero.errors import LanguageError
 
-from .ir import INPUTS, AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
+from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer
 from .language import Language, default_language
-from .ops import Shape, ShapeRuleError
-from .validate import OUTPUT_SHAPE, validate, validate_graph
+from .ops import INPUT_SHAPE, INPUTS, OUTPUT_SHAPE, Shape, ShapeRuleError
+from .validate import validate, validate_graph
 
 MAX_TRIES = 200
 
@@ -41,7 +41,7 @@ def sample_graph(
     if op_weights is not None and not sum(op_weights) > 0:
         raise LanguageError(f"op weights {dict(weights or {})} give no op of {', '.join(names)} a positive weight")
     for _ in range(MAX_TRIES):
-        pool: list[tuple[Expr, Shape]] = [(Input(n), ("L", "d")) for n in INPUTS]
+        pool: list[tuple[Expr, Shape]] = [(Input(n), INPUT_SHAPE) for n in INPUTS]
         steps = rng.randint(1, limit)
         for _ in range(steps):
             op = rng.choices(names, op_weights)[0] if op_weights else rng.choice(names)
@@ -94,6 +94,6 @@ def sample_genotype(
                                  weights=weights)
             graphs.append(graph)
             layers.append(AttentionLayer(graph.name))
-    genotype = Genotype(tuple(graphs), tuple(layers))
+    genotype = Genotype(tuple(graphs), tuple(layers), language=language)
     assert not validate(genotype, language)
     return genotype

@@ -7,13 +7,17 @@ Runs on the IR after names are resolved (the parser's job). Shapes are symbolic 
 
 from __future__ import annotations
 
-from .diagnostics import Diagnostic
+from .diagnostics import (
+    NO_LAYERS_MESSAGE,
+    Diagnostic,
+    arity_message,
+    unknown_conv_type_message,
+    unknown_graph_message,
+    unknown_op_message,
+)
 from .ir import AttentionGraph, Call, ConvLayer, Expr, Genotype, Input, Span
 from .language import Language, default_language
-from .ops import Shape, ShapeRuleError, fmt_shapes
-
-INPUT_SHAPE: Shape = ("L", "d")
-OUTPUT_SHAPE: Shape = ("L", "d")
+from .ops import INPUT_SHAPE, OUTPUT_SHAPE, Shape, ShapeRuleError, fmt_shapes
 
 
 def _at(span: Span | None) -> tuple[int, int]:
@@ -52,11 +56,10 @@ def validate_graph(graph: AttentionGraph, language: Language | None = None) -> l
     errors: list[Diagnostic] = []
     for node in graph.calls:
         if node.op not in language.ops:
-            errors.append(Diagnostic("unknown-op", f"unknown op {node.op!r}; expected one of: "
-                                     f"{', '.join(language.op_names)}", *_at(node.span)))
+            errors.append(Diagnostic("unknown-op", unknown_op_message(node.op, language.op_names), *_at(node.span)))
         elif len(node.args) != language.ops[node.op].arity:
-            errors.append(Diagnostic("arity", f"{node.op} takes {language.ops[node.op].arity} operand(s), "
-                                     f"got {len(node.args)}", *_at(node.span)))
+            errors.append(Diagnostic("arity", arity_message(node.op, language.ops[node.op].arity, len(node.args)),
+                                     *_at(node.span)))
     if errors:
         return errors
     shapes, errors = _infer(graph.output, language)
@@ -80,12 +83,12 @@ def validate(genotype: Genotype, language: Language | None = None) -> list[Diagn
     for graph in genotype.graphs:
         errors.extend(validate_graph(graph, language))
     if not genotype.layers:
-        errors.append(Diagnostic("no-layers", "the backbone has no layers"))
+        errors.append(Diagnostic("no-layers", NO_LAYERS_MESSAGE))
     for layer in genotype.layers:
         if isinstance(layer, ConvLayer):
             if layer.kind not in language.conv_types:
-                errors.append(Diagnostic("unknown-conv-type", f"unknown conv type {layer.kind!r}; expected one "
-                                         f"of: {', '.join(language.conv_types)}", *_at(layer.span)))
+                message = unknown_conv_type_message(layer.kind, language.conv_types)
+                errors.append(Diagnostic("unknown-conv-type", message, *_at(layer.span)))
             if layer.kernel not in language.conv_kernels:
                 errors.append(Diagnostic("conv-kernel", f"kernel={layer.kernel} is not allowed; expected one of "
                                          f"{', '.join(map(str, language.conv_kernels))}", *_at(layer.span)))
@@ -93,6 +96,5 @@ def validate(genotype: Genotype, language: Language | None = None) -> list[Diagn
                 errors.append(Diagnostic("conv-dilation", f"dilation={layer.dilation} is not allowed; expected one "
                                          f"of {', '.join(map(str, language.conv_dilations))}", *_at(layer.span)))
         elif layer.graph not in names:
-            errors.append(Diagnostic("unknown-graph", f"layer uses undefined attention graph {layer.graph!r}",
-                                     *_at(layer.span)))
+            errors.append(Diagnostic("unknown-graph", unknown_graph_message(layer.graph, names), *_at(layer.span)))
     return sorted(errors, key=lambda e: (e.line, e.column))

@@ -1,4 +1,4 @@
-"""Shared test fixtures: repository paths and the location of the real data in ../shared/data."""
+"""Shared test fixtures: the location of the real data in ../shared/data (paths: `tests.support.paths`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.config.paths import data_dir
-
-REPO = Path(__file__).resolve().parents[1]
-GENOTYPES = REPO / "genotypes"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ import torch
 
 from autobert_zero.errors import TrainingError
 from autobert_zero.io import atomic_write_text
-
 from autobert_zero.train.engine import barrier
 
 LATEST = "latest"

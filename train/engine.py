@@ -28,9 +28,8 @@ import torch
 import torch.distributed as dist
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from autobert_zero.errors import TrainingError
-
 from autobert_zero.config.load import BatchPlan
+from autobert_zero.errors import TrainingError
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 T = TypeVar("T")

@@ -47,11 +47,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from autobert_zero.errors import AbzError, ConfigError
-from autobert_zero.grammar import AttentionLayer, Genotype
-
 from autobert_zero.config.load import BatchPlan, batch_plan
 from autobert_zero.config.schema import TrainConfig
+from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.grammar import AttentionLayer, Genotype
 from autobert_zero.train.data.order import StreamOrder, derived_seed
 from autobert_zero.train.engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
 from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
@@ -320,8 +319,8 @@ class Evaluator:
 
     def _glue(self, model: Any) -> float:
         """The dev score of a short fine-tune (`finetune:` section) of the trained candidate."""
-        from autobert_zero.train.finetune import finetune
         from autobert_zero.config.paths import data_dir
+        from autobert_zero.train.finetune import finetune
 
         ev = self.cfg.evaluate
         glue = Path(ev.glue_data_dir) if ev.glue_data_dir else data_dir() / "glue"

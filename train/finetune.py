@@ -19,18 +19,16 @@ import numpy as np
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
+from autobert_zero.config.load import BatchPlan, batch_plan
 from autobert_zero.errors import DataError
 from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
-
-from autobert_zero.config.load import BatchPlan, batch_plan
+from autobert_zero.train.data.glue import GlueTask, get_task, load_glue_split
+from autobert_zero.train.data.metrics import glue_metrics, primary_score
 from autobert_zero.train.data.order import StreamOrder, derived_seed
 from autobert_zero.train.engine import build_engine, init_distributed, unwrap
-from autobert_zero.train.data.glue import GlueTask, get_task, load_glue_split
-from autobert_zero.train.models import check_init_folder
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate
-from autobert_zero.train.data.metrics import glue_metrics, primary_score
-from autobert_zero.train.models import build_classifier
+from autobert_zero.train.models import build_classifier, check_init_folder
 from autobert_zero.train.pretrain import resolve_config
 from autobert_zero.train.run_log import RunLog
 

@@ -29,8 +29,8 @@ from autobert_zero.evolve import SyntheticFitness
 from autobert_zero.grammar import Genotype
 
 if TYPE_CHECKING:
-    from autobert_zero.evolve.fitness import Fitness
     from autobert_zero.config.schema import TrainConfig
+    from autobert_zero.evolve.fitness import Fitness
 
 FITNESSES = ("evaluate", "synthetic")
 
@@ -44,8 +44,8 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
             return RankSplitFitness(fitness, round_chunk(cfg))
         return fitness
     if kind == "evaluate":
-        from autobert_zero.train.supernet import POPULATION_STRATEGIES
         from autobert_zero.train.evaluate import Evaluator
+        from autobert_zero.train.supernet import POPULATION_STRATEGIES
 
         if cfg.search.adapt_strategy not in POPULATION_STRATEGIES:  # adapt draws as a population supernet does
             raise ConfigError(f"{cfg.source}: search.adapt_strategy = {cfg.search.adapt_strategy!r}; expected one of "

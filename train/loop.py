@@ -25,7 +25,6 @@ import torch
 from tqdm.auto import tqdm
 
 from autobert_zero.errors import TrainingError
-
 from autobert_zero.train import checkpoint
 from autobert_zero.train.engine import mean_over_ranks
 from autobert_zero.train.run_log import RunLog

@@ -1,6 +1,6 @@
 """The one place where training gets its models: a genotype + sizes → a masked-LM model, and a
-pre-trained folder → a sequence classifier (the compiler's AutoBertZero classes behind the HF Auto API); and the checks of a folder
-`abz finetune --init` accepts (`check_init_folder`, below)."""
+pre-trained folder → a sequence classifier (the compiler's AutoBertZero classes behind the HF Auto API);
+and the checks of a folder `abz finetune --init` accepts (`check_init_folder`, below)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from transformers.utils import logging as hf_logging
 
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroForMaskedLM, register_auto_classes
+from autobert_zero.config.paths import resolve_shipped
+from autobert_zero.config.schema import ModelSizes
 from autobert_zero.errors import ConfigError, DataError
 from autobert_zero.grammar import Genotype, load_genotype
-
-from autobert_zero.config.schema import ModelSizes
-from autobert_zero.config.paths import resolve_shipped
 
 
 def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:

@@ -28,22 +28,21 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from autobert_zero.config.load import BatchPlan, batch_plan, load_config
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_directory, atomic_write_text
 from autobert_zero.run_dir import check_out_dir, open_run_dir
-
 from autobert_zero.train import checkpoint
-from autobert_zero.config.load import BatchPlan, batch_plan, load_config
-from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.data.corpus import Corpus, load_corpus
+from autobert_zero.train.data.mlm_blocks import MlmData
 from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.data.tokenizer import build_tokenizer
 from autobert_zero.train.engine import build_engine, init_distributed, unwrap
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate, to_device
-from autobert_zero.train.data.mlm_blocks import MlmData
 from autobert_zero.train.models import build_mlm_model, load_genotype_file
 from autobert_zero.train.run_log import RunLog
-from autobert_zero.train.data.tokenizer import build_tokenizer
 
 
 def resolve_config(config: TrainConfig | str | os.PathLike[str]) -> TrainConfig:

@@ -38,17 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autobert_zero.config.load import config_from_dict
+from autobert_zero.config.paths import resolve_shipped
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import ConvLayer, Genotype
 from autobert_zero.run_dir import check_out_dir
-
-from autobert_zero.config.load import config_from_dict
-from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.data.order import derived_seed
 from autobert_zero.train.engine import init_distributed
 from autobert_zero.train.models import load_genotype_file, mlm_config
-from autobert_zero.config.paths import resolve_shipped
-from autobert_zero.train.pretrain import MlmHooks, prepare_or_check, resolve_config, resolve_genotype, run_mlm, stop_step
+from autobert_zero.train.pretrain import (
+    MlmHooks,
+    prepare_or_check,
+    resolve_config,
+    resolve_genotype,
+    run_mlm,
+    stop_step,
+)
 
 STRATEGIES = ("uniform", "population", "fair")
 POPULATION_STRATEGIES = ("population", "fair")

@@ -96,8 +96,8 @@ def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple
     """The config with `--seed`/`--supernet` applied and every file path made absolute (the run folder's
     config.yaml)."""
     from autobert_zero.config.load import check_field, load_config
-    from autobert_zero.config.schema import TrainConfig
     from autobert_zero.config.paths import resolve_shipped
+    from autobert_zero.config.schema import TrainConfig
 
     cfg = load_config(path)
     if seed is not None:

@@ -59,11 +59,10 @@ def _evaluate_genotypes(args: argparse.Namespace) -> tuple[list[CandidateResult]
     """The results, and a line saying how they were scored."""
     import dataclasses
 
-    from autobert_zero.errors import ConfigError
-
-    from autobert_zero.train.supernet import read_population, saved_config
     from autobert_zero.config.load import load_config
+    from autobert_zero.errors import ConfigError
     from autobert_zero.train.evaluate import Evaluator
+    from autobert_zero.train.supernet import read_population, saved_config
 
     cfg = load_config(args.config) if args.config is not None else saved_config(args.supernet)
     genotypes = read_population(args.genotypes, "abz evaluate")

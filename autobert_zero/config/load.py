@@ -21,9 +21,8 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from autobert_zero.errors import ConfigError
-
 from autobert_zero.config.schema import TrainConfig
+from autobert_zero.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from autobert_zero.config.paths import resolve_shipped
 from autobert_zero.errors import ConfigError, LanguageError
 from autobert_zero.evolve.mutations import Mutation, Mutator
 from autobert_zero.grammar import (
@@ -29,9 +30,7 @@ from autobert_zero.grammar import (
     sample_genotype,
     validate,
 )
-
 from autobert_zero.train.evaluate import genotype_fingerprint
-from autobert_zero.config.paths import resolve_shipped
 
 MIN_CANDIDATES = 4
 """Fewest candidates an audit accepts: the two shipped genotypes, one neighbour and one random one."""

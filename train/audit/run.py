@@ -35,14 +35,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_write_text
-
 from autobert_zero.train.audit.candidates import Candidate, candidate_set, neighbour_count
 from autobert_zero.train.audit.plot import table, write_plot
 from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
-from autobert_zero.config.schema import TrainConfig
 from autobert_zero.train.pretrain import resolve_config
 
 OUTPUTS = ("audit.json", "audit.png")

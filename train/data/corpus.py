@@ -25,7 +25,6 @@ import datasets
 from datasets.exceptions import DatasetGenerationError
 
 from autobert_zero.errors import DataError
-
 from autobert_zero.train.data.default_corpus import default_corpus_texts
 
 TEXT_SUFFIXES = {"", ".txt", ".raw", ".text", ".md", ".tokens"}

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from autobert_zero.errors import DataError
-
 from autobert_zero.config.load import BatchPlan
+from autobert_zero.errors import DataError
 from autobert_zero.train.data.corpus import Corpus
 from autobert_zero.train.data.order import StreamOrder, derived_seed
 

@@ -18,10 +18,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
-from autobert_zero.errors import DataError
-
-from autobert_zero.train.data.corpus import Corpus
 from autobert_zero.config.paths import tokenizer_cache_dir
+from autobert_zero.errors import DataError
+from autobert_zero.train.data.corpus import Corpus
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _TRAINER_VERSION = "wordpiece-v1"

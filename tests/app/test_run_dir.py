@@ -1,0 +1,156 @@
+"""Output folders: nothing lost, one run at a time, outputs follow the umask (findings 2, 3, 11, 12)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autobert_zero.cli import main
+from autobert_zero.errors import ConfigError, TrainingError
+from autobert_zero.io import atomic_directory, atomic_write_text
+from autobert_zero.run_dir import HOLDER_FILE, open_run_dir
+from tests.support.paths import GENOTYPES, REPO
+from tests.support.training import subprocess_env
+
+TINY = ["--hidden", "32", "--heads", "2", "--intermediate", "64", "--vocab-size", "64"]
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_folder(folder: Path) -> Path:
+    """A folder that looks like a finished run plus a file of the user's."""
+    (folder / "checkpoints" / "step-00000004").mkdir(parents=True)
+    (folder / "checkpoints" / "step-00000004" / "mp_rank_00_model_states.pt").write_bytes(b"weights")
+    (folder / "final").mkdir()
+    (folder / "final" / "model.safetensors").write_bytes(b"final")
+    (folder / "metrics.jsonl").write_text('{"step": 4, "loss": 1.0}\n')
+    (folder / "config.json").write_text("{}")
+    (folder / "my-notes.txt").write_text("mine")
+    return folder
+
+
+def test_compile_refuses_an_existing_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_folder(tmp_path / "run")
+    before = files(out)
+    assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(out), *TINY]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is not empty (it holds checkpoints, config.json, final, metrics.jsonl, my-notes.txt)" in err
+    assert "--force" in err and "--resume" not in err  # compile has no --resume
+    assert files(out) == before
+
+
+def test_compile_force_replaces_only_its_own_files(tmp_path: Path) -> None:
+    out = run_folder(tmp_path / "run")
+    before = files(out)
+    assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(out), "--force", *TINY]) == 0
+    after = files(out)
+    assert after["config.json"] != before["config.json"] and "model.safetensors" in after
+    kept = {name: data for name, data in before.items() if name != "config.json"}
+    assert {name: after[name] for name in kept} == kept
+    assert not [p for p in out.iterdir() if p.name.startswith(".abz-save")]
+
+
+def test_compile_out_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", ".", *TINY]) == 0  # an empty folder is fine
+    assert (tmp_path / "model.safetensors").is_file()
+    assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", ".", *TINY]) == 1  # now it is not empty
+    assert "internal error" not in capsys.readouterr().err
+
+
+def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(ConfigError, match=r"exists and is not a folder"), open_run_dir(tmp_path / "out", "abz x"):
+        pass
+
+
+def test_force_removes_only_declared_outputs(tmp_path: Path) -> None:
+    out = run_folder(tmp_path / "run")
+    with open_run_dir(out, "abz pretrain", force=True, outputs=("checkpoints", "final", "metrics.jsonl")):
+        pass
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".abz")) == ["config.json", "my-notes.txt"]
+
+
+def test_second_run_in_the_same_process_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    holder = rf"is in use by pid {os.getpid()} on {socket.gethostname()} \(abz pretrain"
+    with open_run_dir(tmp_path / "out", "abz pretrain"), pytest.raises(TrainingError, match=holder), open_run_dir(
+            tmp_path / "out", "abz pretrain"):
+        pass
+    assert not (tmp_path / "out" / HOLDER_FILE).exists()
+    with open_run_dir(tmp_path / "out", "abz pretrain"):  # released: the folder is usable again
+        pass
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from autobert_zero.run_dir import open_run_dir
+    with open_run_dir(sys.argv[1], "abz pretrain"):
+        (__import__("pathlib").Path(sys.argv[1]) / "started").write_text("1")
+        time.sleep(120)
+""")
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "out")], env=subprocess_env(), cwd=REPO,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "out" / "started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def test_lock_held_by_another_process_then_released_when_it_is_killed(
+        tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    for resume in (False, True):  # named before "not empty" or "nothing to resume" is said
+        with pytest.raises(TrainingError, match=rf"in use by pid {holder.pid} on "), open_run_dir(
+                tmp_path / "out", "abz pretrain", resume=resume):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with open_run_dir(tmp_path / "out", "abz pretrain", resume=True) as run:  # the OS released the dead lock
+        assert run.path == tmp_path / "out"
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
+                                                       (0o002, 0o664, 0o775)])
+def test_outputs_follow_the_umask(tmp_path: Path, mask: int, file_mode: int, dir_mode: int) -> None:
+    old = os.umask(mask)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "inside.txt").write_text("x")
+        assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(tmp_path / "model"), *TINY]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "model" / "model.safetensors").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "model").stat().st_mode & 0o777 == dir_mode
+
+
+def test_write_errors_name_the_users_path_not_a_temporary_one(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "drawing.svg"
+    target.mkdir()  # a folder where the file should go
+    with pytest.raises(OSError) as info:
+        atomic_write_text(target, "<svg/>")
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)
+    assert main(["show", str(GENOTYPES / "bert.abz"), "--svg", str(target), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert f"({target})" in err and ".tmp" not in err

@@ -1,0 +1,162 @@
+"""The audit's report, outputs, reference cache, config hash and cost matching, on measured-looking numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.train.audit.candidates import candidate_set
+from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
+from autobert_zero.train.audit.run import (
+    ReferenceCache,
+    check_audit_config,
+    config_hash,
+    estimator_seed,
+    load_audit_config,
+    matched_steps,
+    write_outputs,
+)
+from tests.support.training import tiny_config
+
+ESTIMATOR_KEYS = {"kendall_tau", "spearman_rho", "top_half_tau", "equal_params_tau", "seconds_per_candidate",
+                  "cost_ratio", "failed", "axis"}
+
+
+def _inputs(n: int = 8) -> AuditInputs:
+    candidates = candidate_set(2, n, seed=0)
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=n)
+    loss = {s: 5.0 - truth + rng.normal(scale=0.1, size=n) for s in (0, 1)}
+    reference = {s: [Outcome(-float(v), float(v), 10.0) for v in loss[s]] for s in (0, 1)}
+    reference[1][3] = Outcome(None, None, 4.0, "failed", "loss is nan at step 7")
+    biws = truth + rng.normal(scale=0.5, size=n)
+    outcomes = [Outcome(float(v), -float(v), 0.5) for v in biws]
+    outcomes[5] = Outcome(None, None, 0.5, "failed", "outputs are inf")
+    params = [1000 + 10 * (i % 3) for i in range(n)]
+    return AuditInputs(candidates=candidates, params=params, flops_per_token=[2.0 * p for p in params],
+                       reference=reference, reference_steps=100,
+                       estimators={"biws_k0": EstimatorRun(outcomes, {"kind": "biws", "k": 0})},
+                       combine=["biws_k0"], bootstrap_samples=200, seed=0, context={"supernet": "x"})
+
+
+def test_report_figures_match_scipy_and_failures_are_handled() -> None:
+    inputs = _inputs()
+    report = build_report(inputs)
+    assert report["scored"] == 7 and [e["name"] for e in report["excluded"]] == [inputs.candidates[3].name]
+    assert "seed 1: failed loss is nan" in report["excluded"][0]["reason"]
+    ok = [i for i in range(8) if i != 3]
+    ref = [np.mean([-inputs.reference[s][i].eval_loss for s in (0, 1)]) for i in ok]  # type: ignore[operator]
+    biws = [inputs.estimators["biws_k0"].outcomes[i].score for i in ok]
+    biws = [-math.inf if v is None else v for v in biws]  # the failed candidate ranks last
+    e = report["estimators"]["biws_k0"]
+    assert e["kendall_tau"]["value"] == pytest.approx(stats.kendalltau(biws, ref).statistic, abs=1e-4)
+    assert e["spearman_rho"]["value"] == pytest.approx(stats.spearmanr(biws, ref).statistic, abs=1e-4)
+    assert e["failed"] == 1 and e["cost_ratio"] == pytest.approx(20.0)
+    assert set(report["estimators"]) == {"biws_k0", "params", "combo_biws_k0"}
+    for figures in report["estimators"].values():
+        assert set(figures) >= ESTIMATOR_KEYS
+    params_tau = stats.kendalltau([inputs.params[i] for i in ok], ref).statistic
+    assert report["estimators"]["params"]["kendall_tau"]["value"] == pytest.approx(params_tau, abs=1e-4)
+    seed_tau = stats.kendalltau([-inputs.reference[0][i].eval_loss for i in ok],  # type: ignore[operator]
+                                [-inputs.reference[1][i].eval_loss for i in ok]).statistic  # type: ignore[operator]
+    assert report["noise_ceiling_tau"] == pytest.approx(seed_tau, abs=1e-4)
+
+    row = report["candidates"][0]
+    assert row["id"] == inputs.candidates[0].id and row["genotype"].startswith("attention")
+    assert set(row["scores"]) == set(report["estimators"]) and set(row["reference"]["seeds"]) == {"0", "1"}
+    assert report["verdict"]["best_biws"] in ("biws_k0", "combo_biws_k0")
+
+def test_cost_ratio_uses_the_reference_seconds_timed_in_the_audit_process() -> None:
+    # the cached runs took 10 s each (another load); timed next to the estimators, one takes 4 s
+    report = build_report(dataclasses.replace(_inputs(), reference_seconds=4.0))
+    assert report["reference"]["seconds_per_candidate"] == pytest.approx(4.0)
+    assert report["reference"]["seconds_per_candidate_cached_runs"] == pytest.approx(10.0)
+    assert report["estimators"]["biws_k0"]["cost_ratio"] == pytest.approx(8.0)
+
+
+def test_hurdle_prunes_with_one_estimator_and_orders_with_the_other() -> None:
+    inputs = _inputs(6)
+    reference = {s: [Outcome(float(v), -float(v), 10.0) for v in range(6)] for s in (0, 1)}
+    prune = EstimatorRun([Outcome(float(v), None, 1.0) for v in (0, 1, 2, 5, 4, 3)])  # best half: 3, 4, 5
+    order = EstimatorRun([Outcome(float(v), None, 2.0) for v in (9, 9, 9, 0, 2, 1)])  # orders them 3 < 5 < 4
+    report = build_report(dataclasses.replace(inputs, reference=reference, estimators={"p": prune, "s": order},
+                                              combine=(), hurdles=[("p", "s")]))
+    scores = [c["scores"]["hurdle_p"]["score"] for c in report["candidates"]]
+    assert scores == [1.0, 2.0, 3.0, 7.0, 9.0, 8.0]  # bottom half by `p`, then the kept half by `s`, above
+    assert [c["scores"]["hurdle_p"]["seconds"] for c in report["candidates"]] == [1.0] * 3 + [3.0] * 3
+    figures = report["estimators"]["hurdle_p"]
+    assert figures["kind"] == "hurdle" and figures["seconds_per_candidate"] == pytest.approx(2.0)
+    assert figures["top_half_tau"] == pytest.approx(stats.kendalltau([0, 2, 1], [3, 4, 5]).statistic, abs=1e-4)
+
+
+def test_outputs_written(tmp_path: Path) -> None:
+    text = write_outputs(build_report(_inputs()), tmp_path)
+    data = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
+    assert data["reference"]["steps"] == 100 and "noise_ceiling_tau" in data
+    png = (tmp_path / "audit.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "biws_k0" in text and "noise ceiling" in text and "7 candidates scored, 1 excluded" in text
+
+
+def test_reference_cache_round_trip_and_damage(tmp_path: Path) -> None:
+    cache = ReferenceCache(tmp_path, "a" * 64)
+    outcome = Outcome(-3.5, 3.5, 12.25)
+    assert cache.get("g1", 0) is None
+    cache.put("g1", 0, outcome)
+    assert cache.get("g1", 0) == outcome and cache.get("g1", 1) is None
+    assert ReferenceCache(tmp_path, "a" * 16 + "b" * 48).get("g1", 0) is None  # same folder, other config
+    path = next(cache.folder.glob("g1-seed0.json"))
+    path.write_text('{"config_hash": "aaa', encoding="utf-8")  # truncated by a kill: recomputed, no error
+    assert cache.get("g1", 0) is None
+    assert not list(cache.folder.glob(".*.tmp"))
+
+
+def test_config_hash_and_checks(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    base = config_hash(cfg)
+    cfg.audit.biws_steps = [0, 3]
+    cfg.audit.bootstrap_samples = 10
+    cfg.pretrain.max_steps, cfg.pretrain.warmup_steps, cfg.pretrain.lr = 7, 1, 0.5  # the supernet's schedule
+    cfg.supernet.per_branch = ["norm"]
+    assert config_hash(cfg) == base  # estimator and supernet choices do not touch the reference
+    cfg.pretrain.micro_batch_size += 1
+    assert config_hash(cfg) != base
+    cfg.pretrain.micro_batch_size -= 1
+    cfg.audit.reference_steps += 1
+    assert config_hash(cfg) != base
+    cfg.audit.reference_seeds = [1, 1]
+    with pytest.raises(ConfigError, match="reference_seeds"):
+        check_audit_config(cfg)
+    cfg.audit.reference_seeds = [0, 1]
+    assert estimator_seed(cfg) == 2
+    cfg.evaluate.init_seed = 1
+    with pytest.raises(ConfigError, match="also a reference seed"):
+        check_audit_config(cfg)
+    cfg.evaluate.init_seed = 7
+    assert estimator_seed(cfg) == 7
+    cfg.audit.size_prior = "depth"
+    with pytest.raises(ConfigError, match="size_prior"):
+        check_audit_config(cfg)
+
+
+def test_supernet_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_audit_config(tmp_path / "missing", None)
+    with pytest.raises(AbzError, match=r"no config\.json"):
+        load_audit_config(tmp_path, None)
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(AbzError, match="not valid JSON"):
+        load_audit_config(tmp_path, None)
+
+
+def test_matched_steps() -> None:
+    # overhead 2 s, 1 s per step; BIWS 7 s → 5 steps of scratch; never fewer than 1
+    assert matched_steps(7.0, 2.0, 1.0) == 5
+    assert matched_steps(1.0, 2.0, 1.0) == 1
