@@ -1,7 +1,8 @@
 """The project's exception hierarchy: one root class, one subclass per pipeline stage.
 
 Anything a user, a file or a genotype can cause raises one of these with a message that names the bad
-value and what was expected; the CLI turns them into a one-paragraph error and a non-zero exit.
+value and what was expected; the CLI turns them into a one-paragraph error and a non-zero exit
+(`autobert_zero.cli.exit_codes.ExitCode`): 2 for a `GenotypeError`, 1 for every other `AbzError`.
 """
 
 from __future__ import annotations

@@ -3,16 +3,31 @@
 A crash or kill mid-write leaves the previous file or folder intact, never a half-written one. What is
 written follows the process umask (like `open`/`mkdir` would), although the temporary files `tempfile`
 makes are private (0600/0700); and an error names the target path, not the temporary one.
+
+A folder cannot be renamed over a non-empty folder, so replacing one takes two steps. On Linux they are one:
+`renameat2(RENAME_EXCHANGE)` swaps the two folders atomically, and the old one is deleted afterwards.
+Elsewhere (or on a file system without the exchange) the old folder is first renamed aside to `.NAME.old`,
+the new one renamed in, and the old one deleted; a crash between the two renames leaves the target missing
+and `.NAME.old` beside it, and the next `replace_directory` or `atomic_directory` on that target (or
+`recover_directory`) puts the old folder back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 1 << 1
+"""renameat2 flag (linux/fs.h): swap the two paths atomically (both must exist)."""
 
 
 def current_umask() -> int:
@@ -70,10 +85,77 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; on success it replaces `path` (an old folder is removed)."""
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """libc's renameat2 (Linux, glibc 2.28 or later), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically; False where the system or file system cannot (nothing changed)."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOENT):
+        return False  # no such system call, a file system without the exchange, or a path gone meanwhile
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_directory(path: str | Path) -> None:
+    """Finish a folder replacement a crash interrupted: if `path` is missing but its `.NAME.old` (the previous
+    folder, renamed aside) exists, put it back; if both exist, the replacement was done and only the
+    deletion of `.NAME.old` was lost, so delete it."""
     path = Path(path)
+    old = _aside(path)
+    if not old.exists():
+        return
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, path)
+
+
+def replace_directory(new: str | Path, path: str | Path) -> None:
+    """Move the folder `new` to `path`, replacing the folder there (if any) so that `path` holds the old or
+    the new folder at any moment a crash could happen (see the module doc). `new` must be on the same file
+    system (a sibling)."""
+    new, path = Path(new), Path(path)
+    recover_directory(path)
+    if path.exists() and _exchange(new, path):
+        shutil.rmtree(new, ignore_errors=True)  # it now holds the old folder
+        return
+    old = _aside(path)
+    moved_aside = path.exists()
+    if moved_aside:
+        os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        if moved_aside:
+            os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _temporary_sibling(path: Path) -> Iterator[Path]:
+    """A new private folder beside `path` (removed if the block fails; errors name `path`); on success its
+    tree is given the modes the umask allows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     _follow_umask(tmp, directory=True)
@@ -86,9 +168,34 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     follow_umask_tree(tmp)
-    old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path` (`replace_directory`: an old
+    folder is removed, and at no moment is `path` missing or half-written for good)."""
+    path = Path(path)
+    recover_directory(path)
+    with _temporary_sibling(path) as tmp:
+        yield tmp
+    try:
+        replace_directory(tmp, path)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _renamed(error, tmp, path) from None
+
+
+@contextlib.contextmanager
+def atomic_new_directory(path: str | Path) -> Iterator[Path]:
+    """Like `atomic_directory`, but a folder already at `path` wins: the new one is renamed in only where
+    nothing is there, else dropped. For caches that concurrent processes may fill with the same entry, so
+    that none replaces a folder another is reading."""
+    path = Path(path)
+    with _temporary_sibling(path) as tmp:
+        yield tmp
+    try:
+        os.rename(tmp, path)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not path.is_dir():  # not a lost race with another process: a real failure
+            raise _renamed(error, tmp, path) from None

@@ -1,8 +1,8 @@
-"""The ranking audit at the issue's size on real text: a 12-layer BIWS supernet, then `abz audit`.
+"""The ranking audit at full size on real text: a 12-layer BIWS supernet, then `abz audit`.
 
 Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads) on
 WikiText-2 raw + the NLTK corpora of shared/data, unless `--supernet DIR` already holds a finished one (an
-unfinished one is resumed), then runs the audit (`train/audit.py`): N candidates, BIWS for each k of
+unfinished one is resumed), then runs the audit (`train/audit/run.py`): N candidates, BIWS for each k of
 `audit.biws_steps`, scratch at the same seconds, parameters alone, rank combinations, against scratch
 training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
 `--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
@@ -13,8 +13,7 @@ folders; they reuse the cached reference runs. `--held-out` trains the supernet 
 the audit's 2N-candidate set adds), never on the N it ranks: what a search does to a new child.
 `--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
 supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
-the cache before each run, so they meet halfway and no run is done twice (code before commit dda80b3 read
-the cache once, so two such processes repeated each other's runs).
+the cache before each run, so they meet halfway and no run is done twice.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit     # the full audit
     # or in two processes (both cores): the second fills the reference cache from the other end

@@ -3,7 +3,7 @@
 1. Quality: the three strategies (`search.strategy` op / evolution / random) with the same fitness, budget,
    population and tournament, over several seeds; best fitness against evaluations (mean and the min–max
    spread over seeds), a table of final bests, and how many evaluations OP needed to reach regularized
-   evolution's mean final best (the issue's goal: ≤ 60% of the budget).
+   evolution's mean final best (goal: ≤ 60% of the budget).
 2. Overhead: everything but the fitness, per candidate (mutation, validation, canonical ids, tournament,
    priority, state.json + history.jsonl written after every evaluation), timed with the fitness's own time
    subtracted. Goal ≤ 10 ms.
@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from autobert_zero.config.schema import SearchConfig
-from autobert_zero.evolve import STRATEGIES, Search, StateStore, SyntheticFitness
+from autobert_zero.evolve import SEARCH_STRATEGIES, Search, StateStore, SyntheticFitness
 from autobert_zero.evolve.report import running_best
 from autobert_zero.grammar import Genotype, default_language
+from autobert_zero.plotting import pyplot, save_figure
 from benchmarks.report import RESULTS, print_table, write_json
 
 
@@ -64,7 +65,8 @@ def build_fitness(args: argparse.Namespace) -> tuple[Any, int]:
 
 def curve(config: SearchConfig, fitness: Any, seed: int, layers: int) -> list[float]:
     search = Search(config, default_language(), fitness, seed=seed, num_layers=layers)
-    return [b if b is not None else float("nan") for b in running_best(search.run())]
+    search.run()
+    return [b if b is not None else float("nan") for b in running_best(search.history)]
 
 
 def overhead(config: SearchConfig, layers: int, seed: int) -> dict[str, float]:
@@ -100,7 +102,7 @@ def main() -> None:
                         tournament_size=args.tournament, fitness=args.fitness)
     curves: dict[str, list[list[float]]] = {}
     seconds: dict[str, float] = {}
-    for strategy in STRATEGIES:
+    for strategy in SEARCH_STRATEGIES:
         config = dataclasses.replace(base, strategy=strategy)
         t0 = time.perf_counter()
         curves[strategy] = [curve(config, fitness, seed, layers) for seed in range(args.seeds)]
@@ -110,7 +112,7 @@ def main() -> None:
     target = statistics.mean(finals["evolution"])
     reach = [next((i + 1 for i, b in enumerate(c) if b >= target), None) for c in curves["op"]]
     rows = [[s, statistics.mean(finals[s]), statistics.pstdev(finals[s]), min(finals[s]), max(finals[s]),
-             seconds[s]] for s in STRATEGIES]
+             seconds[s]] for s in SEARCH_STRATEGIES]
     print_table(f"best fitness after {args.evaluations} evaluations ({args.fitness} fitness, {args.seeds} seeds, "
                 f"P={args.population}, S={args.tournament}, {layers} layers)",
                 ["strategy", "mean", "std", "min", "max", "seconds"], rows)
@@ -121,7 +123,7 @@ def main() -> None:
           f"{len(reach)} seeds, after {reach} evaluations; median share of the budget: "
           f"{'not reached' if share is None else f'{share:.0%}'} (goal ≤ 60%)")
 
-    loop = {s: overhead(dataclasses.replace(base, strategy=s, evaluations=200), layers, 0) for s in STRATEGIES}
+    loop = {s: overhead(dataclasses.replace(base, strategy=s, evaluations=200), layers, 0) for s in SEARCH_STRATEGIES}
     print_table("loop overhead per candidate (everything but the fitness; goal ≤ 10 ms)",
                 ["strategy", "with state writes (ms)", "in memory (ms)"],
                 [[s, v["with_state_ms"], v["in_memory_ms"]] for s, v in loop.items()])
@@ -136,12 +138,7 @@ def main() -> None:
 
 
 def plot(curves: dict[str, list[list[float]]], path: Path, args: argparse.Namespace) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for strategy, runs in curves.items():
         x = list(range(1, len(runs[0]) + 1))
         columns = list(zip(*runs, strict=True))
@@ -152,8 +149,7 @@ def plot(curves: dict[str, list[list[float]]], path: Path, args: argparse.Namesp
     ax.set_title("OP-NAS vs regularized evolution vs random search (band: min–max over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110)
     print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
 
 

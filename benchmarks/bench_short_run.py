@@ -19,6 +19,7 @@ from typing import Any
 
 from autobert_zero.config.load import load_config
 from autobert_zero.config.paths import data_dir
+from autobert_zero.plotting import pyplot, save_figure
 from autobert_zero.train.finetune import finetune
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
@@ -32,20 +33,14 @@ COLUMNS = [("RTE", "accuracy", "RTE acc"), ("MRPC", "f1", "MRPC F1"), ("MRPC", "
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for name, records in curves.items():
         ax.plot([r["step"] for r in records], [r["loss"] for r in records], label=name)
     ax.set(xlabel="optimizer step", ylabel="MLM training loss", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     print(f"wrote {path}")
 
 

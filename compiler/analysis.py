@@ -16,10 +16,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from autobert_zero.errors import CompileError
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
+from autobert_zero.grammar import (
+    HEAD_AXIS,
+    POSITION_AXIS,
+    AttentionLayer,
+    ConvLayer,
+    Genotype,
+    Language,
+    default_language,
+    infer_shapes,
+)
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+def language_of(genotype: Genotype, language: Language | None = None) -> Language:
+    """The language to compile `genotype` in: `language` when given, else the one the genotype carries (set by
+    the parser, the sampler and mutations), else the default language."""
+    if language is not None:
+        return language
+    carried = genotype.language
+    return carried if isinstance(carried, Language) else default_language()
 
 
 class Sizes(Protocol):
@@ -150,10 +168,10 @@ def flops_per_token(
 ) -> FlopsReport:
     """Forward FLOPs per token of the genotype's encoder at the given sizes and sequence length."""
     check_sizes(settings)
-    language = language or default_language()
+    language = language_of(genotype, language)
     h, inter = settings.hidden_size, settings.intermediate_size
     heads = settings.num_attention_heads
-    sizes = {"L": seq_len, "d": h // heads}
+    sizes = {POSITION_AXIS: seq_len, HEAD_AXIS: h // heads}
     ffn = 4.0 * h * inter
     layers: list[LayerFlops] = []
     for index, layer in enumerate(genotype.layers):

@@ -18,7 +18,7 @@ from transformers.initialization import no_init_weights
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language
 
-from .analysis import check_sizes
+from .analysis import check_sizes, language_of
 from .conv import ConvMixer
 from .layers import AttentionMixer, EncoderLayer, LayerSettings
 
@@ -76,10 +76,13 @@ def build_layer(
     language: Language | None = None,
     init_std: float | None = 0.02,
 ) -> EncoderLayer:
-    """Layer `index` of `genotype` as a module; `init_std=None` leaves the weights uninitialised."""
+    """Layer `index` of `genotype` as a module; `init_std=None` leaves the weights uninitialised.
+
+    `language` defaults to the genotype's own (`Genotype.language`), else the default language.
+    """
     check_settings(settings)
     with no_init_weights():
-        layer = _layer(genotype, index, settings, language)
+        layer = _layer(genotype, index, settings, language_of(genotype, language))
     return _initialise(layer, init_std)
 
 
@@ -92,11 +95,13 @@ def build_encoder(
 ) -> Encoder:
     """All layers of `genotype` as an `Encoder`; `init_std=None` leaves the weights uninitialised.
 
-    Weights are created on the current default device (meta inside HF's `from_pretrained`).
+    Weights are created on the current default device (meta inside HF's `from_pretrained`). `language`
+    defaults to the genotype's own (`Genotype.language`), else the default language.
     """
     check_settings(settings)
     if not genotype.layers:
         raise CompileError("the genotype has no layers")
+    language = language_of(genotype, language)
     with no_init_weights():
         layers = [_layer(genotype, i, settings, language) for i in range(genotype.num_layers)]
         final_norm = (nn.LayerNorm(settings.hidden_size, eps=settings.layer_norm_eps)
@@ -121,7 +126,7 @@ def init_encoder_module(module: nn.Module, std: float) -> None:
         nn.init.normal_(module.depthwise_weight, mean=0.0, std=std)
 
 
-def _layer(genotype: Genotype, index: int, settings: LayerSettings, language: Language | None) -> EncoderLayer:
+def _layer(genotype: Genotype, index: int, settings: LayerSettings, language: Language) -> EncoderLayer:
     if not 0 <= index < genotype.num_layers:
         raise CompileError(f"layer index {index} is out of range for a {genotype.num_layers}-layer genotype")
     spec = genotype.layers[index]

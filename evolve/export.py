@@ -2,31 +2,28 @@
 
 Each file starts with comment lines (fitness, id, history index, the formula of every attention graph) and
 parses back to the candidate (`abz check` accepts it). The Hugging Face folders beside them are written
-by the `abz export` command (`autobert_zero/cli_search.py`), which may import the compiler.
+by the `abz export` command (`autobert_zero/cli/search.py`), which may import the compiler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from autobert_zero.grammar import formula, parse_genotype
 from autobert_zero.io import atomic_write_text
 
-SCORED = ("ok", "duplicate")
+from .history import HistoryLine, best_lines
 
 
-def best_candidates(history: Sequence[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    """The `top` best distinct genotypes (by fitness, earliest first on ties) of a history."""
-    best: dict[str, dict[str, Any]] = {}
-    for line in history:
-        if line["status"] in SCORED and line["fitness"] is not None and line["id"] not in best:
-            best[line["id"]] = line
-    return sorted(best.values(), key=lambda line: (-line["fitness"], line["index"]))[:top]
+def best_candidates(history: Sequence[Mapping[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The `top` best distinct genotypes (by fitness, earliest first on ties) of a history, as JSON objects
+    (`StateStore.history`)."""
+    return [line.to_json() for line in best_lines(map(HistoryLine.from_json, history), top)]
 
 
-def genotype_file_text(line: dict[str, Any]) -> str:
+def genotype_file_text(line: Mapping[str, Any]) -> str:
     """A history line's genotype as a commented .abz text."""
     genotype = parse_genotype(line["genotype"])
     header = [f"# found by abz search: fitness {line['fitness']:.6g}, candidate #{line['index']}, "
@@ -35,7 +32,7 @@ def genotype_file_text(line: dict[str, Any]) -> str:
     return "\n".join(header) + "\n\n" + line["genotype"]
 
 
-def write_genotypes(best: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+def write_genotypes(best: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     """Write `out/rank{i}/genotype.abz` for each line; returns the rank folders."""
     folders = []
     for rank, line in enumerate(best, start=1):

@@ -1,11 +1,15 @@
-"""What the search asks of a fitness, and a deterministic pure-python stand-in for tests and benchmarks.
+"""What the search asks of a fitness (`Fitness`), and a deterministic pure-python stand-in for tests and benchmarks.
 
-A fitness object has `.evaluate(genotypes) -> results`, one result per genotype in order, each with
-`.id`, `.score` (higher is better), `.status` (`ok`, `failed` or `duplicate` — the latter when the fitness
-recognised a functional duplicate of a genotype it scored before; `.score` is then that genotype's score),
-`.reason`, `.params` and `.flops_per_token`. It may have `.adapt(population, steps)` (train shared weights on
-the live population between rounds) and `.chunk_size` (how many candidates to pass per call; 1 = after every
-candidate the search state is saved). The BIWS evaluator of `autobert_zero.train` is the real one.
+A fitness implements `evaluate(genotypes)`: one `Result` per genotype, in order, each with `.id`, `.score`
+(higher is better), `.status` (`ok`, `failed` or `duplicate` — the latter when the fitness recognised a
+functional duplicate of a genotype it scored before; `.score` is then that genotype's score), `.reason`,
+`.params`, `.flops_per_token` and `.eval_loss` (None where it has none). The other members of `Fitness` are
+hooks with defaults that do nothing, for a fitness that keeps state across calls: `adapt(population, steps)`
+(train shared weights on the live population between rounds), `remember(lines)` (after a resume, take back the
+results the interrupted run's fitness held in memory), `chunk_size` (how many candidates to pass per call; 1 =
+the search state is saved after every candidate) and `supernet_reference` (the supernet folder scores are
+inherited from, recorded in the state). The candidate evaluator of `autobert_zero.train` is the real one
+(`train/fitness.py`).
 
 `SyntheticFitness` is not a model-quality measure: it scores a genotype from hidden per-op and per-kernel
 values drawn from a seed, plus bonuses for attention that mixes positions (an L×L node, a softmax over
@@ -23,18 +27,26 @@ from typing import Protocol
 
 from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 
+from .history import HistoryLine
+
 
 class Result(Protocol):
-    id: str
-    score: float | None
-    status: str
-    reason: str
-    params: int | None
-    flops_per_token: float | None
+    """What the search reads of one evaluation (`FitnessResult` is the plain record of it)."""
 
-
-class Fitness(Protocol):
-    def evaluate(self, genotypes: Sequence[Genotype]) -> Sequence[Result]: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def params(self) -> int | None: ...
+    @property
+    def flops_per_token(self) -> float | None: ...
+    @property
+    def eval_loss(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -47,9 +59,34 @@ class FitnessResult:
     reason: str = ""
     params: int | None = None
     flops_per_token: float | None = None
+    eval_loss: float | None = None
 
 
-class SyntheticFitness:
+class Fitness:
+    """The search's fitness: `evaluate` is required; the hooks below default to doing nothing."""
+
+    chunk_size: int = 1
+    """How many waiting candidates the search hands over per `evaluate` call (the state is saved after each)."""
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> Sequence[Result]:
+        """One result per genotype, in order (every fitness implements this)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement evaluate")
+
+    def adapt(self, population: Sequence[Genotype], steps: int) -> None:
+        """Between rounds (`search.adapt_steps` > 0): train shared weights `steps` steps on the live population.
+        A resumed search replays these calls on the populations the run had."""
+
+    def remember(self, lines: Sequence[HistoryLine]) -> None:
+        """After a resume: the history lines since the last `adapt` call (all of them when `adapt_steps` is 0),
+        so that the fitness recognises what the interrupted run's fitness held in memory."""
+
+    @property
+    def supernet_reference(self) -> str | None:
+        """The supernet folder the scores come from, recorded in the search state (None: no supernet)."""
+        return None
+
+
+class SyntheticFitness(Fitness):
     """Deterministic, cheap scores with a hidden optimum (see the module docstring)."""
 
     def __init__(self, seed: int = 0, language: Language | None = None, *, hidden: int = 64,

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .history import HistoryLine
+
 
 @dataclass(frozen=True)
 class Member:
@@ -54,5 +56,5 @@ class AgingPopulation:
         return [[m.id, m.fitness, m.index] for m in self.members]
 
     @classmethod
-    def from_json(cls, size: int, data: list[list[Any]], history: Sequence[dict[str, Any]]) -> AgingPopulation:
-        return cls(size, [Member(id, history[index]["genotype"], fitness, index) for id, fitness, index in data])
+    def from_json(cls, size: int, data: list[list[Any]], history: Sequence[HistoryLine]) -> AgingPopulation:
+        return cls(size, [Member(id, history[index].genotype, fitness, index) for id, fitness, index in data])

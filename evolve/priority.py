@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-REWARDS = ("fitness", "improvement")
+from .settings import REWARDS
 
 
 class OperationPriority:

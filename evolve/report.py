@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from autobert_zero.grammar import formula, parse_genotype
 from autobert_zero.grammar.drawing import genotype_to_svg
 from autobert_zero.io import atomic_write_text
+from autobert_zero.plotting import pyplot, save_figure
 
-from .export import SCORED, best_candidates
+from .history import HistoryLine, Status, best_lines
 from .state import StateStore
 
 WINDOW = 20
@@ -29,7 +30,7 @@ def write_report(folder: Path, top: int = 5) -> Path:
     body, history = StateStore(folder).load(repair=False)
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
-    best = best_candidates(history, top)
+    best = best_lines(history, top)
     images = {
         "fitness": _plot_fitness(history, body["config"]["population_size"], plots / "fitness.png"),
         "priority": _plot_priority(history, plots / "priority.png"),
@@ -37,30 +38,30 @@ def write_report(folder: Path, top: int = 5) -> Path:
         "pareto": _plot_pareto(history, plots / "pareto.png"),
     }
     for rank, line in enumerate(best, start=1):
-        atomic_write_text(plots / f"best{rank}.svg", genotype_to_svg(parse_genotype(line["genotype"])))
+        atomic_write_text(plots / f"best{rank}.svg", genotype_to_svg(parse_genotype(line.genotype)))
     path = folder / "report.md"
     atomic_write_text(path, _markdown(folder, body, history, best, images))
     return path
 
 
-def running_best(history: Sequence[dict[str, Any]]) -> list[float | None]:
+def running_best(history: Sequence[HistoryLine]) -> list[float | None]:
     """After each candidate, the best fitness so far (None until one is scored)."""
     out: list[float | None] = []
     best: float | None = None
     for line in history:
-        if line["status"] in SCORED and line["fitness"] is not None:
-            best = line["fitness"] if best is None else max(best, line["fitness"])
+        if (fitness := line.scored_fitness) is not None:
+            best = fitness if best is None else max(best, fitness)
         out.append(best)
     return out
 
 
-def population_median(history: Sequence[dict[str, Any]], size: int) -> list[float | None]:
+def population_median(history: Sequence[HistoryLine], size: int) -> list[float | None]:
     """After each candidate, the median fitness of the last `size` scored candidates (the aging population)."""
     alive: list[float] = []
     out: list[float | None] = []
     for line in history:
-        if line["status"] in SCORED and line["fitness"] is not None:
-            alive = [*alive[-(size - 1):], line["fitness"]] if size > 1 else [line["fitness"]]
+        if (fitness := line.scored_fitness) is not None:
+            alive = [*alive[-(size - 1):], fitness] if size > 1 else [fitness]
         out.append(statistics.median(alive) if alive else None)
     return out
 
@@ -74,38 +75,27 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def lineage(history: Sequence[dict[str, Any]], line: dict[str, Any]) -> list[dict[str, Any]]:
+def lineage(history: Sequence[HistoryLine], line: HistoryLine) -> list[HistoryLine]:
     """The line and its ancestors (each parent's first evaluation), newest first."""
-    first: dict[str, dict[str, Any]] = {}
+    first: dict[str, HistoryLine] = {}
     for entry in history:
-        first.setdefault(entry["id"], entry)
+        first.setdefault(entry.id, entry)
     chain = [line]
-    seen = {line["id"]}
-    while chain[-1]["parent"] is not None and chain[-1]["parent"] in first and chain[-1]["parent"] not in seen:
-        chain.append(first[chain[-1]["parent"]])
-        seen.add(chain[-1]["id"])
+    seen = {line.id}
+    while (parent := chain[-1].parent) is not None and parent in first and parent not in seen:
+        chain.append(first[parent])
+        seen.add(chain[-1].id)
     return chain
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig: Any, path: Path) -> str:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    tmp.replace(path)
+    """Write the plot; its name relative to the report."""
+    save_figure(fig, path)
     return f"plots/{path.name}"
 
 
-def _plot_fitness(history: Sequence[dict[str, Any]], size: int, path: Path) -> str:
-    plt = _pyplot()
+def _plot_fitness(history: Sequence[HistoryLine], size: int, path: Path) -> str:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     x = list(range(1, len(history) + 1))
     ax.plot(x, running_best(history), label="best so far")
@@ -117,13 +107,13 @@ def _plot_fitness(history: Sequence[dict[str, Any]], size: int, path: Path) -> s
     return _save(fig, path)
 
 
-def _plot_priority(history: Sequence[dict[str, Any]], path: Path) -> str:
-    plt = _pyplot()
+def _plot_priority(history: Sequence[HistoryLine], path: Path) -> str:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ops = sorted({op for line in history for op in (line.get("priority") or {})})
+    ops = sorted({op for line in history for op in (line.priority or {})})
     for op in ops:
-        points = [(i + 1, line["priority"][op]) for i, line in enumerate(history)
-                  if line.get("priority") and line["priority"].get(op) is not None]
+        points = [(i + 1, u) for i, line in enumerate(history)
+                  if line.priority and (u := line.priority.get(op)) is not None]
         if points:
             ax.plot(*zip(*points, strict=True), label=op)
     ax.set_xlabel("evaluations")
@@ -136,7 +126,7 @@ def _plot_priority(history: Sequence[dict[str, Any]], path: Path) -> str:
     return _save(fig, path)
 
 
-def _windowed(history: Sequence[dict[str, Any]], value: Any) -> list[float]:
+def _windowed(history: Sequence[HistoryLine], value: Callable[[HistoryLine], float]) -> list[float]:
     out = []
     for i in range(len(history)):
         window = history[max(0, i - WINDOW + 1):i + 1]
@@ -144,13 +134,13 @@ def _windowed(history: Sequence[dict[str, Any]], value: Any) -> list[float]:
     return out
 
 
-def _plot_rates(history: Sequence[dict[str, Any]], path: Path) -> str:
-    plt = _pyplot()
+def _plot_rates(history: Sequence[HistoryLine], path: Path) -> str:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     x = list(range(1, len(history) + 1))
-    ax.plot(x, _windowed(history, lambda line: line["invalid"]), label="invalid children resampled per candidate")
-    ax.plot(x, _windowed(history, lambda line: line["status"] == "duplicate"), label="duplicate rate")
-    ax.plot(x, _windowed(history, lambda line: line["status"] in ("failed", "over-limit")),
+    ax.plot(x, _windowed(history, lambda line: line.invalid), label="invalid children resampled per candidate")
+    ax.plot(x, _windowed(history, lambda line: line.status == Status.DUPLICATE), label="duplicate rate")
+    ax.plot(x, _windowed(history, lambda line: line.status in (Status.FAILED, Status.OVER_LIMIT)),
             label="failed or over-limit rate")
     ax.set_xlabel(f"evaluations (sliding window of {WINDOW})")
     ax.legend(fontsize=8)
@@ -158,11 +148,11 @@ def _plot_rates(history: Sequence[dict[str, Any]], path: Path) -> str:
     return _save(fig, path)
 
 
-def _plot_pareto(history: Sequence[dict[str, Any]], path: Path) -> str:
-    plt = _pyplot()
+def _plot_pareto(history: Sequence[HistoryLine], path: Path) -> str:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    points = [(float(line["params"]), float(line["fitness"])) for line in history
-              if line["status"] == "ok" and line["params"] is not None and line["fitness"] is not None]
+    points = [(float(line.params), float(line.fitness)) for line in history
+              if line.status == Status.OK and line.params is not None and line.fitness is not None]
     if points:
         ax.scatter(*zip(*points, strict=True), s=10, alpha=0.5, label="candidates")
         front = pareto_front(points)
@@ -174,10 +164,10 @@ def _plot_pareto(history: Sequence[dict[str, Any]], path: Path) -> str:
     return _save(fig, path)
 
 
-def _markdown(folder: Path, body: dict[str, Any], history: Sequence[dict[str, Any]],
-              best: Sequence[dict[str, Any]], images: dict[str, str]) -> str:
+def _markdown(folder: Path, body: dict[str, Any], history: Sequence[HistoryLine],
+              best: Sequence[HistoryLine], images: dict[str, str]) -> str:
     config = body["config"]
-    statuses = Counter(line["status"] for line in history)
+    statuses = Counter(line.status for line in history)
     rejections = Counter(body["rejections"])
     lines = [
         f"# Search report: {folder.name}", "",
@@ -189,8 +179,8 @@ def _markdown(folder: Path, body: dict[str, Any], history: Sequence[dict[str, An
            if body["fitness_calls"] and "fitness_seconds" in body else "."), "",
         "| candidates | fitness calls | ok | duplicates | failed | over limit | invalid children resampled |",
         "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {len(history)} | {body['fitness_calls']} | {statuses['ok']} | {statuses['duplicate']} | "
-        f"{statuses['failed']} | {statuses['over-limit']} | {sum(rejections.values())} |", "",
+        f"| {len(history)} | {body['fitness_calls']} | {statuses[Status.OK]} | {statuses[Status.DUPLICATE]} | "
+        f"{statuses[Status.FAILED]} | {statuses[Status.OVER_LIMIT]} | {sum(rejections.values())} |", "",
     ]
     if rejections:
         lines += ["Invalid children by reason: " + ", ".join(f"`{k}` {v}" for k, v in rejections.most_common()), ""]
@@ -199,16 +189,16 @@ def _markdown(folder: Path, body: dict[str, Any], history: Sequence[dict[str, An
               f"![invalid and duplicate rates]({images['rates']})", "",
               f"![fitness vs parameters]({images['pareto']})", "", "## Best genotypes", ""]
     for rank, line in enumerate(best, start=1):
-        genotype = parse_genotype(line["genotype"])
-        params = f"{line['params']:,}" if line["params"] is not None else "?"
-        lines += [f"### {rank}. fitness {line['fitness']:.4f} — candidate #{line['index']}, {params} parameters, "
-                  f"id `{line['id'][:12]}`", ""]
+        genotype = parse_genotype(line.genotype)
+        params = f"{line.params:,}" if line.params is not None else "?"
+        lines += [f"### {rank}. fitness {line.fitness:.4f} — candidate #{line.index}, {params} parameters, "
+                  f"id `{line.id[:12]}`", ""]
         lines += [f"- `{g.name}`: `{formula(g)}`" for g in genotype.graphs]
-        lines += ["", f"![drawing](plots/best{rank}.svg)", "", "```", line["genotype"].rstrip(), "```", ""]
+        lines += ["", f"![drawing](plots/best{rank}.svg)", "", "```", line.genotype.rstrip(), "```", ""]
     if best:
         lines += ["## Lineage of the best", "", "| candidate | fitness | mutation | what changed |",
                   "|---:|---:|---|---|"]
         for entry in lineage(history, best[0]):
-            fitness = f"{entry['fitness']:.4f}" if entry["fitness"] is not None else entry["status"]
-            lines.append(f"| #{entry['index']} | {fitness} | {entry['mutation']} | {entry['detail']} |")
+            fitness = f"{entry.fitness:.4f}" if entry.fitness is not None else entry.status.value
+            lines.append(f"| #{entry.index} | {fitness} | {entry.mutation} | {entry.detail} |")
     return "\n".join(lines) + "\n"

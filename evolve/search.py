@@ -9,14 +9,15 @@ then evaluates them (in chunks of `fitness.chunk_size`, e.g. one chunk per round
 and only at the end of the round adds them to the population and credits their ops — so the history does
 not depend on how a round was split. Between rounds `fitness.adapt(population, adapt_steps)` runs if set;
 a resumed run replays those calls (so a supernet trained on the live population is rebuilt exactly, given
-a deterministic `adapt`), and `fitness.remember(history lines)`, if the fitness has it, restores what the
-fitness had in memory.
+a deterministic `adapt`), and `fitness.remember(history lines)` restores what the fitness had in memory (both
+are `Fitness` hooks that do nothing unless a fitness defines them).
 
 A candidate whose id is already in the history reuses that result (status `duplicate`, no fitness call);
 the fitness may also answer `duplicate` for a functional duplicate it recognised. A candidate over
 `max_params` / `max_flops_per_token` is recorded with status `over-limit` and never joins the population;
-`failed` ones (the fitness says why) do not join either. The state is saved after every chunk, so a run
-killed at any moment resumes with exactly the history the uninterrupted run writes.
+`failed` ones (the fitness says why) do not join either (`history.py`: the statuses, and the line each
+candidate leaves). The state is saved after every chunk, so a run killed at any moment resumes with exactly
+the history the uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -26,30 +27,28 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import Genotype, Language, parse_genotype, sample_genotype, validate
 
 from .fitness import Fitness, Result
+from .history import SCORED, HistoryLine, Status, best_line
 from .mutations import Mutation, Mutator
 from .population import AgingPopulation, Member
-from .priority import REWARDS, OperationPriority, UniformOps
+from .priority import OperationPriority, UniformOps
+from .settings import REWARDS, SEARCH_STRATEGIES, SearchSettings
 from .state import StateStore, rng_from_json, rng_to_json
 
-if TYPE_CHECKING:
-    from autobert_zero.config.schema import SearchConfig
-
-STRATEGIES = ("op", "evolution", "random")
 PARENT_TRIES = 20
-JOINS = ("ok", "duplicate")
-"""Statuses whose candidates join the population."""
+FITNESS_STATUSES = (Status.OK, Status.FAILED, Status.DUPLICATE)
+"""What a fitness may answer (anything else is recorded as `failed`)."""
 
 
-def search_space(config: SearchConfig, language: Language) -> Language:
+def search_space(config: SearchSettings, language: Language) -> Language:
     """The language narrowed by the config (ops, conv types, kernels, dilations, max_nodes)."""
-    if config.strategy not in STRATEGIES:
-        raise SearchError(f"search.strategy = {config.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if config.strategy not in SEARCH_STRATEGIES:
+        raise SearchError(f"search.strategy = {config.strategy!r}; expected one of {', '.join(SEARCH_STRATEGIES)}")
     if config.reward not in REWARDS:
         raise SearchError(f"search.reward = {config.reward!r}; expected one of {', '.join(REWARDS)}")
     names = [m.value for m in Mutation]
@@ -64,8 +63,8 @@ def search_space(config: SearchConfig, language: Language) -> Language:
 
 
 @dataclass
-class Candidate:
-    """A genotype waiting for (or holding) its result within the current round."""
+class RoundEntry:
+    """A candidate of the current round: its genotype, how it was made, and its history line once evaluated."""
 
     genotype: str
     id: str
@@ -77,8 +76,16 @@ class Candidate:
     detail: str
     invalid: int
     """Rejected proposals before this candidate was found."""
-    record: dict[str, Any] | None = None
+    record: HistoryLine | None = None
     """The history line once evaluated."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "ops": list(self.ops), "record": self.record.to_json() if self.record else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RoundEntry:
+        record = data["record"]
+        return cls(**{**data, "record": HistoryLine.from_json(record) if record is not None else None})
 
 
 @dataclass
@@ -96,7 +103,7 @@ class Progress:
 class Search:
     """One search run over a state folder (`store`; None = in memory only, e.g. non-primary processes)."""
 
-    def __init__(self, config: SearchConfig, language: Language, fitness: Fitness, *, seed: int, num_layers: int,
+    def __init__(self, config: SearchSettings, language: Language, fitness: Fitness, *, seed: int, num_layers: int,
                  seeds: Sequence[Genotype] = (), store: StateStore | None = None,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
         self.config = config
@@ -113,21 +120,23 @@ class Search:
         self.seeds = list(seeds)
         for genotype in self.seeds:
             self._check_seed(genotype)
-        # the mutable state (everything below is saved after each chunk)
+        # the mutable state, saved after each chunk: the history to history.jsonl, the rest by `state()`
         self.seed = seed
         self.rng = random.Random(seed)
         self.round = 0
-        self.history: list[dict[str, Any]] = []
+        self.history: list[HistoryLine] = []
         self.population = AgingPopulation(config.population_size)
-        self.pending: list[Candidate] = []
+        self.pending: list[RoundEntry] = []
         self.rejections: Counter[str] = Counter()
         self.fitness_calls = 0
         self.fitness_seconds = 0.0
         """Wall time inside the fitness (in the state, not the history, which stays deterministic)."""
         self.duplicates = 0
         self.supernet: str | None = None
+        # caches, not saved: `_known` is rebuilt from the history on restore, `_parsed` refills as texts are parsed
         self._parsed: dict[str, Genotype] = {}
-        self._known: dict[str, dict[str, Any]] = {}
+        """genotype text → its parsed genotype."""
+        self._known: dict[str, HistoryLine] = {}
         """id → the first history line of that id (the cache duplicates read)."""
 
     # --- state ------------------------------------------------------------------------------------------
@@ -136,14 +145,14 @@ class Search:
         return {
             "seed": self.seed, "round": self.round, "evaluations": len(self.history), "rng": rng_to_json(self.rng),
             "config": asdict(self.config), "num_layers": self.num_layers,
-            "population": self.population.to_json(), "pending": [dict(vars(c)) for c in self.pending],
+            "population": self.population.to_json(), "pending": [c.to_json() for c in self.pending],
             "priority": self.priority.to_json(), "rejections": dict(self.rejections),
             "fitness_calls": self.fitness_calls, "fitness_seconds": self.fitness_seconds,
             "duplicates": self.duplicates, "supernet": self.supernet,
             "finished": self.finished,
         }
 
-    def restore(self, body: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    def restore(self, body: dict[str, Any], history: Sequence[HistoryLine]) -> None:
         """Continue from a saved state (`StateStore.load`); refuses a state saved under other settings."""
         saved = {**body["config"], "num_layers": body["num_layers"]}
         ours = {**asdict(self.config), "num_layers": self.num_layers}
@@ -154,12 +163,12 @@ class Search:
                               "exactly (" + "; ".join(changed) + "); restore the run's config.yaml")
         self.seed, self.round = int(body["seed"]), int(body["round"])
         self.rng = rng_from_json(body["rng"])
-        self.history = history
+        self.history = list(history)
         self._known = {}
-        for line in history:
-            self._known.setdefault(line["id"], line)
-        self.population = AgingPopulation.from_json(self.config.population_size, body["population"], history)
-        self.pending = [Candidate(**c) for c in body["pending"]]
+        for line in self.history:
+            self._known.setdefault(line.id, line)
+        self.population = AgingPopulation.from_json(self.config.population_size, body["population"], self.history)
+        self.pending = [RoundEntry.from_json(c) for c in body["pending"]]
         self.priority.load_json(body["priority"])
         self.rejections = Counter(body["rejections"])
         self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
@@ -172,23 +181,20 @@ class Search:
         made (rounds 1..current, each on the population it had then; the supernet starts from its folder
         again), then hand it the results it holds in memory since the last adapt (`fitness.remember`), so
         that it recognises the same functional duplicates."""
-        adapt = getattr(self.fitness, "adapt", None)
         since = 0
-        if self.config.adapt_steps and adapt is not None:
+        if self.config.adapt_steps:
             for round_ in range(1, self.round + 1):
-                adapt([self.genotype(text) for text in self._population_before(round_)], self.config.adapt_steps)
+                self.fitness.adapt([self.genotype(text) for text in self._population_before(round_)],
+                                   self.config.adapt_steps)
             since = self.round
-        remember = getattr(self.fitness, "remember", None)
-        if remember is not None:
-            remember([line for line in self.history if line["round"] >= since])
+        self.fitness.remember([line for line in self.history if line.round >= since])
 
     def _population_before(self, round_: int) -> list[str]:
         """Genotype texts of the population at the start of round `round_`, oldest first."""
-        joined = [line["genotype"] for line in self.history
-                  if line["round"] < round_ and line["status"] in JOINS and line["fitness"] is not None]
+        joined = [line.genotype for line in self.history if line.round < round_ and line.scored]
         return joined[-self.config.population_size:]
 
-    def _save(self, new_lines: list[dict[str, Any]]) -> None:
+    def _save(self, new_lines: list[HistoryLine]) -> None:
         if self.store is not None:
             self.store.save(self.state(), new_lines)
 
@@ -199,7 +205,8 @@ class Search:
     # --- the loop ---------------------------------------------------------------------------------------
 
     def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
-        """Run until the budget is spent (or `stop_after` more evaluations); returns the history."""
+        """Run until the budget is spent (or `stop_after` more evaluations); returns the history as the JSON
+        objects of history.jsonl (`self.history` holds it as `HistoryLine`s)."""
         target = len(self.history) + stop_after if stop_after is not None else None
         while not self.finished and (target is None or len(self.history) < target):
             if self.pending and all(c.record is not None for c in self.pending):
@@ -207,10 +214,9 @@ class Search:
             elif not self.pending:
                 # nothing is saved here: from the state saved after the last chunk, a resumed run redoes the
                 # end of the round and draws the same children (the RNG state is part of the state)
-                adapt = getattr(self.fitness, "adapt", None)
-                if self.round > 0 and self.config.adapt_steps and adapt is not None:
-                    adapt([self.genotype(m.genotype) for m in self.population], self.config.adapt_steps)
-                self.supernet = getattr(self.fitness, "supernet_reference", None)
+                if self.round > 0 and self.config.adapt_steps:
+                    self.fitness.adapt([self.genotype(m.genotype) for m in self.population], self.config.adapt_steps)
+                self.supernet = self.fitness.supernet_reference
                 self.pending = self._initial() if self.round == 0 else self._children()
             else:
                 self._evaluate_chunk()
@@ -218,26 +224,26 @@ class Search:
             self._end_round()
         if self.finished:
             self._save([])
-        return self.history
+        return [line.to_json() for line in self.history]
 
     def _budget_left(self) -> int:
         return self.config.evaluations - len(self.history) - sum(c.record is None for c in self.pending)
 
-    def _initial(self) -> list[Candidate]:
+    def _initial(self) -> list[RoundEntry]:
         count = min(self.config.population_size, self._budget_left())
-        out = [Candidate(g.canonical().to_text(), g.id, None, None, "seed", [], g.source_name, 0)
+        out = [RoundEntry(g.canonical().to_text(), g.id, None, None, "seed", [], g.source_name, 0)
                for g in self.seeds[:count]]
         while len(out) < count:
             out.append(self._sampled())
         return out
 
-    def _sampled(self) -> Candidate:
+    def _sampled(self) -> RoundEntry:
         g = sample_genotype(self.rng, self.num_layers, language=self.space,
                             conv_probability=self.config.conv_probability)
-        return self._remember(g, Candidate(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0))
+        return self._keep_parsed(g, RoundEntry(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0))
 
-    def _children(self) -> list[Candidate]:
-        out: list[Candidate] = []
+    def _children(self) -> list[RoundEntry]:
+        out: list[RoundEntry] = []
         for _ in range(min(self.config.round_size, self._budget_left())):
             if self.config.strategy == "random" or not len(self.population):
                 out.append(self._sampled())
@@ -254,14 +260,14 @@ class Search:
                 raise SearchError(f"{PARENT_TRIES} tournament parents in a row had no valid child; the search space "
                                   f"(search.ops, kernels, dilations, max_nodes, mutations) is too narrow")
             self.rejections.update(rejected)
-            out.append(self._remember(child.genotype, Candidate(
+            out.append(self._keep_parsed(child.genotype, RoundEntry(
                 child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness, child.mutation.value,
                 list(child.ops), child.detail, sum(rejected.values()))))
         return out
 
     def _evaluate_chunk(self) -> None:
         waiting = [c for c in self.pending if c.record is None]
-        chunk = waiting[:max(1, int(getattr(self.fitness, "chunk_size", 1)))]
+        chunk = waiting[:max(1, self.fitness.chunk_size)]
         fresh = [c for c in chunk if c.id not in self._known]
         unique = list({c.id: c for c in fresh}.values())
         results: dict[str, Result] = {}
@@ -294,29 +300,28 @@ class Search:
         if self.on_progress is not None:
             self.on_progress(self.progress())
 
-    def _record(self, candidate: Candidate, result: Result, index: int) -> dict[str, Any]:
-        status, reason = result.status, result.reason or ""
-        if status == "duplicate":
+    def _record(self, candidate: RoundEntry, result: Result, index: int) -> HistoryLine:
+        reason = result.reason or ""
+        if result.status == Status.DUPLICATE:
             self.duplicates += 1
-        if status not in ("ok", "failed", "duplicate"):
-            status, reason = "failed", f"the fitness answered status {status!r}; {reason}"
-        score = None if status == "failed" or result.score is None else float(result.score)
-        if status == "ok" and score is None:
-            status, reason = "failed", "the fitness gave no score"
+        if result.status in FITNESS_STATUSES:
+            status = Status(result.status)
+        else:
+            status, reason = Status.FAILED, f"the fitness answered status {result.status!r}; {reason}"
+        score = None if status == Status.FAILED or result.score is None else float(result.score)
+        if status == Status.OK and score is None:
+            status, reason = Status.FAILED, "the fitness gave no score"
         over = self._over_limit(result)
-        if over and status != "failed":
-            status, reason = "over-limit", over
-        line = self._line(candidate, index, score, status, reason, result.params, result.flops_per_token)
-        line["eval_loss"] = getattr(result, "eval_loss", None)
-        return line
+        if over and status != Status.FAILED:
+            status, reason = Status.OVER_LIMIT, over
+        return self._line(candidate, index, score, status, reason, result.params, result.flops_per_token,
+                          result.eval_loss)
 
-    def _duplicate(self, candidate: Candidate, earlier: dict[str, Any], index: int) -> dict[str, Any]:
+    def _duplicate(self, candidate: RoundEntry, earlier: HistoryLine, index: int) -> HistoryLine:
         self.duplicates += 1
-        status = "duplicate" if earlier["status"] in JOINS else earlier["status"]
-        line = self._line(candidate, index, earlier["fitness"], status, f"same id as #{earlier['index']}",
-                          earlier["params"], earlier["flops_per_token"])
-        line["eval_loss"] = earlier.get("eval_loss")
-        return line
+        status = Status.DUPLICATE if earlier.status in SCORED else earlier.status
+        return self._line(candidate, index, earlier.fitness, status, f"same id as #{earlier.index}",
+                          earlier.params, earlier.flops_per_token, earlier.eval_loss)
 
     def _over_limit(self, result: Result) -> str:
         c = self.config
@@ -327,34 +332,32 @@ class Search:
             return f"flops_per_token {result.flops_per_token:.4g} > search.max_flops_per_token {c.max_flops_per_token}"
         return ""
 
-    def _line(self, candidate: Candidate, index: int, fitness: float | None, status: str, reason: str,
-              params: int | None, flops: float | None) -> dict[str, Any]:
-        line = {
-            "index": index, "round": self.round, "id": candidate.id, "genotype": candidate.genotype,
-            "fitness": fitness, "status": status, "reason": reason, "parent": candidate.parent,
-            "mutation": candidate.mutation, "ops": candidate.ops, "detail": candidate.detail,
-            "invalid": candidate.invalid, "params": params, "flops_per_token": flops,
-        }
+    def _line(self, candidate: RoundEntry, index: int, fitness: float | None, status: Status, reason: str,
+              params: int | None, flops: float | None, eval_loss: float | None) -> HistoryLine:
+        priority = None
         if self.config.strategy == "op":
-            line["priority"] = {op: (u if u != float("inf") else None) for op, u in self.priority.priorities().items()}
-        return line
+            priority = {op: (u if u != float("inf") else None) for op, u in self.priority.priorities().items()}
+        return HistoryLine(index=index, round=self.round, id=candidate.id, genotype=candidate.genotype,
+                           fitness=fitness, status=status, reason=reason, parent=candidate.parent,
+                           mutation=candidate.mutation, ops=list(candidate.ops), detail=candidate.detail,
+                           invalid=candidate.invalid, params=params, flops_per_token=flops, eval_loss=eval_loss,
+                           priority=priority)
 
     def _end_round(self) -> None:
         for candidate in self.pending:
             record = candidate.record
             assert record is not None
-            joins = record["status"] in JOINS and record["fitness"] is not None
+            fitness = record.scored_fitness
             if candidate.ops:
-                self.priority.credit(candidate.ops, self.priority.raw_reward(
-                    record["fitness"] if joins else None, candidate.parent_fitness))
-            if joins:
-                self.population.add(Member(candidate.id, candidate.genotype, record["fitness"], record["index"]))
+                self.priority.credit(candidate.ops, self.priority.raw_reward(fitness, candidate.parent_fitness))
+            if fitness is not None:
+                self.population.add(Member(candidate.id, candidate.genotype, fitness, record.index))
         self.pending = []
         self.round += 1
 
     # --- helpers ----------------------------------------------------------------------------------------
 
-    def _remember(self, genotype: Genotype, candidate: Candidate) -> Candidate:
+    def _keep_parsed(self, genotype: Genotype, candidate: RoundEntry) -> RoundEntry:
         """Keep the genotype object of a candidate so that evaluating it does not re-parse its text."""
         self._parsed[candidate.genotype] = genotype
         return candidate
@@ -379,6 +382,6 @@ class Search:
                               f"kernels, dilations, max_nodes): " + "; ".join(p.message for p in problems[:3]))
 
     def progress(self) -> Progress:
-        scores = [line["fitness"] for line in self.history if line["status"] in JOINS and line["fitness"] is not None]
-        return Progress(len(self.history), self.config.evaluations, max(scores) if scores else None,
+        best = best_line(self.history)
+        return Progress(len(self.history), self.config.evaluations, best.fitness if best is not None else None,
                         self.fitness_calls, self.duplicates, dict(self.rejections))

@@ -7,9 +7,10 @@ Layout under `<out>/checkpoints/`:
                           manifest.json (size and sha256 of every other file, written last)
     latest                the tag of the newest complete checkpoint (written atomically)
 
-A checkpoint is written into `.tmp-step-…/`, flushed, and renamed into place; only then does `latest`
-move. A run killed at any moment leaves `latest` naming a complete checkpoint; leftover temporary folders
-are removed by the next save. RNG states are stored as JSON text (torch's as base64 bytes).
+A checkpoint is written into `.tmp-step-…/`, flushed, and renamed into place (over a folder of the same
+step, when a run is re-run, through `io.replace_directory`); only then does `latest` move. A run killed at
+any moment leaves `latest` naming a complete checkpoint; leftover temporary folders are removed by the
+next save. RNG states are stored as JSON text (torch's as base64 bytes).
 
 Loading runs no code from the files and continues only the same run:
 - every file must match the manifest, and every `*.pt` must load with `torch.load(weights_only=True)`,
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from autobert_zero.errors import TrainingError
-from autobert_zero.io import atomic_write_text
+from autobert_zero.io import atomic_write_text, replace_directory
 from autobert_zero.train.engine import barrier
 
 LATEST = "latest"
@@ -217,14 +218,7 @@ def save_checkpoint(engine: Any, root: Path, step: int, run_state: dict[str, Any
     if rank == 0:
         write_manifest(tmp)
         _fsync_tree(tmp)
-        if final.exists():  # a re-run over the same step: keep the old one until the new one is in place
-            old = root / f".old-{tag}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_directory(tmp, final)  # a re-run over the same step: the old one stays until the new one is in
         atomic_write_text(root / LATEST, tag)
         _prune(root, keep)
     barrier()

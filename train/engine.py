@@ -31,7 +31,6 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 from autobert_zero.config.load import BatchPlan
 from autobert_zero.errors import TrainingError
 
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 T = TypeVar("T")
 R = TypeVar("R")
 _RANK_LOCAL: ContextVar[bool] = ContextVar("rank_local", default=False)
@@ -45,13 +44,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SHM_COMM_OP = "deepspeed_shm_comm"
+"""DeepSpeed's name of its shared-memory communication op (`ShareMemCommBuilder.NAME`)."""
+
+
+def skip_shm_comm_build() -> None:
+    """Tell DeepSpeed not to build its shared-memory communication op: on the CPU accelerator that is a C++
+    build (~30 s at the first `deepspeed.init_distributed`) which our gloo process groups never use (GPU
+    accelerators have no such op, and then this changes nothing).
+
+    There is no public switch. DeepSpeed builds the op only if its private table
+    `deepspeed.ops.__compatible_ops__` (op name → buildable here) says so (`deepspeed.comm.torch.build_shm_op`),
+    so this sets the op's entry to False. If a DeepSpeed release drops the table or renames the op, this
+    raises `TrainingError` instead of silently going back to the slow build: check what that release
+    offers and update this function (its test, `tests/train/test_engine.py`, fails the same way)."""
+    from deepspeed.accelerator import get_accelerator
+
+    table = getattr(deepspeed.ops, "__compatible_ops__", None)
+    builder = get_accelerator().get_op_builder("ShareMemCommBuilder")
+    name = getattr(builder, "NAME", SHM_COMM_OP)
+    if not isinstance(table, dict) or name != SHM_COMM_OP:
+        raise TrainingError(f"deepspeed {deepspeed.__version__}: no deepspeed.ops.__compatible_ops__ table, or its "
+                            f"shared-memory comm op is now called {name!r} (not {SHM_COMM_OP!r}); update "
+                            f"train/engine.py:skip_shm_comm_build for this DeepSpeed release")
+    table[SHM_COMM_OP] = False
+
+
 def init_distributed() -> tuple[int, int]:
     """Join (or, alone, create) the process group; returns (rank, world_size)."""
     if "RANK" not in os.environ:  # no launcher: a group of one, as deepspeed would otherwise ask mpi4py
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-    # The shared-memory comm op is a C++ build (~30 s) that gloo does not need.
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    skip_shm_comm_build()
     if not dist.is_initialized():
         deepspeed.init_distributed(verbose=False)
     return dist.get_rank(), dist.get_world_size()
@@ -133,11 +157,13 @@ class RankLocal:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices and kernels; none on 1-D parameters (every bias, LayerNorm
+    weight and the like), in parameter order."""
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or name.endswith(NO_DECAY) else decay).append(p)
+            (no_decay if p.ndim < 2 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

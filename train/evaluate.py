@@ -13,8 +13,8 @@ candidate this Evaluator has scored, so a score is comparable across calls of on
 second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss makes a
 candidate `failed` with the reason and the run goes on. Results are cached by genotype id; a candidate
 whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
-score. Evaluation never changes the supernet; `.adapt(population, steps)` trains it on purpose (and
-empties the cache, whose scores belonged to the old weights).
+score. Evaluation never changes the supernet; `.adapt(population, steps)` trains it on purpose
+(`supernet.adapt_supernet`) and empties the cache, whose scores belonged to the old weights.
 
 Under a launcher every rank must call `evaluate` (and `adapt`) with the same list. `evaluate` first decides,
 identically on every rank, which genotypes need scoring (not cached, not a fingerprint duplicate of a cached
@@ -40,7 +40,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,12 @@ from tqdm.auto import tqdm
 from autobert_zero.config.load import BatchPlan, batch_plan
 from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import AbzError, ConfigError
-from autobert_zero.grammar import AttentionLayer, Genotype
-from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.grammar import AttentionLayer, Genotype, parse_genotype
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.seeds import DROPOUT, derived_seed
 from autobert_zero.train.engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
 from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
-from autobert_zero.train.models import build_mlm_model
-from autobert_zero.train.pretrain import (
+from autobert_zero.train.mlm import (
     PreparedMlm,
     check_prepared,
     export_model,
@@ -64,9 +64,9 @@ from autobert_zero.train.pretrain import (
     prepare_mlm_data,
     resolve_config,
 )
+from autobert_zero.train.models import build_mlm_model
+from autobert_zero.train.supernet import adapt_engine, adapt_supernet, load_supernet
 
-ESTIMATORS = ("scratch", "biws")
-SIZE_PRIORS = ("params", "flops")
 LONG_RUN = 200
 """Per-candidate training runs at least this long get a progress bar of their own."""
 log = logging.getLogger(__name__)
@@ -154,11 +154,6 @@ class Evaluator:
                  *, prepared: PreparedMlm | None = None, show_progress: bool = False) -> None:
         self.cfg = cfg = resolve_config(config)
         ev = cfg.evaluate
-        for key, value, allowed in (("estimator", ev.estimator, ESTIMATORS),
-                                    ("size_prior", ev.size_prior, (None, *SIZE_PRIORS))):
-            if value not in allowed:
-                raise ConfigError(f"{cfg.source}: evaluate.{key} = {value!r}; expected one of "
-                                  f"{', '.join(map(str, allowed))}")
         if ev.estimator == "biws" and supernet_dir is None:
             raise ConfigError("evaluate.estimator = 'biws' needs a supernet: pass --supernet DIR (the --out folder "
                               "of `abz supernet`)")
@@ -174,8 +169,6 @@ class Evaluator:
         self.supernet: Any = None
         tokenizer = None
         if supernet_dir is not None:
-            from autobert_zero.train.supernet import load_supernet
-
             self.supernet, tokenizer = load_supernet(supernet_dir, cfg)
         self.prepared = prepared or prepare_mlm_data(cfg, self.show, tokenizer=tokenizer)
         check_prepared(cfg, self.prepared)
@@ -311,7 +304,7 @@ class Evaluator:
             engine = build_engine(model, cfg.deepspeed, plan, cfg.evaluate.lr, cfg.pretrain.weight_decay, steps,
                                   cfg.evaluate.warmup_steps, mpu=local)
             order = StreamOrder(len(data.train_blocks), seed)
-            torch.manual_seed(derived_seed(seed, rank, 1))
+            torch.manual_seed(derived_seed(seed, rank, DROPOUT))
             TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, rank),
                       LoopSettings(stop=steps, desc=desc, progress_bar=self.show and steps >= LONG_RUN),
                       rank=self.rank).run()
@@ -330,40 +323,29 @@ class Evaluator:
         return float(result["score"])
 
     def adapt(self, population: Sequence[Genotype], steps: int) -> None:
-        """Train the supernet `steps` more MLM steps on candidates drawn from `population` (a constant
-        learning rate `pretrain.lr`); the step counter continues across calls. Empties the result cache."""
+        """Train this Evaluator's supernet `steps` more steps on `population` (`supernet.adapt_supernet`; the
+        step counter and optimizer continue across calls). Empties the result cache and fingerprint table,
+        whose scores belonged to the old weights."""
         if self.supernet is None:
             raise ConfigError("adapt() needs a supernet: build the Evaluator with a supernet folder")
         if steps <= 0 or not population:
             return
-        from autobert_zero.train.supernet import CandidateSchedule
-
-        cfg, plan, data = self.cfg, self.plan, self.prepared.data
         if self._supernet_engine is None:
-            self._supernet_engine = build_engine(self.supernet, cfg.deepspeed, plan, cfg.pretrain.lr,
-                                                 cfg.pretrain.weight_decay, 10**12, 0)
-        engine, supernet = self._supernet_engine, self.supernet
-        schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, 23),
-                                                     cfg.search.adapt_strategy, cfg.supernet.fair_exponent)
-        order = StreamOrder(len(data.train_blocks), derived_seed(cfg.seed, 29))
-        start = self.adapted_steps
-
-        def step_fn(step: int) -> float:
-            supernet.activate(schedule.candidate(step))
-            return mlm_step(engine, data, order, plan, step, self.rank)
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(cfg.seed, self.rank, start, 31))
-            TrainLoop(engine, step_fn, LoopSettings(stop=start + steps), rank=self.rank).run(start)
-        self.adapted_steps = start + steps
+            self._supernet_engine = adapt_engine(self.supernet, self.cfg, self.plan)
+        self.adapted_steps = adapt_supernet(self._supernet_engine, self.supernet, population, self.cfg,
+                                            self.prepared.data, self.plan, self.rank, self.adapted_steps, steps)
         self.cache.clear()
         self.fingerprints.clear()
 
-
-def evaluate_candidates(genotypes: Sequence[Genotype], settings: TrainConfig | str | os.PathLike[str],
-                        supernet_dir: str | os.PathLike[str] | None = None) -> list[CandidateResult]:
-    """One-shot form of `Evaluator(settings, supernet_dir).evaluate(genotypes)`."""
-    return Evaluator(settings, supernet_dir).evaluate(genotypes)
+    def remember(self, results: Iterable[CandidateResult]) -> None:
+        """Take results scored earlier (by an interrupted run, under the same weights) into the result cache and
+        the fingerprint table, as if this Evaluator had scored them: they are reused, and genotypes that compute
+        the same are their duplicates. Ids already cached keep their result."""
+        for result in results:
+            if result.id in self.cache:
+                continue
+            self.cache[result.id] = result
+            self.fingerprints.setdefault(genotype_fingerprint(parse_genotype(result.genotype)), result.id)
 
 
 def results_table(results: Sequence[CandidateResult]) -> str:

@@ -3,7 +3,7 @@
 `finetune()` writes into its output folder `metrics.jsonl` (training loss every `logging.log_every`
 steps) and `eval.json`: the task's official metrics on the dev split, its primary score (the mean of its
 metrics, as GLUE averages them), and the run's sizes. Training visits a seeded, optionally subsampled
-training split in the same step-addressed order as pre-training (`data_order.py`).
+training split in the same step-addressed order as pre-training (`data/order.py`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 from autobert_zero.train.data.glue import GlueTask, get_task, load_glue_split
 from autobert_zero.train.data.metrics import glue_metrics, primary_score
-from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.seeds import FINETUNE_DROPOUT, FINETUNE_ORDER, FINETUNE_SUBSAMPLE, derived_seed
 from autobert_zero.train.engine import build_engine, init_distributed, unwrap
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate
+from autobert_zero.train.mlm import resolve_config
 from autobert_zero.train.models import build_classifier, check_init_folder
-from autobert_zero.train.pretrain import resolve_config
 from autobert_zero.train.run_log import RunLog
 
 
@@ -56,7 +57,7 @@ class EncodedSplit:
 def _subsample(split: Any, limit: int | None, seed: int) -> Any:
     if limit is None or limit >= len(split):
         return split
-    g = torch.Generator().manual_seed(derived_seed(seed, 11))
+    g = torch.Generator().manual_seed(derived_seed(seed, FINETUNE_SUBSAMPLE))
     return split.select(sorted(torch.randperm(len(split), generator=g)[:limit].tolist()))
 
 
@@ -116,8 +117,8 @@ def _finetune(cfg: Any, spec: GlueTask, data_dir: str | os.PathLike[str] | None,
     steps = min(steps, ft.max_steps) if ft.max_steps else steps
     model = build_classifier(init, spec.num_labels, cfg.seed)
     engine = build_engine(model, cfg.deepspeed, plan, ft.lr, ft.weight_decay, steps, int(steps * ft.warmup_ratio))
-    torch.manual_seed(derived_seed(cfg.seed, rank, 2))
-    order = StreamOrder(len(train), derived_seed(cfg.seed, 3))
+    torch.manual_seed(derived_seed(cfg.seed, rank, FINETUNE_DROPOUT))
+    order = StreamOrder(len(train), derived_seed(cfg.seed, FINETUNE_ORDER))
     settings = LoopSettings(stop=steps, desc=f"finetune {spec.folder}", log_every=cfg.logging.log_every,
                             progress_bar=cfg.logging.progress_bar)
     loop = TrainLoop(engine, lambda step: train_step(engine, train, order, plan, step, rank), settings, rank=rank)

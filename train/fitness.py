@@ -22,17 +22,16 @@ torch is imported here only when needed, never by `autobert_zero.evolve`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from autobert_zero.errors import ConfigError
-from autobert_zero.evolve import SyntheticFitness
+from autobert_zero.evolve import Fitness, HistoryLine, Result, Status, SyntheticFitness
+from autobert_zero.evolve.settings import FITNESSES
 from autobert_zero.grammar import Genotype
 
 if TYPE_CHECKING:
     from autobert_zero.config.schema import TrainConfig
-    from autobert_zero.evolve.fitness import Fitness
-
-FITNESSES = ("evaluate", "synthetic")
+    from autobert_zero.train.evaluate import CandidateResult, Evaluator
 
 
 def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = False) -> Fitness:
@@ -56,7 +55,7 @@ def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = F
                               f"adapt_steps: 0")
         evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
         split = evaluator.split and cfg.evaluate.size_prior is None
-        return EvaluatorFitness(evaluator, cfg.search.supernet, round_chunk(cfg) if split else 1)
+        return EvaluatorFitness(evaluator, round_chunk(cfg) if split else 1)
     raise ConfigError(f"{cfg.source}: search.fitness = {kind!r}; expected one of {', '.join(FITNESSES)}")
 
 
@@ -66,44 +65,45 @@ def round_chunk(cfg: TrainConfig) -> int:
     return max(cfg.search.round_size, cfg.search.population_size)
 
 
-class EvaluatorFitness:
-    """The Evaluator as the search's fitness, plus `remember`: after a resume, its result cache and
-    functional-fingerprint table are refilled from the history, so it recognises the same duplicates.
-    `chunk_size`: how many waiting candidates the search hands over per call (1: its state is saved after
-    every candidate; a round when the Evaluator splits them across ranks)."""
+class EvaluatorFitness(Fitness):
+    """The Evaluator as the search's fitness. `chunk_size`: how many waiting candidates the search hands over
+    per call (1: its state is saved after every candidate; a round when the Evaluator splits them across
+    ranks). `remember`: after a resume, the Evaluator takes back the results of the history (`Evaluator.remember`),
+    so it recognises the same duplicates."""
 
-    def __init__(self, evaluator: Any, supernet: str | None, chunk_size: int = 1) -> None:
+    def __init__(self, evaluator: Evaluator, chunk_size: int = 1) -> None:
         self.evaluator = evaluator
-        self.supernet_reference = supernet
         self.chunk_size = chunk_size
 
-    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Any]:
+    @property
+    def supernet_reference(self) -> str | None:
+        """The supernet folder of the config (`search.supernet`), which the Evaluator was built with."""
+        return self.evaluator.cfg.search.supernet
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[CandidateResult]:
         return list(self.evaluator.evaluate(genotypes))
 
     def adapt(self, population: Sequence[Genotype], steps: int) -> None:
         self.evaluator.adapt(population, steps)
 
-    def remember(self, lines: Sequence[dict[str, Any]]) -> None:
-        from autobert_zero.grammar import parse_genotype
-        from autobert_zero.train.evaluate import CandidateResult, genotype_fingerprint
+    def remember(self, lines: Sequence[HistoryLine]) -> None:
+        """Lines the Evaluator scored itself (`ok`, and `over-limit`, which the search refused after scoring) as
+        its results; duplicates and failures are not results of their own."""
+        from autobert_zero.train.evaluate import CandidateResult
 
-        for line in lines:
-            if line["status"] not in ("ok", "over-limit") or line["id"] in self.evaluator.cache:
-                continue
-            self.evaluator.cache[line["id"]] = CandidateResult(
-                line["id"], line["genotype"], line["fitness"], line.get("eval_loss"), line["params"],
-                line["flops_per_token"], 0.0, "ok")
-            fingerprint = genotype_fingerprint(parse_genotype(line["genotype"]))
-            self.evaluator.fingerprints.setdefault(fingerprint, line["id"])
+        self.evaluator.remember(
+            CandidateResult(line.id, line.genotype, line.fitness, line.eval_loss, line.params, line.flops_per_token,
+                            0.0, "ok")
+            for line in lines if line.status in (Status.OK, Status.OVER_LIMIT))
 
 
-class RankSplitFitness:
+class RankSplitFitness(Fitness):
     """Splits each call's candidates across ranks (round-robin) and gathers the results in order."""
 
-    def __init__(self, fitness: Any, chunk_size: int) -> None:
+    def __init__(self, fitness: Fitness, chunk_size: int) -> None:
         self.fitness, self.chunk_size = fitness, chunk_size
 
-    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Any]:
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[Result]:
         from autobert_zero.train.engine import round_robin
 
         return round_robin(list(genotypes), self.fitness.evaluate)

@@ -9,7 +9,7 @@ steps `start..stop-1`: the loss is averaged over ranks, a non-finite loss stops 
 written every `checkpoint_every` steps and at the stop, and a progress bar shows the loss on rank 0.
 
 What makes a resumed run exact lives outside the loop: batches and masks are functions of the step
-(`data_order.py`), and anything else that varies per step (the supernet's candidate) must be too.
+(`data/order.py`, `data/mlm_blocks.py`), and anything else that varies per step (the supernet's candidate) must be too.
 """
 
 from __future__ import annotations

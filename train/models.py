@@ -15,7 +15,7 @@ from transformers.utils import logging as hf_logging
 
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroForMaskedLM, register_auto_classes
 from autobert_zero.config.paths import resolve_shipped
-from autobert_zero.config.schema import ModelSizes
+from autobert_zero.config.schema import ModelSizes, TrainConfig
 from autobert_zero.errors import ConfigError, DataError
 from autobert_zero.grammar import Genotype, load_genotype
 
@@ -27,6 +27,14 @@ def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:
     if not resolved.is_file():
         raise ConfigError(f"genotype file not found: {path} (expected a .abz file such as genotypes/bert.abz)")
     return load_genotype(resolved)
+
+
+def resolve_genotype(cfg: TrainConfig, genotype: Genotype | str | os.PathLike[str] | None = None) -> Genotype:
+    """The genotype to train: an object as is, else a file (the argument, or the config's `genotype`).
+    The config is only read."""
+    if isinstance(genotype, Genotype):
+        return genotype
+    return load_genotype_file(cfg.genotype if genotype is None else genotype)
 
 
 def read_genotype(path: str | os.PathLike[str]) -> str:

@@ -6,11 +6,13 @@ checkpoint) are dropped first, and so is a line a kill cut short, so the file re
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from autobert_zero.errors import ConfigError
 from autobert_zero.io import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
@@ -23,6 +25,8 @@ class RunLog:
         self.path = out_dir / METRICS_FILE
         self.enabled = enabled
         self._tb: Any = None
+        if tensorboard:  # on every rank, so that all of them stop, not rank 0 alone
+            require_tensorboard()
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +73,14 @@ class RunLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def require_tensorboard() -> None:
+    """Raise `ConfigError` naming the extra to install when `logging.tensorboard: true` but TensorBoard is not
+    installed (checked before the run writes anything)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logging.tensorboard: true needs TensorBoard, which is not installed; install it with "
+                          "`pip install 'autobert-zero[tensorboard]'` or set logging.tensorboard: false")
 
 
 def _record(line: str) -> dict[str, Any] | None:

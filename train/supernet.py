@@ -1,26 +1,29 @@
-"""BIWS supernet training (`abz supernet`): masked LM through the pre-training loop, one candidate per step.
+"""BIWS supernet training (`abz supernet`): masked LM through the shared MLM run, one candidate per step.
 
-The run is `pretrain.run_mlm` — same engine, `deepspeed:` section, data order, checkpoint layout, metrics
-and `final/` export — with the supernet as the model and a hook that activates step s's candidate before
-its forward on every rank. The candidate of step s is a pure function of (seed, s) (`CandidateSchedule`,
-like `data_order.py` for batches), so a resumed run continues the same candidate sequence, and every rank
-of a data-parallel run trains the same candidate. The schedule (strategy, seed, population ids) is part of
-the run identity in every checkpoint. Strategies (`supernet.strategy`): `uniform` draws a fresh sample of
-the supernet's sampler each step; `population` draws uniformly from a list of genotypes; `fair` draws from
-the list with weights that give every layer choice the same exposure (`exposure_weights`). A population
-crowded with near-copies of one genotype (the neighbours of a good parent, late in a search) trains the
-shared weights for that family many times over, and the family comes out on top. Against the audit's
-3,000-step reference that is the right call: population BIWS ranks the 24 audit candidates at τ 0.75–0.80
-(noise ceiling 0.86), while `fair` ranks at −0.01–0.15 and halfway (`supernet.fair_exponent: 0.5`, the
-weights' square root) at 0.50–0.57: equal exposure under-trains the family's own mutated layers. Against an
-earlier 1,500-step reference the family's lead had looked like a bias (τ 0.44–0.57); training the reference
-longer showed it was the supernet seeing early what the short reference had not yet reached. So `fair` is an
-option, not the default.
+The run is `mlm.run_mlm` — same engine, `deepspeed:` section, data order, checkpoint layout, metrics and
+`final/` export as pre-training — with the supernet as the model and a hook that activates step s's
+candidate before its forward on every rank. The candidate of step s is a pure function of (seed, s)
+(`CandidateSchedule`, like `data/order.py` for batches), so a resumed run continues the same candidate
+sequence, and every rank of a data-parallel run trains the same candidate. The schedule (strategy, seed,
+population ids) is part of the run identity in every checkpoint.
+
+Strategies (`supernet.strategy`):
+
+- `uniform` draws a fresh sample of the supernet's sampler each step (any layer choice the supernet hosts);
+- `population` draws uniformly from a list of genotypes (`supernet.population`), so a layer choice that
+  many members share is trained as often as it occurs in the list;
+- `fair` draws from the list with weights that give every layer choice the same exposure
+  (`exposure_weights`), raised to `supernet.fair_exponent` (1: equal exposure; 0: `population`), so a family
+  of near-copies does not take the shared weights' training for itself.
+
+`benchmarks/RESULTS.md` records how each strategy ranks candidates in the ranking audit.
+
+`adapt_supernet` keeps training a loaded supernet during a search (`search.adapt_steps` between rounds, drawn
+from the live population per `search.adapt_strategy`); the Evaluator, which holds the supernet, calls it.
 
 A shared weight that the step's candidate does not use gets no gradient, which DeepSpeed accepts under
 ZeRO 0, 1 and 2 (tested); its gradient is then zero rather than absent, so AdamW's momentum still moves a
-weight that an earlier step used (measured: 6e-4 on an idle conv weight after one attention step, equally in
-all three stages, so data-parallel runs agree).
+weight that an earlier step used (equally in all three stages, so data-parallel runs agree).
 
 `load_supernet(DIR, cfg)` reads `DIR/final` back (for `abz evaluate` and the audit), refusing a missing or
 damaged folder and sizes that disagree with the config.
@@ -38,30 +41,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autobert_zero.config.load import config_from_dict
+import torch
+
+from autobert_zero.config.load import BatchPlan, config_from_dict
 from autobert_zero.config.paths import resolve_shipped
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import POPULATION_STRATEGIES, SIZE_KEYS, TrainConfig
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import ConvLayer, Genotype
 from autobert_zero.run_dir import check_out_dir
-from autobert_zero.train.data.order import derived_seed
-from autobert_zero.train.engine import init_distributed
-from autobert_zero.train.models import load_genotype_file, mlm_config
-from autobert_zero.train.pretrain import (
-    MlmHooks,
-    prepare_or_check,
-    resolve_config,
-    resolve_genotype,
-    run_mlm,
-    stop_step,
+from autobert_zero.train.data.mlm_blocks import MlmData
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.seeds import (
+    ADAPT_DROPOUT,
+    ADAPT_ORDER,
+    ADAPT_SCHEDULE,
+    CANDIDATE_SCHEDULE,
+    derived_seed,
 )
-
-STRATEGIES = ("uniform", "population", "fair")
-POPULATION_STRATEGIES = ("population", "fair")
-SCHEDULE_SALT = 13
-"""Mixed into the seed of each step's candidate draw (keeps it apart from other uses of (seed, step))."""
-SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
-             "type_vocab_size")
+from autobert_zero.train.engine import build_engine, init_distributed
+from autobert_zero.train.loop import LoopSettings, TrainLoop
+from autobert_zero.train.mlm import MlmHooks, mlm_step, prepare_or_check, resolve_config, run_mlm, stop_step
+from autobert_zero.train.models import load_genotype_file, mlm_config, resolve_genotype
 
 
 def read_population(entries: Sequence[str], where: str = "supernet.population") -> list[Genotype]:
@@ -133,7 +133,7 @@ class CandidateSchedule:
 
     def candidate(self, step: int) -> Genotype:
         """The candidate of 0-based step `step`."""
-        rng = random.Random(derived_seed(self.seed, step, SCHEDULE_SALT))
+        rng = random.Random(derived_seed(self.seed, step, CANDIDATE_SCHEDULE))
         if self.strategy == "fair":
             assert self.weights is not None
             return rng.choices(self.population, self.weights)[0]
@@ -154,8 +154,6 @@ class CandidateSchedule:
 
 def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_id: int) -> Any:
     """A freshly initialised supernet at the config's sizes; `host` fixes the layer count."""
-    import torch
-
     from autobert_zero.compiler import AutoBertZeroSupernetForMaskedLM
 
     torch.manual_seed(cfg.seed)
@@ -172,8 +170,6 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
     if corpus is not None:
         cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
     sn = cfg.supernet
-    if sn.strategy not in STRATEGIES:
-        raise ConfigError(f"{cfg.source}: supernet.strategy = {sn.strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if sn.strategy in POPULATION_STRATEGIES and not sn.population:
         raise ConfigError(f"{cfg.source}: supernet.strategy is {sn.strategy!r} but supernet.population is empty; "
                           f"list .abz files, folders or .txt lists of genotypes")
@@ -191,7 +187,7 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
     tokenizer = prepared.tokenizer
     assert tokenizer.pad_token_id is not None
     supernet = build_supernet(host, cfg, len(tokenizer), tokenizer.pad_token_id)
-    schedule = CandidateSchedule(sn.strategy, derived_seed(cfg.seed, SCHEDULE_SALT), population,
+    schedule = CandidateSchedule(sn.strategy, derived_seed(cfg.seed, CANDIDATE_SCHEDULE), population,
                                  lambda rng: supernet.sample(rng, conv_probability=sn.conv_probability),
                                  fair_exponent=sn.fair_exponent)
     hooks = MlmHooks(before_step=lambda step: supernet.activate(schedule.candidate(step)),
@@ -200,6 +196,35 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
                      summary={"genotype": cfg.genotype, "strategy": sn.strategy, "fair_exponent": sn.fair_exponent,
                               "population": len(population), "per_branch": list(sn.per_branch)})
     return run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
+
+
+def adapt_engine(supernet: Any, cfg: TrainConfig, plan: BatchPlan) -> Any:
+    """The engine that adapts a loaded supernet during a search: AdamW at the constant learning rate
+    `pretrain.lr` (a schedule too long to decay, no warm-up). Build it once and pass it to every
+    `adapt_supernet` call, so the optimizer state carries over between rounds."""
+    return build_engine(supernet, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay, 10**12, 0)
+
+
+def adapt_supernet(engine: Any, supernet: Any, population: Sequence[Genotype], cfg: TrainConfig, data: MlmData,
+                   plan: BatchPlan, rank: int, start: int, steps: int) -> int:
+    """Train the supernet (inside `engine`, from `adapt_engine`) MLM steps `start..start+steps-1`, each on a
+    candidate drawn from `population` per `search.adapt_strategy` (`population` or `fair`, with
+    `supernet.fair_exponent`); returns the new step count (`start + steps`). Data-parallel over all ranks:
+    every rank calls it with the same arguments. Candidates, data order and dropout are seeded from
+    (`cfg.seed`, step), so the calls of a search draw one continuous, reproducible sequence; the caller's
+    torch RNG stream is not consumed."""
+    schedule = CandidateSchedule.from_population(list(population), derived_seed(cfg.seed, ADAPT_SCHEDULE),
+                                                 cfg.search.adapt_strategy, cfg.supernet.fair_exponent)
+    order = StreamOrder(len(data.train_blocks), derived_seed(cfg.seed, ADAPT_ORDER))
+
+    def step_fn(step: int) -> float:
+        supernet.activate(schedule.candidate(step))
+        return mlm_step(engine, data, order, plan, step, rank)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(cfg.seed, rank, start, ADAPT_DROPOUT))
+        TrainLoop(engine, step_fn, LoopSettings(stop=start + steps), rank=rank).run(start)
+    return start + steps
 
 
 def _supernet_error(folder: Path, problem: str) -> TrainingError:

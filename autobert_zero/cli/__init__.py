@@ -1,7 +1,11 @@
 """The `abz` command line: one sub-command per stage, every user error a clean message and exit code.
 
-Exit codes: 0 success; 1 a user error (bad config, missing data, ...); 2 an invalid genotype or bad
-command-line usage; 130 interrupted. No traceback reaches the user unless ABZ_DEBUG=1 is set.
+One module per command family registers its commands (`FAMILIES`, in `abz --help` order); the options
+several commands share are declared once in `cli.options`. Exit codes (`cli.exit_codes.ExitCode`): 0 success;
+1 a runtime error (bad config, missing data, a failed run, ...); 2 an invalid genotype or bad command-line
+usage; 3 an internal error (a bug); 130 interrupted. No traceback reaches the user unless ABZ_DEBUG=1 is set.
+Every family module imports only the standard library and light packages at module level; each command
+imports its heavy dependencies (torch, DeepSpeed) when it runs.
 """
 
 from __future__ import annotations
@@ -11,30 +15,43 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from types import ModuleType
 
+from autobert_zero.cli import audit as cli_audit
+from autobert_zero.cli import genotype as cli_genotype
+from autobert_zero.cli import search as cli_search
+from autobert_zero.cli import supernet as cli_supernet
+from autobert_zero.cli import train as cli_train
+from autobert_zero.cli.exit_codes import ExitCode
 from autobert_zero.errors import AbzError, GenotypeError
+
+FAMILIES: tuple[ModuleType, ...] = (cli_genotype, cli_search, cli_train, cli_supernet, cli_audit)
+"""The command families, each a module whose `register(subparsers)` adds its commands; all are registered."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autobert_zero.cli import genotype as cli_genotype
+    """The `abz` parser with every family's commands."""
+    return _build()[0]
 
+
+def commands() -> dict[str, str]:
+    """Every `abz` command, in `abz --help` order, with the module of the family that registers it."""
+    return _build()[1]
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     parser = argparse.ArgumentParser(
         prog="abz",
         description="AutoBERT-Zero: BERT backbones from primitive math operations — check, show, compile, "
         "pre-train and fine-tune text genotypes.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cli_genotype.register(sub)
-    from autobert_zero.cli import search as cli_search
-
-    cli_search.register(sub)
-    try:
-        from autobert_zero.cli.train import register as register_train
-    except ImportError:  # pragma: no cover - train/ not installed in a stripped build
-        pass
-    else:
-        register_train(sub)
-    return parser
+    families: dict[str, str] = {}
+    for family in FAMILIES:
+        family.register(sub)
+        # `choices` of the action `add_subparsers` returns: the command names registered so far
+        families.update({name: family.__name__ for name in sub.choices if name not in families})
+    return parser, families
 
 
 def _say(prefix: str, message: str) -> None:
@@ -46,6 +63,7 @@ def _say(prefix: str, message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `abz` command; the exit status, an `ExitCode` (bad usage exits 2 from argparse itself)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     command = f"abz {args.command}"
@@ -53,24 +71,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except GenotypeError as error:
         _say(f"{command}: invalid genotype:\n", str(error))
-        return 2
+        return ExitCode.USAGE
     except AbzError as error:
         _say(f"{command}: error: ", str(error))
-        return 1
+        return ExitCode.RUNTIME
     except KeyboardInterrupt:
         _say(f"{command}: ", "interrupted; files already written are complete (written atomically)")
-        return 130
+        return ExitCode.INTERRUPTED
     except OSError as error:
         if os.environ.get("ABZ_DEBUG"):
             raise
         target = f" ({error.filename})" if error.filename else ""
         _say(f"{command}: error: ", f"{error.strerror or error}{target}")
-        return 1
+        return ExitCode.RUNTIME
     except Exception as error:  # an internal bug: one line, and how to get the traceback
         if os.environ.get("ABZ_DEBUG"):
             raise
         _say(f"{command}: internal error: ", f"{type(error).__name__}: {error} (set ABZ_DEBUG=1 for a traceback)")
-        return 3
+        return ExitCode.INTERNAL
     finally:
         _leave_process_group()
 

@@ -1,23 +1,28 @@
-"""The `abz audit` sub-command (registered into the `abz` parser by `train.cli.register`)."""
+"""The `abz audit` sub-command (registered into the `abz` parser by `register`)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import TYPE_CHECKING
+
+from autobert_zero.cli.exit_codes import ExitCode
+from autobert_zero.cli.options import add_config, add_force, add_out, add_supernet, report
+
+if TYPE_CHECKING:
+    from autobert_zero.cli.options import Subparsers
 
 
 def _audit(args: argparse.Namespace) -> int:
     from autobert_zero.train.audit.run import audit
 
-    report, text = audit(args.supernet, args.candidates, args.out, args.config, cache_dir=args.cache,
-                         force=args.force, show=not args.quiet)
-    print(text, file=sys.stdout)
-    print(f"wrote {args.out}/audit.json and {args.out}/audit.png ({report['scored']} candidates scored)",
-          file=sys.stdout)
-    return 0
+    summary, text = audit(args.supernet, args.candidates, args.out, args.config, cache_dir=args.cache,
+                          force=args.force, show=not args.quiet)
+    report(text)
+    report(f"wrote {args.out}/audit.json and {args.out}/audit.png ({summary['scored']} candidates scored)")
+    return ExitCode.OK
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add `audit` to the `abz` sub-command parser."""
     a = subparsers.add_parser(
         "audit", help="ranking audit: how well BIWS and its rivals rank candidates against full scratch training",
@@ -26,13 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the same seconds, parameters alone and rank combinations, against full-budget scratch "
                     "training averaged over audit.reference_seeds. Writes OUT/audit.json and OUT/audit.png and "
                     "prints the table. Reference runs are cached (audit.cache_dir), so a killed audit resumes.")
-    a.add_argument("--supernet", required=True, metavar="DIR", help="the --out folder of `abz supernet`")
+    add_supernet(a, "the --out folder of `abz supernet`", required=True)
     a.add_argument("--candidates", required=True, type=int, metavar="N", help="number of candidates (≥ 4; 16-24 "
                                                                               "for a useful τ)")
-    a.add_argument("--out", required=True, metavar="DIR", help="output folder (audit.json, audit.png)")
-    a.add_argument("--config", metavar="FILE", help="YAML config (default: DIR/config.json of the supernet run); "
-                                                    "its audit: and evaluate: sections set the estimators")
+    add_out(a, "output folder (audit.json, audit.png)", metavar="DIR")
+    add_config(a, "YAML config (default: DIR/config.json of the supernet run); its audit: and evaluate: sections "
+                  "set the estimators", metavar="FILE")
     a.add_argument("--cache", metavar="DIR", help="reference cache folder (overrides audit.cache_dir)")
-    a.add_argument("--force", action="store_true", help="replace audit.json/audit.png in a non-empty --out")
+    add_force(a, "replace audit.json/audit.png in a non-empty --out")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=_audit)

@@ -12,8 +12,23 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from autobert_zero.cli.exit_codes import ExitCode
+from autobert_zero.cli.options import (
+    DEFAULT_VOCAB_SIZE,
+    HEADS,
+    SIZE_OVERRIDES,
+    add_force,
+    add_head,
+    add_json,
+    add_out,
+    add_seed,
+    add_size_arguments,
+    add_vocab_size,
+)
+from autobert_zero.config.paths import resolve_shipped
+from autobert_zero.config.schema import SIZE_KEYS, ModelSizes
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import (
     AttentionLayer,
@@ -26,17 +41,22 @@ from autobert_zero.grammar import (
     parse_with_diagnostics,
     read_genotype_text,
 )
-from autobert_zero.io import atomic_write_text, follow_umask_tree
+from autobert_zero.io import atomic_directory, atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
-SIZE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size")
+if TYPE_CHECKING:
+    from autobert_zero.cli.options import Subparsers
+
+SAVE_STAGING = ".abz-save"
+"""Folder inside the output folder where `save_into` stages a model's files before moving them over."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
+    """Add `check`, `show` and `compile` to the `abz` sub-command parser."""
     check = sub.add_parser("check", help="validate genotype files (exit 2 if any is invalid)",
                            description="Validate genotype files; print FILE:LINE:COL: error[CODE]: message.")
     check.add_argument("files", nargs="+", metavar="FILE")
-    check.add_argument("--json", action="store_true", help="print one JSON array with a report per file")
+    add_json(check, "print one JSON array with a report per file")
     check.add_argument("--max-nodes", type=int, default=None, help="graph-size limit (default: the language's)")
     check.set_defaults(func=cmd_check)
 
@@ -44,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("file", metavar="FILE")
     add_size_arguments(show)
     show.add_argument("--seq-len", type=int, default=128, help="sequence length for FLOPs (default 128)")
-    show.add_argument("--vocab-size", type=int, default=30522, help="vocabulary size (default 30522)")
+    add_vocab_size(show)
     show.add_argument("--dot", metavar="PATH", help="write the attention graphs as Graphviz DOT")
     show.add_argument("--svg", metavar="PATH", help="write the attention graphs as an SVG drawing")
     show.set_defaults(func=cmd_show)
@@ -53,23 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                               description="Compile a genotype at a size into a (randomly initialised) Hugging "
                               "Face model folder loadable with AutoModel.from_pretrained.")
     compile_.add_argument("file", metavar="FILE")
-    compile_.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    compile_.add_argument("--head", choices=["base", "mlm", "classifier"], default="mlm",
-                          help="which model class to save (default: mlm)")
-    compile_.add_argument("--vocab-size", type=int, default=30522)
-    compile_.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
-    compile_.add_argument("--force", action="store_true",
-                          help="write into a non-empty --out folder, replacing only the files compile writes")
+    add_out(compile_, "output folder (created)", metavar="DIR")
+    add_head(compile_, "which model class to save (default: mlm)")
+    add_vocab_size(compile_)
+    add_seed(compile_)
+    add_force(compile_, "write into a non-empty --out folder, replacing only the files compile writes")
     add_size_arguments(compile_)
     compile_.set_defaults(func=cmd_compile)
-
-
-def add_size_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="YAML", default=None,
-                        help="take sizes from a config's `model:` section (default: configs/small.yaml sizes)")
-    parser.add_argument("--hidden", type=int, dest="hidden_size", help="hidden size (overrides --config)")
-    parser.add_argument("--heads", type=int, dest="num_attention_heads", help="attention heads")
-    parser.add_argument("--intermediate", type=int, dest="intermediate_size", help="FFN inner size")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -80,6 +90,7 @@ def check_file(path: str, max_nodes: int | None) -> tuple[Genotype | None, list[
     language = default_language()
     if max_nodes is not None:
         language = language.with_limits(max_nodes=max_nodes)
+    path = str(resolve_shipped(path))
     text, errors = read_genotype_text(path)
     if text is None:
         return None, errors
@@ -102,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"{path}: ok — {genotype.num_layers} layers, id {genotype.id[:16]}")
     if args.json:
         print(json.dumps(reports, indent=2, ensure_ascii=False))
-    return 0 if all(r["valid"] for r in reports) else 2
+    return ExitCode.OK if all(r["valid"] for r in reports) else ExitCode.USAGE
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -110,23 +121,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def resolve_sizes(args: argparse.Namespace) -> dict[str, int]:
-    """Model sizes from --config (its `model:` section) or the small preset, then the flag overrides."""
-    sizes: dict[str, int] = {"hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 1024,
-                             "max_position_embeddings": 512, "type_vocab_size": 2}
-    if args.config:
-        from autobert_zero.config.load import load_config
+    """Model sizes from --config (its `model:` section) or the `ModelSizes` defaults (the small preset's
+    sizes), then the flag overrides."""
+    from autobert_zero.config.load import check_field, check_model_fits, load_config
+    from autobert_zero.config.schema import DataConfig, TrainConfig
 
-        model = load_config(args.config).model
-        sizes.update({key: getattr(model, key) for key in SIZE_KEYS})
-    from autobert_zero.config.load import check_field, check_model_fits
-    from autobert_zero.config.schema import DataConfig, ModelSizes, TrainConfig
-
-    for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
+    model = load_config(args.config).model if args.config else ModelSizes()
+    sizes: dict[str, int] = {key: getattr(model, key) for key in SIZE_KEYS}
+    for key, flag in SIZE_OVERRIDES.items():
         value = getattr(args, key, None)
         if value is not None:
-            check_field(ModelSizes, key, value, f"--{key.split('_')[0]}", "command line")
+            check_field(ModelSizes, key, value, flag, "command line")
             sizes[key] = value
-    vocab = getattr(args, "vocab_size", 30522)
+    vocab = getattr(args, "vocab_size", DEFAULT_VOCAB_SIZE)
     check_field(DataConfig, "vocab_size", vocab, "--vocab-size", "command line")
     if getattr(args, "seed", None) is not None:
         check_field(TrainConfig, "seed", args.seed, "--seed", "command line")
@@ -158,7 +165,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     torch is not imported (the counts equal the built model's, tests/test_compiler_analysis.py)."""
     from autobert_zero.compiler.analysis import StaticSizes, flops_per_token, parameter_report
 
-    genotype = load_genotype(args.file)
+    genotype = load_genotype(resolve_shipped(args.file))
     if args.seq_len < 1:
         raise ConfigError(f"--seq-len must be positive, got {args.seq_len}")
     sizes = resolve_sizes(args)
@@ -186,14 +193,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         atomic_write_text(Path(args.svg), genotype_to_svg(genotype))
         print(f"wrote {args.svg}")
-    return 0
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------------------------------------------
 # compile / export
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
+def build_model(genotype: Genotype, sizes: dict[str, int], vocab_size: int, head: str, seed: int) -> Any:
+    """A randomly initialised (from `seed`) model of the `--head` class (one of `options.HEADS`)."""
     import torch
 
     from autobert_zero.compiler import (
@@ -202,37 +210,37 @@ def cmd_compile(args: argparse.Namespace) -> int:
         AutoBertZeroModel,
     )
 
-    genotype = load_genotype(args.file)
-    config = build_config(genotype, resolve_sizes(args), args.vocab_size)
-    torch.manual_seed(args.seed)
-    cls = {"base": AutoBertZeroModel, "mlm": AutoBertZeroForMaskedLM,
-           "classifier": AutoBertZeroForSequenceClassification}[args.head]
-    model = cls(config)
+    classes = {"base": AutoBertZeroModel, "mlm": AutoBertZeroForMaskedLM,
+               "classifier": AutoBertZeroForSequenceClassification}
+    assert set(classes) == set(HEADS)
+    torch.manual_seed(seed)
+    return classes[head](build_config(genotype, sizes, vocab_size))
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    genotype = load_genotype(resolve_shipped(args.file))
+    model = build_model(genotype, resolve_sizes(args), args.vocab_size, args.head, args.seed)
     out = Path(args.out)
     with open_run_dir(out, "abz compile", force=args.force, can_resume=False) as run:
         written = save_into(model, run.path)
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {', '.join(written)} into {out} ({cls.__name__}, {genotype.num_layers} layers, "
+    print(f"wrote {', '.join(written)} into {out} ({type(model).__name__}, {genotype.num_layers} layers, "
           f"{params:,} parameters); load it with transformers.AutoModel.from_pretrained after "
           "`autobert_zero.register_auto_classes()`", file=sys.stdout)
-    return 0
+    return ExitCode.OK
 
 
 def save_into(model: Any, folder: Path) -> list[str]:
-    """`save_pretrained` into a temporary folder inside `folder`, then move each file over its namesake:
-    files of the same name are replaced (each atomically), every other file in `folder` stays."""
-    import shutil
-    import tempfile
-
+    """`save_pretrained` into a staging folder inside `folder` (written whole or not at all, by
+    `atomic_directory`), then move each file over its namesake: files of the same name are replaced (each
+    atomically), every other file in `folder` stays. Returns the names written."""
     from autobert_zero.compiler.saving import save_pretrained
 
-    tmp = Path(tempfile.mkdtemp(prefix=".abz-save.", dir=folder))
-    try:
+    staging = folder / SAVE_STAGING
+    with atomic_directory(staging) as tmp:
         save_pretrained(model, tmp)  # without importing deepspeed (no accelerator warnings)
-        follow_umask_tree(tmp)
-        names = sorted(p.name for p in tmp.iterdir())
-        for name in names:
-            os.replace(tmp / name, folder / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    names = sorted(p.name for p in staging.iterdir())
+    for name in names:
+        os.replace(staging / name, folder / name)
+    staging.rmdir()
     return names

@@ -25,32 +25,48 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from autobert_zero.cli.exit_codes import ExitCode
+from autobert_zero.cli.genotype import build_model, cmd_compile, save_into
+from autobert_zero.cli.options import (
+    SIZE_OVERRIDES,
+    add_config,
+    add_force,
+    add_head,
+    add_out,
+    add_seed,
+    add_size_arguments,
+    add_supernet,
+    add_top,
+    add_vocab_size,
+)
+from autobert_zero.config.schema import SIZE_KEYS
 from autobert_zero.errors import ConfigError, SearchError
-from autobert_zero.evolve import Progress, Search, StateStore
+from autobert_zero.evolve import SCORED, Progress, Search, StateStore
 from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE
 from autobert_zero.grammar import Genotype, default_language, formula, load_genotype
 from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
 if TYPE_CHECKING:
+    from autobert_zero.cli.options import Subparsers
     from autobert_zero.config.schema import TrainConfig
 
 CONFIG_FILE = "config.yaml"
 OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
+    """Add `search`, `resume`, `report` and `export` to the `abz` sub-command parser."""
     search = sub.add_parser("search", help="OP-NAS: evolve backbone genotypes (config section `search:`)",
                             description="Run a search: aging evolution with operation priority (or the baselines "
                             "`evolution` and `random`). Writes OUT/history.jsonl (one line per candidate) and "
                             "OUT/state.json after every evaluation; `abz resume OUT` continues a stopped run.")
-    search.add_argument("--config", required=True, help="YAML config with a `search:` section")
-    search.add_argument("--out", required=True, help="search folder (must be new or empty)")
-    search.add_argument("--seed", type=int, default=None, help="search seed (default: the config's `seed`)")
-    search.add_argument("--supernet", metavar="DIR", default=None,
-                        help="trained supernet folder (`abz supernet --out`) for evaluate.estimator: biws "
-                        "(overrides search.supernet)")
-    search.add_argument("--force", action="store_true", help="replace an earlier search in --out")
+    add_config(search, "YAML config with a `search:` section", required=True)
+    add_out(search, "search folder (must be new or empty)")
+    add_seed(search, "search seed (default: the config's `seed`)", default=None)
+    add_supernet(search, "trained supernet folder (`abz supernet --out`) for evaluate.estimator: biws "
+                 "(overrides search.supernet)")
+    add_force(search, "replace an earlier search in --out")
     search.set_defaults(func=cmd_search)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed search exactly where it stopped")
@@ -59,22 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     report = sub.add_parser("report", help="write DIR/report.md and plots of a search")
     report.add_argument("dir", metavar="DIR", help="search folder")
-    report.add_argument("--top", type=int, default=5, help="how many best genotypes to show (default 5)")
+    add_top(report, 5, "how many best genotypes to show (default 5)")
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="best genotypes of a search as .abz files and Hugging Face folders "
                             "(with a genotype FILE: the same as `abz compile`)")
     export.add_argument("file", metavar="DIR_OR_FILE", help="search folder (or a genotype file: abz compile)")
-    export.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    export.add_argument("--top", type=int, default=3, help="how many best genotypes (default 3)")
+    add_out(export, "output folder", metavar="DIR")
+    add_top(export, 3, "how many best genotypes (default 3)")
     export.add_argument("--no-hf", action="store_true", help="write only the .abz files")
-    export.add_argument("--head", choices=["base", "mlm", "classifier"], default="mlm",
-                        help="model class of the Hugging Face folders (default: mlm)")
-    export.add_argument("--vocab-size", type=int, default=30522)
-    export.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
-    export.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
-    from autobert_zero.cli.genotype import add_size_arguments
-
+    add_head(export, "model class of the Hugging Face folders (default: mlm)")
+    add_vocab_size(export)
+    add_seed(export)
+    add_force(export, "write into a non-empty --out folder")
     add_size_arguments(export)
     export.set_defaults(func=cmd_export)
 
@@ -159,7 +172,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         cfg = _load_run_config(folder)  # refuses a folder that holds no search
         if run.finished() is not None:
             print(f"{folder}: the search is already finished; `abz report {folder}` summarises it")
-            return 0
+            return ExitCode.OK
         return _run(cfg, folder, rank, world, fresh=not StateStore(folder).exists())
 
 
@@ -181,11 +194,11 @@ def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> 
 
         RunDir(folder, "abz search").mark_finished(summary)
         print(summary["text"])
-    return 0
+    return ExitCode.OK
 
 
 def _best(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [line for line in history if line["status"] in ("ok", "duplicate") and line["fitness"] is not None]
+    scored = [line for line in history if line["status"] in SCORED and line["fitness"] is not None]
     return max(scored, key=lambda line: line["fitness"]) if scored else None
 
 
@@ -274,7 +287,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     path = write_report(folder, top=args.top)
     print(f"wrote {path} and plots in {folder / 'plots'}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -282,8 +295,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (source / STATE_FILE).exists() and not (source / HISTORY_FILE).exists():
         if source.is_dir():
             raise SearchError(f"{source} holds no search ({STATE_FILE} is missing) and is not a genotype file")
-        from autobert_zero.cli.genotype import cmd_compile
-
         return cmd_compile(args)
     from autobert_zero.evolve.export import best_candidates, write_genotypes
 
@@ -301,28 +312,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                 _export_hf(line["genotype"], folder / "hf", cfg, args)
     for folder, line in zip(written, best, strict=True):
         print(f"{folder}: fitness {line['fitness']:.4f}, id {line['id'][:12]}")
-    return 0
+    return ExitCode.OK
 
 
 def _export_hf(text: str, folder: Path, cfg: TrainConfig, args: argparse.Namespace) -> None:
     """A randomly initialised Hugging Face folder of the genotype at the search config's sizes."""
-    import torch
-
-    from autobert_zero.cli.genotype import build_config, save_into
-    from autobert_zero.compiler import (
-        AutoBertZeroForMaskedLM,
-        AutoBertZeroForSequenceClassification,
-        AutoBertZeroModel,
-    )
     from autobert_zero.grammar import parse_genotype
 
     genotype: Genotype = parse_genotype(text)
-    sizes = {k: getattr(cfg.model, k) for k in ("hidden_size", "num_attention_heads", "intermediate_size",
-                                                "max_position_embeddings", "type_vocab_size")}
-    sizes.update({k: getattr(args, k) for k in ("hidden_size", "num_attention_heads", "intermediate_size")
-                  if getattr(args, k, None) is not None})
-    torch.manual_seed(args.seed)
-    cls = {"base": AutoBertZeroModel, "mlm": AutoBertZeroForMaskedLM,
-           "classifier": AutoBertZeroForSequenceClassification}[args.head]
+    sizes = {k: getattr(cfg.model, k) for k in SIZE_KEYS}
+    sizes.update({k: getattr(args, k) for k in SIZE_OVERRIDES if getattr(args, k, None) is not None})
     folder.mkdir(parents=True, exist_ok=True)
-    save_into(cls(build_config(genotype, sizes, args.vocab_size)), folder)
+    save_into(build_model(genotype, sizes, args.vocab_size, args.head, args.seed), folder)

@@ -17,9 +17,23 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from autobert_zero.cli.train import _corpus, _report
+from autobert_zero.cli.exit_codes import ExitCode
+from autobert_zero.cli.options import (
+    add_config,
+    add_corpus,
+    add_force,
+    add_json,
+    add_max_steps,
+    add_out,
+    add_resume,
+    add_supernet,
+    corpus_argument,
+    report,
+    report_training,
+)
 
 if TYPE_CHECKING:
+    from autobert_zero.cli.options import Subparsers
     from autobert_zero.train.evaluate import CandidateResult
 
 
@@ -29,13 +43,11 @@ def _supernet(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # config mistakes surface before the heavy imports
     from autobert_zero.train.supernet import train_supernet
 
-    summary = train_supernet(config, args.out, corpus=_corpus(args.corpus), max_steps=args.max_steps,
+    summary = train_supernet(config, args.out, corpus=corpus_argument(args.corpus), max_steps=args.max_steps,
                              resume=args.resume, force=args.force)
-    _report(f"trained the supernet {summary['steps']} steps ({summary['strategy']} candidates); final loss "
-            f"{summary['final_loss']:.4f}"
-            + (f", held-out loss {summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "")
-            + f"; supernet and tokenizer in {summary['final_dir']}")
-    return 0
+    report_training(f"trained the supernet {summary['steps']} steps ({summary['strategy']} candidates)", summary,
+                    "supernet and tokenizer")
+    return ExitCode.OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -50,9 +62,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         results, heading = _evaluate_genotypes(args)
     from autobert_zero.train.evaluate import results_table
 
-    _report(json.dumps([r.to_dict() for r in results], indent=1) if args.json
-            else f"{heading}\n{results_table(results)}")
-    return 0
+    report(json.dumps([r.to_dict() for r in results], indent=1) if args.json
+           else f"{heading}\n{results_table(results)}")
+    return ExitCode.OK
 
 
 def _evaluate_genotypes(args: argparse.Namespace) -> tuple[list[CandidateResult], str]:
@@ -95,22 +107,19 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add `supernet` and `evaluate` to the `abz` sub-command parser."""
     s = subparsers.add_parser(
         "supernet", help="train the BIWS weight-sharing supernet (DeepSpeed)",
         description="Train the bi-branch weight-sharing supernet with masked LM through DeepSpeed, one candidate "
                     "per step (supernet.strategy: uniform samples, or a population of genotypes). Same loop, "
                     "checkpoints and outputs as `abz pretrain`; OUT/final holds the supernet and tokenizer.")
-    s.add_argument("--config", required=True, help="YAML config (genotype fixes the layer count; model: sizes)")
-    s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--corpus", action="append", metavar="PATH|NAME",
-                   help="text/JSON/TSV file or folder, or hub dataset name[:config]; repeat for several")
-    s.add_argument("--max-steps", type=int, metavar="N",
-                   help="stop after step N (≤ pretrain.max_steps); --resume later continues the same curve")
-    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
-    s.add_argument("--force", action="store_true",
-                   help="write into a non-empty OUT, replacing only this command's outputs")
+    add_config(s, "YAML config (genotype fixes the layer count; model: sizes)", required=True)
+    add_out(s, "output folder")
+    add_corpus(s)
+    add_max_steps(s, "stop after step N (≤ pretrain.max_steps); --resume later continues the same curve")
+    add_resume(s)
+    add_force(s, "write into a non-empty OUT, replacing only this command's outputs")
     s.set_defaults(func=_supernet)
 
     e = subparsers.add_parser(
@@ -120,9 +129,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(higher is better), held-out loss, parameters, MFLOPs per token, seconds and reason.")
     e.add_argument("genotypes", nargs="*", metavar="GENOTYPE",
                    help=".abz file, folder of .abz files, or .txt file listing .abz paths")
-    e.add_argument("--supernet", metavar="DIR", help="--out folder of `abz supernet` (implies --estimator biws)")
-    e.add_argument("--config", help="YAML config (default: DIR/config.json of --supernet)")
+    add_supernet(e, "--out folder of `abz supernet` (implies --estimator biws)")
+    add_config(e, "YAML config (default: DIR/config.json of --supernet)")
     e.add_argument("--estimator", choices=("scratch", "biws"), help="overrides evaluate.estimator")
     e.add_argument("--steps", type=int, metavar="K", help="training steps per candidate (overrides evaluate.steps)")
-    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json(e, "print the results as JSON")
     e.set_defaults(func=_evaluate)

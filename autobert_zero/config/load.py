@@ -1,30 +1,34 @@
-"""Strict loading of training configs: YAML → `TrainConfig`, and the batch arithmetic DeepSpeed needs.
+"""Strict loading of configs: YAML → `Config`, and the batch arithmetic DeepSpeed needs.
 
 Every mistake a config file can hold is a `ConfigError` that names the file and the YAML path:
-duplicate keys (PyYAML silently keeps the last one, we do not), unknown keys (with the closest valid key
-from difflib), values of the wrong type or out of range, and a global batch size that does not equal
-micro_batch_size × gradient_accumulation_steps × world_size.
+duplicate keys (PyYAML silently keeps the last one, we do not), a document nested too deeply or blown up
+through aliases, unknown keys (with the closest valid key from difflib), values of the wrong type, out of
+range or not among the choices (pydantic validates the mapping against the dataclasses of `schema.py`; its
+first error becomes one sentence naming the key and what it expects), and a global batch size that does not
+equal micro_batch_size × gradient_accumulation_steps × world_size.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
-import math
+import functools
 import os
 import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, Union
 
+import pydantic
 import yaml
+from pydantic_core import SchemaValidator
 
-from autobert_zero.config.schema import TrainConfig
-from autobert_zero.errors import ConfigError
-
-T = TypeVar("T")
+from autobert_zero.config.paths import _shipped_root, resolve_shipped
+from autobert_zero.config.schema import POPULATION_STRATEGIES, Config
+from autobert_zero.errors import AbzError, ConfigError
 
 _FLOAT_RE = re.compile(
     r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
@@ -118,102 +122,173 @@ def parse_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden", "invalid_key")
+"""pydantic's error types for a key the schema does not have (`invalid_key`: a key that is not a string)."""
+BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long")
+"""pydantic's error types for a value of the right type out of its declared bounds."""
+
+
+@functools.cache
+def _validator() -> SchemaValidator:
+    """pydantic's validator of `Config`, strict (see `Config.__pydantic_config__`) except that a section may
+    be given as a mapping: strict mode wants a dataclass instance there (pydantic-core issue 712), so the
+    dataclass nodes of the core schema are made lax; their fields stay strict."""
+    schema = copy.deepcopy(pydantic.TypeAdapter(Config).core_schema)
+
+    def accept_mappings(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "dataclass":
+                node["strict"] = False
+            for value in node.values():
+                accept_mappings(value)
+        elif isinstance(node, list):
+            for value in node:
+                accept_mappings(value)
+
+    accept_mappings(schema)
+    return SchemaValidator(schema)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _keys(cls: type) -> list[str]:
+    """The YAML keys of section class `cls` (internal fields such as `Config.source` are not keys)."""
+    return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _bare(tp: Any) -> Any:
+    """`tp` without `Annotated[...]` and without `| None`."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        options = [option for option in typing.get_args(tp) if option is not type(None)]
+        if len(options) == 1:
+            return _bare(options[0])
+    return tp
+
+
 def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "").replace("NoneType", "null")
-
-
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Return `value` if it fits the annotation `tp` (ints are accepted for floats), else raise."""
-    origin = typing.get_origin(tp)
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, key, where)
-            except ConfigError:
-                continue
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if isinstance(value, list):
-            return [_coerce(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(tp, type) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        return " | ".join(_type_name(option) for option in args)
+    if origin is Literal:
+        return " | ".join(map(repr, args))
+    if origin is list:
+        return f"list[{_type_name(args[0])}]"
+    if tp is type(None):
+        return "null"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping of keys"
+    return str(getattr(tp, "__name__", tp))
 
 
-def check_bound(value: Any, metadata: Any, key: str, where: str) -> None:
-    """Raise unless `value` meets a field's declared constraint (`check`, and `min`/`max` if given)."""
-    check = metadata["check"]
-    ok = {
-        "> 0": lambda v: v > 0,
-        ">= 0": lambda v: v >= 0,
-        "in [0, 1)": lambda v: 0 <= v < 1,
-    }[check](value)
-    low, high = metadata.get("min"), metadata.get("max")
-    if ok and (low is None or value >= low) and (high is None or value <= high):
-        return
-    if low is not None:
-        wanted = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
-    elif high is not None:
-        wanted = f"{'positive' if check == '> 0' else 'non-negative'} and at most {high:,}"
+def _bounds(tp: Any) -> str:
+    """The declared bounds of annotation `tp` in words (`positive and at most 65,536`, `in [0, 1)`, ...)."""
+    while typing.get_origin(tp) in (Union, types.UnionType):
+        tp = next(option for option in typing.get_args(tp) if option is not type(None))
+    metadata = typing.get_args(tp)[1:] if typing.get_origin(tp) is typing.Annotated else ()
+    b = {key: getattr(m, key) for m in metadata for key in ("gt", "ge", "lt", "le", "min_length")
+         if getattr(m, key, None) is not None}
+    gt, ge, lt, le = b.get("gt"), b.get("ge"), b.get("lt"), b.get("le")
+    if "min_length" in b:
+        return f"a list of at least {b['min_length']} value{'s' if b['min_length'] != 1 else ''}"
+    if ge is not None and lt is not None:
+        return f"in [{ge}, {lt})"
+    low = "positive" if gt == 0 else "non-negative" if ge == 0 else None
+    if low:
+        return f"{low} and at most {le:,}" if le is not None else low
+    if ge is not None and le is not None:
+        return f"between {ge:,} and {le:,}"
+    return " and ".join(f"{word} {b[key]:,}" for key, word in
+                        (("gt", "more than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")) if key in b)
+
+
+def _unknown_key(cls: type, prefix: str, key: Any, where: str) -> ConfigError:
+    keys = _keys(cls)
+    close = difflib.get_close_matches(str(key), keys, n=1)
+    dot = f"{prefix}." if prefix else ""
+    hint = f"; did you mean '{dot}{close[0]}'?" if close else ""
+    return ConfigError(f"{where}: unknown key '{dot}{key}' in {prefix or 'the top level'}{hint} "
+                       f"(valid keys: {', '.join(keys)})")
+
+
+def _config_error(exc: pydantic.ValidationError, tp: Any, value: Any, where: str, key: str = "") -> ConfigError:
+    """One sentence for pydantic's first error (an unknown key first): the YAML path of the value (from
+    annotation `tp` and `value` at path `key`), what it must be and what it is."""
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] in UNKNOWN_KEY), errors[0])
+    for part in error["loc"]:  # follow the path while it names fields and list items (not union members)
+        bare = _bare(tp)
+        if dataclasses.is_dataclass(bare) and part in _keys(bare):  # type: ignore[arg-type]
+            tp, value = _hints(bare)[part], value.get(part) if isinstance(value, dict) else None  # type: ignore[arg-type]
+            key = f"{key}.{part}" if key else str(part)
+        elif typing.get_origin(bare) is list and isinstance(part, int) and isinstance(value, list):
+            tp, value, key = typing.get_args(bare)[0], value[part], f"{key}[{part}]"
+        elif typing.get_origin(bare) is dict and isinstance(value, dict) and part in value:
+            return ConfigError(f"{where}: '{key}' has the key {part!r}; keys must be str")
+        elif dataclasses.is_dataclass(bare) and error["type"] in UNKNOWN_KEY:
+            return _unknown_key(bare, key, part, where)  # type: ignore[arg-type]
+        else:
+            break
+    kind = error["type"]
+    if kind == "finite_number":
+        wanted = "a finite number"
+    elif kind == "literal_error":
+        wanted = f"one of {_type_name(tp).replace(' | ', ', ')}"
+    elif kind in BOUNDS:
+        wanted = _bounds(tp)
     else:
-        wanted = check
-    raise ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+        return ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
 
 
 def check_field(cls: type, name: str, value: Any, key: str, where: str) -> None:
-    """Check one value against the constraint declared on field `name` of schema class `cls`
+    """Check one value against the annotation of field `name` of schema class `cls`, as the loader would
     (for command-line values that mirror config keys, e.g. `--vocab-size` and data.vocab_size)."""
-    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
-    if "check" in f.metadata:
-        check_bound(value, f.metadata, key, where)
+    tp = _hints(cls)[name]
+    try:
+        pydantic.TypeAdapter(tp, config=Config.__pydantic_config__).validate_python(value)
+    except pydantic.ValidationError as exc:
+        raise _config_error(exc, tp, value, where, key) from None
 
 
-def build_section(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
-    """Build dataclass `cls` from a YAML mapping, strictly: unknown keys, bad types and bounds raise."""
-    section = prefix or "the top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: '{prefix}' must be a mapping of keys, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            full = f"{prefix}.{key}" if prefix else str(key)
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
-            valid = ", ".join(fields)
-            raise ConfigError(f"{where}: unknown key '{full}' in {section}{hint} (valid keys: {valid})")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in data:
-            continue
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = build_section(tp, data[name], where, key)  # type: ignore[arg-type]
-            continue
-        value = _coerce(data[name], tp, key, where)
-        if value is not None and "check" in f.metadata:
-            check_bound(value, f.metadata, key, where)
-        kwargs[name] = value
-    return cls(**kwargs)
+def build_config(data: dict[str, Any], where: str) -> Config:
+    """Validate a parsed mapping against `Config`: unknown keys, bad types, bounds and choices raise.
+    A section given as null (`audit:` with nothing under it) takes its defaults, as an absent one does."""
+    for key in data:  # pydantic would accept the internal fields (`source`)
+        if key not in _keys(Config):
+            raise _unknown_key(Config, "", key, where)
+    data = {key: {} if value is None and dataclasses.is_dataclass(_hints(Config)[key]) else value
+            for key, value in data.items()}
+    try:
+        return typing.cast(Config, _validator().validate_python(data))
+    except pydantic.ValidationError as exc:
+        raise _config_error(exc, Config, data, where) from None
+
+
+def default_population(cfg: Config) -> list[str]:
+    """What an empty `supernet.population` means: `genotype`, the search's `seed_genotypes` and the shipped
+    genotypes (each file once), keeping those with the layer count of `genotype`. A file that cannot be read
+    is kept, for the supernet run to report it."""
+    from autobert_zero.grammar import load_genotype
+
+    def layers(path: str) -> int | None:
+        try:
+            return load_genotype(resolve_shipped(path)).num_layers
+        except (AbzError, OSError):
+            return None
+
+    shipped = sorted(f"genotypes/{r.name}" for r in _shipped_root("genotypes").iterdir() if r.name.endswith(".abz"))
+    candidates: dict[Path, str] = {}
+    for path in [cfg.genotype, *cfg.search.seed_genotypes, *shipped]:
+        candidates.setdefault(resolve_shipped(path).resolve(), path)
+    host = layers(cfg.genotype)
+    return [path for path in candidates.values() if host is None or layers(path) in (host, None)]
 
 
 @dataclass(frozen=True)
@@ -241,7 +316,7 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def batch_plan(cfg: TrainConfig, loop: str, world_size: int | None = None) -> BatchPlan:
+def batch_plan(cfg: Config, loop: str, world_size: int | None = None) -> BatchPlan:
     """The batch plan of loop `pretrain` or `finetune`; raises if the config's numbers disagree."""
     section = getattr(cfg, loop)
     plan = BatchPlan(section.micro_batch_size, section.gradient_accumulation_steps,
@@ -279,7 +354,7 @@ def check_model_fits(hidden: int, intermediate: int, vocab: int, positions: int,
                           f"{parameters:,} parameters, more than this machine's {have / 2**30:,.1f} GiB of RAM")
 
 
-def check_consistency(cfg: TrainConfig) -> None:
+def check_consistency(cfg: Config) -> None:
     """Cross-field checks that no single field can make."""
     m = cfg.model
     check_model_fits(m.hidden_size, m.intermediate_size, cfg.data.vocab_size, m.max_position_embeddings, cfg.source)
@@ -305,17 +380,20 @@ def check_consistency(cfg: TrainConfig) -> None:
                               f"DeepSpeed's CPU accelerator supports fp32 and bf16 only (use bf16)")
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<config>", world_size: int | None = None) -> TrainConfig:
-    """Build and check a `TrainConfig` from a parsed mapping (as `load_config` does from a file)."""
-    cfg = build_section(TrainConfig, data, source)
+def config_from_dict(data: dict[str, Any], source: str = "<config>", world_size: int | None = None) -> Config:
+    """Build and check a `Config` from a parsed mapping (as `load_config` does from a file); an empty
+    `supernet.population` of the `population`/`fair` strategies becomes `default_population`."""
+    cfg = build_config(data, source)
     cfg.source = source
+    if cfg.supernet.strategy in POPULATION_STRATEGIES and not cfg.supernet.population:
+        cfg.supernet.population = default_population(cfg)
     check_consistency(cfg)
     batch_plan(cfg, "pretrain", world_size)
     batch_plan(cfg, "finetune", world_size)
     return cfg
 
 
-def load_config(path: str | os.PathLike[str], world_size: int | None = None) -> TrainConfig:
+def load_config(path: str | os.PathLike[str], world_size: int | None = None) -> Config:
     """Load a YAML config file strictly; `world_size` defaults to the launcher's WORLD_SIZE (or 1)."""
     p = Path(path)
     if not p.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from transformers import AutoModelForMaskedLM
 
 import autobert_zero
 from autobert_zero.cli import main
+from autobert_zero.run_dir import OWN_FILES
 from tests.support.paths import FIXTURES, GENOTYPES
 
 
@@ -62,3 +64,19 @@ def test_compile_writes_a_loadable_folder(tmp_path: Path, capsys: pytest.Capture
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     assert logits.shape == (2, 9, 99) and torch.isfinite(logits).all()
+
+
+def test_compile_force_replaces_its_files_and_leaves_no_staging_folder(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "config.json").write_text("{}")
+    code = main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(out), "--force", "--hidden", "16", "--heads",
+                 "2", "--intermediate", "32", "--vocab-size", "50"])
+    assert code == 0, capsys.readouterr().err
+    assert "wrote config.json, model.safetensors into" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES) == [
+        "config.json", "model.safetensors", "notes.txt"]  # no staging folder or temporary left, under any name
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 16

@@ -9,7 +9,6 @@ import torch
 from transformers import BertConfig, BertModel
 
 from autobert_zero.compiler import (
-    AutoBertZeroConfig,
     AutoBertZeroForMaskedLM,
     AutoBertZeroModel,
     StaticSizes,
@@ -23,17 +22,12 @@ from autobert_zero.compiler import (
 from autobert_zero.compiler.functional_id import _round
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionGraph, parse_genotype, sample_genotype
+from tests.support.models import tiny_model_config
 from tests.support.paths import GENOTYPES
 
 
 def graph(expr: str, name: str = "g") -> AttentionGraph:
     return parse_genotype(f"attention {name} {{ return {expr} }} backbone {{ attention {name} }}").graphs[0]
-
-
-def tiny(genotype: str = "", **overrides: object) -> AutoBertZeroConfig:
-    sizes: dict[str, object] = dict(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
-    sizes.update(overrides)
-    return AutoBertZeroConfig(genotype=genotype, **sizes)
 
 
 def test_parameter_count_matches_bert() -> None:
@@ -43,7 +37,7 @@ def test_parameter_count_matches_bert() -> None:
 
 
 def test_tied_decoder_is_counted_once() -> None:
-    model = AutoBertZeroForMaskedLM(tiny(bert_genotype_text(1)))
+    model = AutoBertZeroForMaskedLM(tiny_model_config(bert_genotype_text(1)))
     base = count_parameters(model.autobert)
     head = model.lm_head
     assert count_parameters(model) == base + sum(p.numel() for p in (head.dense.weight, head.dense.bias,
@@ -57,7 +51,8 @@ def test_static_parameter_count_equals_the_built_model(norm: str) -> None:
     genotypes = [parse_genotype((GENOTYPES / "autobert_zero.abz").read_text()),
                  *(sample_genotype(rng, 3) for _ in range(6))]
     for genotype in genotypes:
-        config = tiny(genotype.to_text(), layer_norm_position=norm, max_position_embeddings=40, type_vocab_size=3)
+        config = tiny_model_config(genotype.to_text(), layer_norm_position=norm, max_position_embeddings=40,
+                                   type_vocab_size=3)
         model = AutoBertZeroModel(config)
         report = parameter_report(genotype, config)
         for index, layer in enumerate(model.encoder.layers):
@@ -80,7 +75,7 @@ def test_static_costs_refuse_sizes_that_cannot_build() -> None:
 
 def test_vanilla_flops_follow_the_formula() -> None:
     h, inter, heads, length = 32, 37, 4, 16
-    report = flops_per_token(parse_genotype(bert_genotype_text(2)), tiny(), length)
+    report = flops_per_token(parse_genotype(bert_genotype_text(2)), tiny_model_config(), length)
     (layer, _) = report.layers
     assert layer.projections == 8 * h * h
     # per head: Q·Kᵀ 2·L·L·d, scale L·L, softmax 5·L·L, P·V 2·L·L·d; over L tokens and all heads.
@@ -93,13 +88,13 @@ def test_vanilla_flops_follow_the_formula() -> None:
 
 def test_flops_see_missing_v_and_conv_sizes() -> None:
     qk = "attention g { return matmul(softmax(matmul(Q, transpose(K))), Q) } backbone { attention g }"
-    assert flops_per_token(parse_genotype(qk), tiny(), 8).layers[0].projections == 6 * 32 * 32
+    assert flops_per_token(parse_genotype(qk), tiny_model_config(), 8).layers[0].projections == 6 * 32 * 32
     conv = parse_genotype("backbone { conv light kernel=3 \n conv sepconv kernel=9 }")
-    light, sep = flops_per_token(conv, tiny(), 8).layers
+    light, sep = flops_per_token(conv, tiny_model_config(), 8).layers
     assert sep.projections - light.projections == 2 * 32 * 32
     assert sep.mixer - light.mixer == 2 * 32 * 6
     figure7 = parse_genotype((GENOTYPES / "autobert_zero.abz").read_text())
-    assert len(flops_per_token(figure7, tiny(), 128).layers) == 12
+    assert len(flops_per_token(figure7, tiny_model_config(), 128).layers) == 12
 
 
 @pytest.mark.parametrize(("a", "b"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from autobert_zero.compiler import compile_core, find_fused_attention
 from autobert_zero.errors import CompileError
 from autobert_zero.grammar import AttentionGraph, Call, Expr, Input, infer_shapes, parse_genotype
-from tests.support.paths import GENOTYPES
+from tests.support.paths import FIXTURES, GENOTYPES
 
 Q, K, V = Input("Q"), Input("K"), Input("V")
 
@@ -149,3 +150,28 @@ def test_hand_built_invalid_graphs_raise_compile_error() -> None:
         compile_core(AttentionGraph("bad", call("frobnicate", Q)), 8)
     with pytest.raises(CompileError, match="cannot be compiled"):
         compile_core(AttentionGraph("bad", call("matmul", Q, K)), 8)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Golden text of the generated code (STYLE.md): a change to what the compiler emits shows up as a diff here.
+# After an intended change, regenerate with `ABZ_UPDATE_GOLDEN=1 python -m pytest tests/compiler -k golden`
+# and review the diff of tests/fixtures/golden/.
+
+GOLDEN = FIXTURES / "golden"
+
+
+def generated_code(core: torch.fx.GraphModule) -> str:
+    """The core's generated `forward`, without fx's surrounding blank lines and trailing spaces."""
+    return "\n".join(line.rstrip() for line in core.code.strip("\n").splitlines()).strip() + "\n"
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+def test_golden_vanilla_core_code(fused: bool) -> None:
+    path = GOLDEN / f"vanilla_core_{'fused' if fused else 'unfused'}.py.txt"
+    code = generated_code(compile_core(vanilla(), 8, fused=fused))
+    if os.environ.get("ABZ_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code, encoding="utf-8")
+    assert path.is_file(), f"{path} is missing; create it with ABZ_UPDATE_GOLDEN=1"
+    assert code == path.read_text(encoding="utf-8"), (
+        f"the generated code differs from {path}; if the change is intended, regenerate with ABZ_UPDATE_GOLDEN=1")

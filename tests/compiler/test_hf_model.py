@@ -19,6 +19,7 @@ from autobert_zero.compiler import (
 )
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import parse_genotype, sample_genotype
+from tests.support.models import tiny_model_config
 from tests.support.paths import GENOTYPES
 
 QK_ONLY = """
@@ -29,13 +30,6 @@ MIXED = """
 attention vanilla { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }
 backbone { conv sepconv kernel=3 dilation=4; attention vanilla; conv light kernel=15; attention vanilla }
 """
-
-
-def tiny(genotype: str, **overrides: object) -> AutoBertZeroConfig:
-    sizes: dict[str, object] = dict(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37,
-                                    max_position_embeddings=64)
-    sizes.update(overrides)
-    return AutoBertZeroConfig(genotype=genotype, **sizes)
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -60,7 +54,7 @@ def round_trip_cases() -> list[tuple[str, dict[str, object]]]:
 def test_save_and_load_round_trip_exactly(tmp_path: Path, text: str, overrides: dict[str, object]) -> None:
     register_auto_classes()
     torch.manual_seed(0)
-    model = AutoBertZeroForMaskedLM(tiny(text, **overrides)).eval()
+    model = AutoBertZeroForMaskedLM(tiny_model_config(text, **overrides)).eval()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -81,7 +75,7 @@ def test_save_and_load_round_trip_exactly(tmp_path: Path, text: str, overrides: 
 
 def test_config_derives_the_layer_count_from_the_genotype(tmp_path: Path) -> None:
     register_auto_classes()
-    config = tiny(MIXED)
+    config = tiny_model_config(MIXED)
     assert config.num_hidden_layers == 4
     config.num_hidden_layers = 4  # consistent: accepted
     with pytest.raises(ConfigError, match="genotype"):
@@ -96,7 +90,7 @@ def test_config_derives_the_layer_count_from_the_genotype(tmp_path: Path) -> Non
 
 def test_masked_lm_loss_ignores_minus_100() -> None:
     torch.manual_seed(0)
-    model = AutoBertZeroForMaskedLM(tiny(MIXED)).eval()
+    model = AutoBertZeroForMaskedLM(tiny_model_config(MIXED)).eval()
     inputs = batch()
     labels = inputs["input_ids"].clone()
     labels[:, ::2] = -100
@@ -109,8 +103,8 @@ def test_masked_lm_loss_ignores_minus_100() -> None:
 
 def test_sparse_mlm_logits_give_the_same_loss_and_gradients() -> None:
     torch.manual_seed(0)
-    dense = AutoBertZeroForMaskedLM(tiny(MIXED)).eval()
-    sparse = AutoBertZeroForMaskedLM(tiny(MIXED, sparse_mlm_logits=True)).eval()
+    dense = AutoBertZeroForMaskedLM(tiny_model_config(MIXED)).eval()
+    sparse = AutoBertZeroForMaskedLM(tiny_model_config(MIXED, sparse_mlm_logits=True)).eval()
     sparse.load_state_dict(dense.state_dict())
     inputs = batch()
     labels = inputs["input_ids"].clone()
@@ -129,28 +123,28 @@ def test_sparse_mlm_logits_give_the_same_loss_and_gradients() -> None:
 def test_sequence_classification_losses() -> None:
     torch.manual_seed(0)
     inputs = batch()
-    regression = AutoBertZeroForSequenceClassification(tiny(MIXED, num_labels=1)).eval()
+    regression = AutoBertZeroForSequenceClassification(tiny_model_config(MIXED, num_labels=1)).eval()
     out = regression(**inputs, labels=torch.tensor([0.5, 1.0, -2.0]))
     torch.testing.assert_close(out.loss, torch.nn.functional.mse_loss(out.logits.squeeze(-1),
                                                                       torch.tensor([0.5, 1.0, -2.0])))
     assert regression.config.problem_type == "regression"
-    single = AutoBertZeroForSequenceClassification(tiny(MIXED, num_labels=3)).eval()
+    single = AutoBertZeroForSequenceClassification(tiny_model_config(MIXED, num_labels=3)).eval()
     labels = torch.tensor([0, 2, 1])
     out = single(**inputs, labels=labels)
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
     multi = AutoBertZeroForSequenceClassification(
-        tiny(MIXED, num_labels=2, problem_type="multi_label_classification")).eval()
+        tiny_model_config(MIXED, num_labels=2, problem_type="multi_label_classification")).eval()
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     out = multi(**inputs, labels=targets)
     torch.testing.assert_close(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, targets))
     register_auto_classes()
-    assert isinstance(AutoModelForSequenceClassification.from_config(tiny(MIXED)),
+    assert isinstance(AutoModelForSequenceClassification.from_config(tiny_model_config(MIXED)),
                       AutoBertZeroForSequenceClassification)
 
 
 def test_base_model_outputs_hidden_states_tuples_and_embeds() -> None:
     torch.manual_seed(0)
-    model = AutoBertZeroModel(tiny(MIXED)).eval()
+    model = AutoBertZeroModel(tiny_model_config(MIXED)).eval()
     inputs = batch()
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
@@ -169,7 +163,7 @@ def test_base_model_outputs_hidden_states_tuples_and_embeds() -> None:
 def test_empty_genotype_and_empty_rows() -> None:
     with pytest.raises(ConfigError, match="genotype is empty"):
         AutoBertZeroModel(AutoBertZeroConfig(hidden_size=32, num_attention_heads=4))
-    model = AutoBertZeroModel(tiny(MIXED)).eval()
+    model = AutoBertZeroModel(tiny_model_config(MIXED)).eval()
     inputs = batch()
     inputs["attention_mask"][2] = 0  # a row without any real token stays finite
     assert torch.isfinite(model(**inputs).last_hidden_state).all()
@@ -177,7 +171,7 @@ def test_empty_genotype_and_empty_rows() -> None:
 
 def test_training_mode_backward_through_the_whole_model() -> None:
     torch.manual_seed(0)
-    model = AutoBertZeroForMaskedLM(tiny((GENOTYPES / "autobert_zero.abz").read_text())).train()
+    model = AutoBertZeroForMaskedLM(tiny_model_config((GENOTYPES / "autobert_zero.abz").read_text())).train()
     inputs = batch()
     out = model(**inputs, labels=inputs["input_ids"])
     out.loss.backward()

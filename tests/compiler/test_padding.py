@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroModel, build_layer, compile_core
+from autobert_zero.compiler import AutoBertZeroModel, build_layer, compile_core
 from autobert_zero.grammar import (
     CONV_DILATIONS,
     CONV_TYPES,
@@ -23,9 +23,11 @@ from autobert_zero.grammar import (
     sample_genotype,
     sample_graph,
 )
+from tests.support.models import TINY_SIZES, tiny_model_config
 from tests.support.paths import GENOTYPES
 
 LENGTHS = (6, 3, 5)  # real tokens per sequence; the batch is padded to 9
+HIDDEN = TINY_SIZES["hidden_size"]
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
@@ -77,21 +79,14 @@ def conv_genotype(kind: str, kernel: int, dilation: int) -> Genotype:
     return Genotype((), (ConvLayer(kind, kernel, dilation),))
 
 
-def tiny_config(genotype: str = "", **overrides: object) -> AutoBertZeroConfig:
-    sizes: dict[str, object] = dict(vocab_size=50, hidden_size=16, num_attention_heads=4, intermediate_size=24,
-                                    max_position_embeddings=32)
-    sizes.update(overrides)
-    return AutoBertZeroConfig(genotype=genotype, **sizes)
-
-
 @pytest.mark.parametrize("kind", CONV_TYPES)
 def test_conv_layers_are_padding_invariant(kind: str) -> None:
     torch.manual_seed(0)
     keep = padded_keep(9)
     for kernel in (1, 3, 9, 65):
         for dilation in CONV_DILATIONS:
-            layer = build_layer(conv_genotype(kind, kernel, dilation), 0, tiny_config()).double().eval()
-            hidden = torch.randn(len(LENGTHS), 9, 16, dtype=torch.float64)  # (B, L, h)
+            layer = build_layer(conv_genotype(kind, kernel, dilation), 0, tiny_model_config()).double().eval()
+            hidden = torch.randn(len(LENGTHS), 9, HIDDEN, dtype=torch.float64)  # (B, L, h)
             batched = layer(hidden, keep)
             for row, length in enumerate(LENGTHS):
                 alone = layer(hidden[row:row + 1, :length], keep[row:row + 1, :length])
@@ -104,8 +99,8 @@ def test_attention_layer_with_random_graph_is_padding_invariant() -> None:
     for _ in range(10):
         graph: AttentionGraph = sample_graph(rng, "g")
         genotype = parse_genotype(f"attention g {{ return {graph.output} }} backbone {{ attention g }}")
-        layer = build_layer(genotype, 0, tiny_config(layer_norm_position="pre")).double().eval()
-        hidden = torch.randn(len(LENGTHS), 9, 16, dtype=torch.float64)
+        layer = build_layer(genotype, 0, tiny_model_config(layer_norm_position="pre")).double().eval()
+        hidden = torch.randn(len(LENGTHS), 9, HIDDEN, dtype=torch.float64)
         batched = layer(hidden, keep)
         for row, length in enumerate(LENGTHS):
             close(batched[row:row + 1, :length], layer(hidden[row:row + 1, :length], keep[row:row + 1, :length]),
@@ -121,8 +116,8 @@ def whole_model_genotypes() -> list[str]:
 @pytest.mark.parametrize("text", whole_model_genotypes())
 def test_whole_model_is_padding_invariant(text: str) -> None:
     torch.manual_seed(0)
-    model = AutoBertZeroModel(tiny_config(text)).double().eval()
-    ids = torch.randint(1, 50, (len(LENGTHS), 9))
+    model = AutoBertZeroModel(tiny_model_config(text)).double().eval()
+    ids = torch.randint(1, TINY_SIZES["vocab_size"], (len(LENGTHS), 9))
     keep = padded_keep(9)
     ids = ids.masked_fill(~keep, 0)
     batched = model(input_ids=ids, attention_mask=keep.long())

@@ -12,24 +12,27 @@ from typing import Any
 
 import pytest
 
-from autobert_zero.config.schema import SearchConfig
 from autobert_zero.errors import SearchError
 from autobert_zero.evolve import (
     AgingPopulation,
+    Fitness,
     FitnessResult,
+    HistoryLine,
     Member,
     Mutation,
     Search,
     StateStore,
+    Status,
     SyntheticFitness,
 )
+from autobert_zero.evolve.settings import SearchSettings
 from autobert_zero.grammar import Genotype, default_language, load_genotype
 from tests.support.paths import GENOTYPES
 
-SMALL = SearchConfig(evaluations=40, population_size=6, tournament_size=3, fitness="synthetic")
+SMALL = SearchSettings(evaluations=40, population_size=6, tournament_size=3, fitness="synthetic")
 
 
-def run(config: SearchConfig = SMALL, fitness: Any = None, folder: Path | None = None, seed: int = 0,
+def run(config: SearchSettings = SMALL, fitness: Any = None, folder: Path | None = None, seed: int = 0,
         stop_after: int | None = None, **kwargs: Any) -> Search:
     search = Search(config, default_language(), fitness or SyntheticFitness(0), seed=seed, num_layers=4,
                     store=StateStore(folder) if folder else None, **kwargs)
@@ -52,21 +55,21 @@ def test_aging_population_drops_the_oldest_and_tournaments_pick_the_fittest() ->
 def test_strategies_share_the_loop(strategy: str) -> None:
     search = run(dataclasses.replace(SMALL, strategy=strategy))
     history = search.history
-    assert len(history) == 40 and [line["index"] for line in history] == list(range(40))
+    assert len(history) == 40 and [line.index for line in history] == list(range(40))
     later = history[SMALL.population_size:]
     if strategy == "random":
-        assert {line["mutation"] for line in history} == {"sample"} and all(line["parent"] is None for line in later)
+        assert {line.mutation for line in history} == {"sample"} and all(line.parent is None for line in later)
     else:
-        assert {line["mutation"] for line in later} <= {m.value for m in Mutation}
-        ids = {line["id"] for line in history}
-        assert all(line["parent"] in ids for line in later)
-    assert ("priority" in history[-1]) == (strategy == "op")
+        assert {line.mutation for line in later} <= {m.value for m in Mutation}
+        ids = {line.id for line in history}
+        assert all(line.parent in ids for line in later)
+    assert ("priority" in history[-1].to_json()) == (strategy == "op")
     assert search.finished and len(search.population) == SMALL.population_size
 
 
 def test_operation_priority_counts_the_ops_its_children_used() -> None:
     search = run(dataclasses.replace(SMALL, evaluations=80))
-    credited = sum(len(line["ops"]) for line in search.history if line["mutation"] != "seed")
+    credited = sum(len(line.ops) for line in search.history if line.mutation != "seed")
     assert sum(search.priority.counts.values()) == credited > 0
 
 
@@ -89,8 +92,8 @@ class CountingFitness(SyntheticFitness):
         self.adapted.append((len(population), steps))
         self.adapted_on.append([g.id for g in population])
 
-    def remember(self, lines: Sequence[dict[str, Any]]) -> None:
-        self.remembered += [line["id"] for line in lines]
+    def remember(self, lines: Sequence[HistoryLine]) -> None:
+        self.remembered += [line.id for line in lines]
 
 
 def test_duplicates_reuse_the_cached_fitness() -> None:
@@ -98,11 +101,11 @@ def test_duplicates_reuse_the_cached_fitness() -> None:
     config = dataclasses.replace(SMALL, evaluations=120, kernels=[3, 5], conv_types=["light"],
                                  mutations=["conv-kernel", "copy-layer", "flip-layer"])
     search = run(config, fitness)
-    duplicates = [line for line in search.history if line["status"] == "duplicate"]
+    duplicates = [line for line in search.history if line.status == Status.DUPLICATE]
     assert duplicates and len(fitness.asked) == len(set(fitness.asked)) == 120 - len(duplicates)
-    first = {line["id"]: line for line in reversed(search.history)}
+    first = {line.id: line for line in reversed(search.history)}
     for line in duplicates:
-        assert line["fitness"] == first[line["id"]]["fitness"] and line["reason"].startswith("same id as #")
+        assert line.fitness == first[line.id].fitness and line.reason.startswith("same id as #")
     assert search.duplicates == len(duplicates)
 
 
@@ -117,11 +120,11 @@ class TwinFitness(SyntheticFitness):
 
 def test_functional_duplicates_from_the_fitness_are_counted_and_join() -> None:
     search = run(dataclasses.replace(SMALL, population_size=40), TwinFitness(0))  # nobody ages out
-    twins = [line for line in search.history if line["reason"] == "twin"]
-    same_id = [line for line in search.history if line["reason"].startswith("same id")]
-    assert twins and all(line["status"] == "duplicate" and line["fitness"] is not None for line in twins)
+    twins = [line for line in search.history if line.reason == "twin"]
+    same_id = [line for line in search.history if line.reason.startswith("same id")]
+    assert twins and all(line.status == Status.DUPLICATE and line.fitness is not None for line in twins)
     assert search.duplicates == len(twins) + len(same_id)
-    assert {line["id"] for line in twins} <= {m.id for m in search.population}
+    assert {line.id for line in twins} <= {m.id for m in search.population}
 
 
 class FailingFitness(SyntheticFitness):
@@ -139,9 +142,9 @@ class FailingFitness(SyntheticFitness):
 
 def test_failed_candidates_are_recorded_and_the_search_goes_on() -> None:
     search = run(dataclasses.replace(SMALL, evaluations=80), FailingFitness(0))
-    failed = [line for line in search.history if line["status"] == "failed"]
-    assert failed and all(line["reason"] == "softsign is not supported" and line["fitness"] is None for line in failed)
-    assert not {line["id"] for line in failed} & {m.id for m in search.population}
+    failed = [line for line in search.history if line.status == Status.FAILED]
+    assert failed and all(line.reason == "softsign is not supported" and line.fitness is None for line in failed)
+    assert not {line.id for line in failed} & {m.id for m in search.population}
     assert len(search.history) == 80
 
 
@@ -156,17 +159,18 @@ def test_a_raising_fitness_stops_with_a_clear_error_and_keeps_the_state(tmp_path
 
 def test_constraints_keep_large_candidates_out_of_the_population() -> None:
     probe = run(SMALL)
-    params = sorted(line["params"] for line in probe.history)
+    params = sorted(line.params or 0 for line in probe.history)
     limit = params[len(params) // 2]
     search = run(dataclasses.replace(SMALL, max_params=limit))
-    over = [line for line in search.history if line["status"] == "over-limit"]
-    assert over and all(line["params"] > limit and "search.max_params" in line["reason"] for line in over)
-    assert all(line["params"] <= limit for line in search.history if line["id"] in {m.id for m in search.population})
-    flops = sorted(line["flops_per_token"] for line in probe.history)[len(params) // 2]
+    over = [line for line in search.history if line.status == Status.OVER_LIMIT]
+    assert over and all((line.params or 0) > limit and "search.max_params" in line.reason for line in over)
+    assert all((line.params or 0) <= limit for line in search.history
+               if line.id in {m.id for m in search.population})
+    flops = sorted(line.flops_per_token or 0.0 for line in probe.history)[len(params) // 2]
     by_flops = run(dataclasses.replace(SMALL, max_flops_per_token=flops))
-    assert all(line["flops_per_token"] <= flops for line in by_flops.history
-               if line["id"] in {m.id for m in by_flops.population})
-    assert any("search.max_flops_per_token" in line["reason"] for line in by_flops.history)
+    assert all((line.flops_per_token or 0.0) <= flops for line in by_flops.history
+               if line.id in {m.id for m in by_flops.population})
+    assert any("search.max_flops_per_token" in line.reason for line in by_flops.history)
 
 
 def test_adapt_runs_between_rounds_when_enabled() -> None:
@@ -187,9 +191,31 @@ def test_resume_replays_adapt_and_hands_the_fitness_its_results(tmp_path: Path) 
     search = Search(config, default_language(), resumed, seed=0, num_layers=4, store=StateStore(tmp_path))
     search.restore(*StateStore(tmp_path).load())
     assert resumed.adapted_on == whole.adapted_on[:3]  # the supernet is rebuilt on the same populations
-    assert resumed.remembered == [line["id"] for line in search.history[14:17]]  # results since the last adapt
+    assert resumed.remembered == [line.id for line in search.history[14:17]]  # results since the last adapt
     search.run()
     assert resumed.adapted_on == whole.adapted_on
+
+
+class PlainFitness(Fitness):
+    """Only `evaluate`: no adapt, remember, chunk size or supernet of its own (the base class's defaults)."""
+
+    def __init__(self) -> None:
+        self.scores = SyntheticFitness(0)
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
+        return self.scores.evaluate(genotypes)
+
+
+def test_a_fitness_with_only_evaluate_runs_adapts_and_resumes(tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, evaluations=30, round_size=4, adapt_steps=3)
+    whole = run(config, SyntheticFitness(0)).history
+    run(config, PlainFitness(), tmp_path, stop_after=17)
+    search = Search(config, default_language(), PlainFitness(), seed=0, num_layers=4, store=StateStore(tmp_path))
+    search.restore(*StateStore(tmp_path).load())
+    search.run()
+    assert search.history == whole and search.finished
+    body, _ = StateStore(tmp_path).load()
+    assert body["supernet"] is None and all(line.eval_loss is None for line in search.history)
 
 
 def test_chunked_evaluation_gives_the_same_history() -> None:
@@ -211,9 +237,9 @@ def test_resume_from_any_saved_point_reproduces_the_history(tmp_path: Path) -> N
         search.run(more)
     search = Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=4, store=StateStore(folder))
     search.restore(*StateStore(folder).load())
-    assert search.run() == full
+    assert search.run() == [line.to_json() for line in full] and search.history == full
     on_disk = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
-    assert on_disk == full
+    assert on_disk == [line.to_json() for line in full]
 
 
 def test_resume_under_other_settings_is_refused(tmp_path: Path) -> None:
@@ -254,7 +280,7 @@ def test_seed_genotypes_start_the_population_and_are_checked() -> None:
     config = dataclasses.replace(SMALL, evaluations=8)
     search = Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=12, seeds=[bert])
     search.run()
-    assert search.history[0]["mutation"] == "seed" and search.history[0]["id"] == bert.id
+    assert search.history[0].mutation == "seed" and search.history[0].id == bert.id
     with pytest.raises(SearchError, match="has 12 layers; this search has 4"):
         Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=4, seeds=[bert])
     narrow = dataclasses.replace(config, ops=["matmul", "transpose", "scale", "neg"])

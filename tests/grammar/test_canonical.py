@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from autobert_zero.grammar import load_genotype, parse_genotype, sample_genotype
+from autobert_zero.grammar import AttentionLayer, ConvLayer, load_genotype, parse_genotype, sample_genotype
 from tests.support.paths import GENOTYPES
 
 
@@ -83,12 +83,18 @@ def test_figure7_canonical_removes_double_negations() -> None:
 
 def test_canonical_is_idempotent_on_random_genotypes() -> None:
     rng = random.Random(7)
-    ids: dict[str, str] = {}
     for _ in range(200):
         genotype = sample_genotype(rng, num_layers=3)
         canonical = genotype.canonical()
-        assert canonical.canonical() == canonical
-        assert canonical.id == genotype.id
-        assert parse_genotype(canonical.to_text()).id == genotype.id  # the id survives printing and parsing
-        ids.setdefault(canonical.to_text(), genotype.id)
-    assert len(set(ids.values())) == len(ids)  # distinct canonical forms never share an id
+        assert canonical.canonical() == canonical  # idempotent
+        # the canonical text parses back to the same IR (printer and parser agree on the canonical form)
+        assert parse_genotype(canonical.to_text()) == canonical
+        # printing and parsing the raw genotype loses nothing the canonical form sees
+        assert parse_genotype(genotype.to_text()).canonical() == canonical
+        # graphs are named a1, a2, ... in order of first use, and every one is used
+        used = list(dict.fromkeys(layer.graph for layer in canonical.layers if isinstance(layer, AttentionLayer)))
+        assert [g.name for g in canonical.graphs] == used == [f"a{i}" for i in range(1, len(used) + 1)]
+        # canonicalisation keeps the layer structure: the same kinds, convs unchanged but for kernel-1 dilation
+        assert [layer.branch for layer in canonical.layers] == [layer.branch for layer in genotype.layers]
+        assert [(c.kind, c.kernel) for c in canonical.layers if isinstance(c, ConvLayer)] == [
+            (c.kind, c.kernel) for c in genotype.layers if isinstance(c, ConvLayer)]

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from autobert_zero.compiler import AutoBertZeroConfig, build_encoder
+from autobert_zero.compiler import build_encoder
 from autobert_zero.compiler.op_impls import register_op_impl, unregister_op_impl
 from autobert_zero.evolve.mutations import Child, Mutation, Mutator, Rejection
 from autobert_zero.grammar import (
@@ -34,6 +34,7 @@ from autobert_zero.grammar import (
 )
 from autobert_zero.grammar.ops import same_shape
 from tests.support.languages import grammar_with
+from tests.support.models import TINY_SIZES, tiny_model_config
 
 MUL = OpSpec("mul", 2, same_shape, "{0}⊙{1}", precedence=60, commutative=True, elementwise=True)
 
@@ -218,19 +219,15 @@ def equal_id_pairs() -> Iterator[tuple[Genotype, Genotype]]:
             yield a, parse_genotype(shuffle_bindings(variant(a, rng).to_text(), rng), language=roomy)
 
 
-def tiny() -> AutoBertZeroConfig:
-    return AutoBertZeroConfig(vocab_size=50, hidden_size=16, num_attention_heads=2, intermediate_size=24,
-                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
 def assert_same_function(a: Genotype, b: Genotype, language: Language | None = None) -> None:
     """Both genotypes compiled as encoders in float64 with identical weights give equal outputs at every real
     position of a padded batch."""
-    first = build_encoder(a, tiny(), language=language).double().eval()
-    second = build_encoder(b, tiny(), language=language).double().eval()
+    config = tiny_model_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    first = build_encoder(a, config, language=language).double().eval()
+    second = build_encoder(b, config, language=language).double().eval()
     second.load_state_dict(first.state_dict())
     generator = torch.Generator().manual_seed(0)
-    hidden = torch.randn(2, 7, 16, generator=generator, dtype=torch.float64)
+    hidden = torch.randn(2, 7, TINY_SIZES["hidden_size"], generator=generator, dtype=torch.float64)
     keep = torch.ones(2, 7, dtype=torch.bool)
     keep[1, 4:] = False
     with torch.no_grad():

@@ -119,7 +119,10 @@ def test_reserved_words_cannot_name_nodes() -> None:
         parse_genotype("attention a { softmax = neg(Q) return softmax } backbone { attention a }")
 
 
-def test_genotype_text_is_never_executed() -> None:
-    hostile = 'attention a { return __import__("os") } backbone { attention a }'
-    with pytest.raises(GenotypeError, match=r"error\[(syntax|unknown-op)\]"):
-        parse_genotype(hostile)
+def test_a_name_outside_the_op_table_is_an_unknown_op_error() -> None:
+    """Calls are looked up in the op table only: any other name (here a Python builtin, `__import__`) is
+    reported as an unknown op at its position, with the ops that exist."""
+    for name in ("__import__", "exp"):
+        _, errors = parse_with_diagnostics(f"attention a {{ return {name}(Q) }} backbone {{ attention a }}")
+        assert [(e.code, e.line, e.column) for e in errors] == [("unknown-op", 1, 22)]
+        assert f"unknown op {name!r}" in errors[0].message and "softmax" in errors[0].message

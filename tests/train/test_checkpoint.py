@@ -1,4 +1,4 @@
-"""Resume runs no code from a checkpoint, continues only the same run, survives damage (findings 1, 4, 5, 6).
+"""Resume runs no code from a checkpoint, continues only the same run, survives damage.
 
 One tiny run (8 of 12 steps, checkpoints at 4 and 8) is copied for each test and then tampered with.
 """

@@ -1,4 +1,4 @@
-"""Corpus and GLUE files are validated with file and line before `datasets` reads them (finding 11)."""
+"""Corpus and GLUE files are validated with file and line before `datasets` reads them."""
 
 from __future__ import annotations
 

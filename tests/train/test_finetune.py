@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import ConfigError, DataError
+from autobert_zero.train.data.metrics import glue_metrics
 from autobert_zero.train.finetune import finetune
 from autobert_zero.train.pretrain import pretrain
 from tests.support.glue import write_sst2
@@ -47,10 +51,19 @@ def test_finetune_writes_eval_json(pretrained: tuple[TrainConfig, Path], tmp_pat
 @pytest.mark.parametrize("task, metrics", [("RTE", {"accuracy"}), ("STS-B", {"pearson", "spearman"}),
                                            ("MRPC", {"f1", "accuracy"}), ("CoLA", {"matthews_corrcoef"})])
 def test_finetune_on_real_glue(pretrained: tuple[TrainConfig, Path], shared_data: Path, tmp_path: Path,
-                               task: str, metrics: set[str]) -> None:
+                               task: str, metrics: set[str], tsv_labels: Callable[[str, str], list[float]],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, init = pretrained
+    scored_against: list[float] = []
+
+    def spy(spec: Any, predictions: Any, labels: Any) -> dict[str, float]:
+        scored_against.extend(labels.tolist())
+        return glue_metrics(spec, predictions, labels)
+
+    monkeypatch.setattr(importlib.import_module("autobert_zero.train.finetune"), "glue_metrics", spy)
     result = finetune(cfg, task, shared_data / "glue", init, tmp_path / "ft")
     assert set(result["metrics"]) == metrics
+    assert scored_against == pytest.approx(tsv_labels(result["task"], "dev"))  # each dev row's own label id
     assert result["train_examples"] == 48 and result["steps"] == 6
     assert result["dev_examples"] == {"RTE": 277, "STS-B": 1500, "MRPC": 408, "CoLA": 1043}[task]
 
@@ -76,7 +89,7 @@ def copy_of(init: Path, folder: Path) -> Path:
 
 def test_init_must_be_an_autobert_zero_folder_matching_its_genotype(pretrained: tuple[TrainConfig, Path],
                                                                     tmp_path: Path) -> None:
-    """Finding 10: a plain BertModel folder, weights of another genotype, or a foreign tokenizer are refused."""
+    """A plain BertModel folder, weights of another genotype, or a foreign tokenizer are refused."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     cfg, init = pretrained

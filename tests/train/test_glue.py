@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from autobert_zero.errors import DataError
 from autobert_zero.train.data.glue import TASKS, get_task, load_glue_split
@@ -21,7 +21,8 @@ ROWS = {
 
 
 @pytest.mark.parametrize("name", sorted(ROWS))
-def test_real_glue_splits_have_the_documented_rows_and_labels(shared_data: Path, name: str) -> None:
+def test_real_glue_splits_have_the_documented_rows_and_labels(shared_data: Path, name: str,
+                                                              tsv_labels: Callable[[str, str], list[float]]) -> None:
     task = get_task(name)
     for split, expected in zip(("train", "dev"), ROWS[name], strict=True):
         if expected is None:
@@ -30,6 +31,7 @@ def test_real_glue_splits_have_the_documented_rows_and_labels(shared_data: Path,
             continue
         ds = load_glue_split(task, split, shared_data / "glue")
         assert len(ds) == expected
+        assert ds["label"] == tsv_labels(task.folder, split)  # each row's label column, under GLUE's label ids
         labels = np.asarray(ds["label"])
         if task.is_regression:
             assert labels.dtype == np.float64 and labels.min() >= 0.0 and labels.max() <= 5.0
@@ -117,16 +119,25 @@ def test_hub_path_fails_cleanly_offline(monkeypatch: pytest.MonkeyPatch) -> None
         load_glue_split("rte", "dev", None)
 
 
-def test_metrics_match_sklearn_and_scipy_on_toy_predictions() -> None:
-    rng = np.random.default_rng(0)
-    gold, pred = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
-    assert glue_metrics("cola", pred, gold) == {"matthews_corrcoef": matthews_corrcoef(gold, pred)}
-    assert glue_metrics("mrpc", pred, gold) == {"f1": f1_score(gold, pred), "accuracy": accuracy_score(gold, pred)}
-    assert glue_metrics("qqp", pred, gold)["f1"] == f1_score(gold, pred)
-    for name in ("sst2", "rte", "qnli", "wnli", "mnli"):
-        assert glue_metrics(name, pred, gold) == {"accuracy": accuracy_score(gold, pred)}
-    scores, truth = rng.uniform(0, 5, 40), rng.uniform(0, 5, 40)
+def test_metrics_on_toy_predictions_computed_by_hand() -> None:
+    """Values worked out on paper, so a wrong library call, argument or positive class fails."""
+    gold = [1, 0, 1, 1, 0, 0, 1, 0]
+    pred = [1, 0, 0, 1, 0, 1, 1, 1]  # TP 3 (0, 3, 6), TN 2 (1, 4), FP 2 (5, 7), FN 1 (2)
+    accuracy, f1 = 5 / 8, 2 * 3 / (2 * 3 + 2 + 1)  # F1 of class 1; class 0's would be 4/7
+    mcc = (3 * 2 - 2 * 1) / math.sqrt((3 + 2) * (3 + 1) * (2 + 2) * (2 + 1))
+    assert glue_metrics("cola", pred, gold) == {"matthews_corrcoef": pytest.approx(mcc)}
+    assert glue_metrics("mrpc", pred, gold) == {"f1": pytest.approx(f1), "accuracy": accuracy}
+    assert glue_metrics("qqp", pred, gold) == {"f1": pytest.approx(f1), "accuracy": accuracy}
+    assert primary_score("mrpc", glue_metrics("mrpc", pred, gold)) == pytest.approx((f1 + accuracy) / 2)
+    for name in ("sst2", "rte", "qnli", "wnli"):
+        assert glue_metrics(name, pred, gold) == {"accuracy": accuracy}
+    assert glue_metrics("mnli", [0, 2, 2, 1], [0, 1, 2, 2]) == {"accuracy": 0.5}  # three classes
+    assert glue_metrics("mrpc", [0, 0, 0], [1, 0, 1])["f1"] == 0.0  # no positive predicted: 0, not an error
+
+    scores, truth = [1.0, 2.0, 3.0, 4.0], [1.0, 4.0, 9.0, 16.0]  # monotone, not linear
+    pearson = 25 / math.sqrt(5 * 129)  # Σdx·dy / √(Σdx² · Σdy²) around the means 2.5 and 7.5
     m = glue_metrics("stsb", scores, truth)
-    assert m == {"pearson": pearsonr(scores, truth)[0], "spearman": spearmanr(scores, truth)[0]}
-    assert primary_score("stsb", m) == pytest.approx((m["pearson"] + m["spearman"]) / 2)
-    assert glue_metrics("stsb", np.full(40, 2.5), truth) == {"pearson": 0.0, "spearman": 0.0}
+    assert m == {"pearson": pytest.approx(pearson), "spearman": pytest.approx(1.0)}
+    assert primary_score("stsb", m) == pytest.approx((pearson + 1.0) / 2)
+    assert glue_metrics("stsb", scores, truth[::-1])["spearman"] == pytest.approx(-1.0)
+    assert glue_metrics("stsb", [2.5] * 4, truth) == {"pearson": 0.0, "spearman": 0.0}  # constant: no correlation

@@ -12,16 +12,11 @@ from autobert_zero.grammar import load_genotype
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.engine import build_engine, init_distributed
 from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
+from autobert_zero.train.mlm import PreparedMlm, mlm_step
 from autobert_zero.train.models import build_mlm_model
-from autobert_zero.train.pretrain import PreparedMlm, mlm_step, prepare_mlm_data, pretrain
+from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import RunLog, read_metrics
 from tests.support.training import tiny_config, write_genotype
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PreparedMlm]:
-    tmp = tmp_path_factory.mktemp("loop")
-    return tmp, prepare_mlm_data(tiny_config(tmp))
 
 
 def tiny_engine(tmp: Path, prep: PreparedMlm) -> tuple[object, object]:
@@ -36,9 +31,8 @@ def tiny_engine(tmp: Path, prep: PreparedMlm) -> tuple[object, object]:
     return engine, lambda step: mlm_step(engine, prep.data, order, plan, step, 0)
 
 
-def test_loop_logs_every_n_steps_with_extra_fields(prepared: tuple[Path, PreparedMlm], tmp_path: Path) -> None:
-    tmp, prep = prepared
-    engine, step_fn = tiny_engine(tmp, prep)
+def test_loop_logs_every_n_steps_with_extra_fields(tmp: Path, prepared: PreparedMlm, tmp_path: Path) -> None:
+    engine, step_fn = tiny_engine(tmp, prepared)
     settings = LoopSettings(stop=5, log_every=2, tokens_per_step=4 * 32)
     loop = TrainLoop(engine, step_fn, settings, record_fields=lambda step: {"candidate": f"c{step % 2}"})
     with RunLog(tmp_path, True, False) as log:
@@ -50,9 +44,8 @@ def test_loop_logs_every_n_steps_with_extra_fields(prepared: tuple[Path, Prepare
     assert list(result.losses) == [1, 2, 3, 4, 5] and result.last_loss == records[-1]["loss"]
 
 
-def test_non_finite_loss_stops_the_loop_naming_the_step(prepared: tuple[Path, PreparedMlm]) -> None:
-    tmp, prep = prepared
-    engine, step_fn = tiny_engine(tmp, prep)
+def test_non_finite_loss_stops_the_loop_naming_the_step(tmp: Path, prepared: PreparedMlm) -> None:
+    engine, step_fn = tiny_engine(tmp, prepared)
     losses = iter([3.0, 2.5, float("nan"), 1.0])
     loop = TrainLoop(engine, lambda step: (step_fn(step), next(losses))[1], LoopSettings(stop=4))
     with pytest.raises(NonFiniteLoss, match="training loss is nan at step 3: the run diverged") as caught:
@@ -60,20 +53,18 @@ def test_non_finite_loss_stops_the_loop_naming_the_step(prepared: tuple[Path, Pr
     assert caught.value.step == 3
 
 
-def test_checkpoint_every_needs_a_folder(prepared: tuple[Path, PreparedMlm]) -> None:
-    tmp, prep = prepared
-    engine, step_fn = tiny_engine(tmp, prep)
+def test_checkpoint_every_needs_a_folder(tmp: Path, prepared: PreparedMlm) -> None:
+    engine, step_fn = tiny_engine(tmp, prepared)
     with pytest.raises(ValueError, match="needs a checkpoints folder"):
         TrainLoop(engine, step_fn, LoopSettings(stop=2, checkpoint_every=1))
 
 
-def test_genotype_object_and_prepared_data_give_the_file_run(prepared: tuple[Path, PreparedMlm],
+def test_genotype_object_and_prepared_data_give_the_file_run(tmp: Path, prepared: PreparedMlm,
                                                              tmp_path: Path) -> None:
-    tmp, prep = prepared
     cfg = tiny_config(tmp)
     from_file = pretrain(cfg, tmp_path / "file", max_steps=3)
     genotype = load_genotype(write_genotype(tmp_path, layers=2))
-    in_memory = pretrain(cfg, tmp_path / "memory", genotype_path=genotype, max_steps=3, prepared=prep)
+    in_memory = pretrain(cfg, tmp_path / "memory", genotype_path=genotype, max_steps=3, prepared=prepared)
     assert in_memory["genotype_id"] == from_file["genotype_id"] == genotype.id
     assert in_memory["genotype"] is None  # no file behind it
     memory_losses, file_losses = ([r["loss"] for r in read_metrics(tmp_path / n)] for n in ("memory", "file"))

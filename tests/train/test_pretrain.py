@@ -12,9 +12,10 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import AbzError, ConfigError, GenotypeError, TrainingError
 from autobert_zero.train import checkpoint
+from autobert_zero.train.models import resolve_genotype
 from autobert_zero.train.pretrain import pretrain
 from autobert_zero.train.run_log import read_metrics
-from tests.support.training import run_killed_while_checkpointing, tiny_config, with_section
+from tests.support.training import run_killed_while_checkpointing, tiny_config, with_section, write_genotype
 
 
 def losses(out: Path) -> dict[int, float]:
@@ -103,6 +104,10 @@ def test_bad_genotype_and_corpus_inputs(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
     with pytest.raises(ConfigError, match="genotype file not found"):
         pretrain(cfg, tmp_path / "a", genotype_path=str(tmp_path / "missing.abz"))
+    assert cfg.genotype == str(tmp_path / "bert2.abz")  # the caller's config is left as it was
+    three = write_genotype(tmp_path, layers=3)
+    assert resolve_genotype(cfg, three).num_layers == 3 and resolve_genotype(cfg).num_layers == 2
+    assert cfg.genotype == str(tmp_path / "bert2.abz")
     bad = tmp_path / "bad.abz"
     bad.write_text("attention a { return matmul(Q, K) }\nbackbone { attention a }\n")
     with pytest.raises(GenotypeError):

@@ -1,4 +1,4 @@
-"""Supernet training (`abz supernet`, train/biws.py) through real DeepSpeed: the candidate schedule, ZeRO 0–2
+"""Supernet training (`abz supernet`, train/supernet.py) through real DeepSpeed: the candidate schedule, ZeRO 0–2
 with most shared weights idle per step, exact resume after SIGKILL, two processes, and `abz evaluate`'s
 errors for bad supernet folders and candidate lists."""
 
@@ -16,20 +16,27 @@ import torch
 
 from autobert_zero.cli import main
 from autobert_zero.config.load import load_config
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import ConfigError, TrainingError
 from autobert_zero.grammar import Genotype, parse_genotype
 from autobert_zero.train import checkpoint
-from autobert_zero.train.data.order import derived_seed
+from autobert_zero.train.data.seeds import CANDIDATE_SCHEDULE, derived_seed
 from autobert_zero.train.engine import free_port
 from autobert_zero.train.run_log import read_metrics
 from autobert_zero.train.supernet import (
-    SCHEDULE_SALT,
     CandidateSchedule,
     exposure_weights,
     load_supernet,
     train_supernet,
 )
-from tests.support.training import REPO, run_killed_while_checkpointing, subprocess_env, tiny_config, tiny_yaml
+from tests.support.training import (
+    REPO,
+    run_killed_while_checkpointing,
+    subprocess_env,
+    tiny_config,
+    tiny_yaml,
+    with_section,
+)
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 CONV = ("attention a { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }\n"
@@ -52,12 +59,12 @@ def write_population(tmp: Path) -> Path:
 
 
 def test_uniform_schedule_is_a_pure_function_of_seed_and_step(tmp_path: Path) -> None:
-    summary = train_supernet(tiny_config(tmp_path, pretrain={"max_steps": 6, "checkpoint_every": 3}),
-                             tmp_path / "sn")
+    cfg = tiny_config(tmp_path, supernet={"strategy": "uniform"}, pretrain={"max_steps": 6, "checkpoint_every": 3})
+    summary = train_supernet(cfg, tmp_path / "sn")
     assert summary["steps"] == 6 and summary["strategy"] == "uniform"
     logged = [c for _, _, c in curve(tmp_path / "sn")]
-    supernet, tokenizer = load_supernet(tmp_path / "sn", tiny_config(tmp_path))
-    again = CandidateSchedule("uniform", derived_seed(0, SCHEDULE_SALT), [],
+    supernet, tokenizer = load_supernet(tmp_path / "sn", cfg)
+    again = CandidateSchedule("uniform", derived_seed(0, CANDIDATE_SCHEDULE), [],
                               lambda rng: supernet.sample(rng, conv_probability=0.5))
     assert logged == [again.candidate(step).id[:12] for step in range(6)]
     assert len(set(logged)) == 6  # a fresh candidate every step
@@ -77,8 +84,9 @@ def test_population_strategy_and_resume_refuses_another_population(tmp_path: Pat
     other = tiny_config(tmp_path, supernet=one_member, pretrain={"max_steps": 8, "checkpoint_every": 4})
     with pytest.raises(TrainingError, match="candidate_population"):
         train_supernet(other, tmp_path / "sn", resume=True)
+    emptied = with_section(cfg, "supernet", population=[])  # the loader fills an empty list; a caller may not
     with pytest.raises(ConfigError, match=r"supernet\.population is empty"):
-        train_supernet(tiny_config(tmp_path, supernet={"strategy": "population"}), tmp_path / "x")
+        train_supernet(emptied, tmp_path / "x")
 
 
 def near_copy_population() -> list[Genotype]:
@@ -127,7 +135,7 @@ def test_fair_strategy_trains_and_is_part_of_the_run_identity(tmp_path: Path) ->
     summary = train_supernet(cfg, tmp_path / "sn")
     assert summary["strategy"] == "fair" and summary["population"] == 2
     schedule = CandidateSchedule.from_population([parse_genotype(CONV), parse_genotype(ATTENTION)],
-                                                 derived_seed(0, SCHEDULE_SALT), "fair")
+                                                 derived_seed(0, CANDIDATE_SCHEDULE), "fair")
     assert [c for _, _, c in curve(tmp_path / "sn")] == [schedule.candidate(s).id[:12] for s in range(4)]
     again = tiny_config(tmp_path, supernet={"strategy": "population", "population": [str(listing)]},
                         pretrain={"max_steps": 8, "checkpoint_every": 4})
@@ -179,13 +187,15 @@ def test_uses_v_split_trains_each_set_only_with_its_graphs_under_zero_2(tmp_path
                      "1.attention.value.weight": True, "1.attention_nov.query.weight": False}
 
 
-def load_initial(tmp: Path, cfg: object) -> dict[str, torch.Tensor]:
-    from autobert_zero.train.pretrain import prepare_mlm_data, resolve_genotype
+def load_initial(tmp: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    from autobert_zero.train.mlm import prepare_mlm_data
+    from autobert_zero.train.models import resolve_genotype
     from autobert_zero.train.supernet import build_supernet
 
-    prepared = prepare_mlm_data(cfg)  # type: ignore[arg-type]
-    host = resolve_genotype(cfg, None)  # type: ignore[arg-type]
-    model = build_supernet(host, cfg, len(prepared.tokenizer), prepared.tokenizer.pad_token_id)  # type: ignore[arg-type]
+    prepared = prepare_mlm_data(cfg)
+    host = resolve_genotype(cfg)
+    assert prepared.tokenizer.pad_token_id is not None
+    model = build_supernet(host, cfg, len(prepared.tokenizer), prepared.tokenizer.pad_token_id)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

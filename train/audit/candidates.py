@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autobert_zero.config.paths import resolve_shipped
+from autobert_zero.config.paths import shipped_file, shipped_names
 from autobert_zero.errors import ConfigError, LanguageError
 from autobert_zero.evolve.mutations import Mutation, Mutator
 from autobert_zero.grammar import (
@@ -63,8 +63,12 @@ def at_depth(genotype: Genotype, num_layers: int) -> Genotype:
 
 
 def shipped(name: str, num_layers: int) -> Genotype:
-    """A genotype from `genotypes/` at `num_layers` layers."""
-    return at_depth(load_genotype(resolve_shipped(f"genotypes/{name}.abz")), num_layers)
+    """A shipped genotype (`genotypes/<name>.abz` of the package, never a file of that name in the working
+    directory) at `num_layers` layers."""
+    path = shipped_file(f"genotypes/{name}.abz")
+    if path is None:
+        raise ConfigError(f"no shipped genotype genotypes/{name}.abz; expected one of {shipped_names('genotypes')}")
+    return at_depth(load_genotype(path), num_layers)
 
 
 def neighbour_count(count: int, neighbours: int | None) -> int:

@@ -6,12 +6,11 @@ vanilla BERT and Figure 7 marked), with τ and its 95% interval in each title; `
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-from autobert_zero.io import atomic_write_bytes
+from autobert_zero.plotting import pyplot, save_figure
 
 MARKERS = {"bert": ("s", "tab:red"), "figure7": ("*", "tab:green"), "neighbour": ("o", "tab:orange"),
            "random": ("o", "tab:blue")}
@@ -50,10 +49,7 @@ def table(report: dict[str, Any]) -> str:
 
 def write_plot(report: dict[str, Any], path: str | Path) -> None:
     """Scatter per estimator vs the reference (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     names = list(report["estimators"])
@@ -87,7 +83,4 @@ def write_plot(report: dict[str, Any], path: str | Path) -> None:
                  f"{report.get('hidden_size', '?')}; noise ceiling τ {interval_text(ref['noise_ceiling_tau'])}",
                  fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=110)

@@ -9,7 +9,7 @@ in the estimators' process, else the reference runs' own mean). An estimator tha
 it last (−inf). The noise ceiling is τ between the first two reference seeds. Derived estimators need no
 extra runs: `params` (more parameters ranks higher), `combo_*` (an estimator's rank combined with the
 size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would use) and `hurdle_*`
-(BIWS keeps the better half, the cost-matched scratch run orders it: RANKING.md's hurdles).
+(BIWS keeps the better half, the cost-matched scratch run orders it).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from statistics import fmean
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from autobert_zero.train.audit.candidates import Candidate
-from autobert_zero.train.audit.stats import bootstrap, kendall_tau, rank_figures, rankdata
+from autobert_zero.train.audit.stats import bootstrap, kendall_tau, rank_figures
 
 GOAL_COST_RATIO = 20.0
 GOAL_TAU = 0.6
@@ -193,8 +194,9 @@ def _noise_ceiling(inputs: AuditInputs, seeds: list[int], ok: list[int]) -> dict
 
 
 def verdict(estimators: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The issue's goal, checked for the best-ranking BIWS-based estimator (plain or combined), and the best
-    estimator overall among those at most as costly as it."""
+    """The audit's goal (τ ≥ `GOAL_TAU` at a cost ratio ≥ `GOAL_COST_RATIO`, above the cost-matched scratch run
+    and the parameter count), checked for the best-ranking BIWS-based estimator (plain or combined), and the
+    best estimator overall among those at most as costly as it."""
 
     def tau(name: str) -> float:
         value = estimators[name]["kendall_tau"]["value"]

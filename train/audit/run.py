@@ -9,12 +9,15 @@ point, `train.evaluate.Evaluator`: nothing here trains a model.
 
 Cost matching: seconds(steps) ≈ overhead + steps × per_step, with the overhead measured by BIWS k = 0
 (extract + score, no training; 0 when k = 0 is not tried) and per_step timed in this process, next to the
-estimators (`timed_reference`: scratch runs of 1 and 1 + n steps of the first candidate, so a reference
-cache filled earlier, on another machine or under another load, does not skew the comparison); the matched
-scratch gets max(1, round((seconds of BIWS k − overhead) / per_step)) steps, and both measured costs are
-reported, so the match can be checked. Cost ratios divide the same-process estimate of one reference run
-(1-step seconds + per_step × (reference steps − 1)) by each estimator's seconds; the cached runs' own mean
-seconds are reported beside it.
+estimators (`timed_reference`: scratch runs of 1 and 1 + n steps of the first candidate, each repeated
+`TIMING_REPEATS` times, per_step = (median long − median short) / n floored at `MIN_STEP_SECONDS`, so a
+reference cache filled earlier, on another machine or under another load, does not skew the comparison and
+a noisy short run cannot make per_step vanish); the matched scratch gets round((seconds of BIWS k −
+overhead) / per_step) steps, clamped to [1, `audit.reference_steps`] (a cheap estimator never trains longer
+than the reference), and both measured costs and the timing itself are reported, so the match can be
+checked. Cost ratios divide the same-process estimate of one reference run (median 1-step seconds +
+per_step × (reference steps − 1)) by each estimator's seconds; the cached runs' own mean seconds are
+reported beside it.
 
 The reference cache (`audit.cache_dir`) holds one JSON file per (genotype id, seed) under a folder named
 by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys and
@@ -28,14 +31,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Estimator, TrainConfig
 from autobert_zero.errors import ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_write_text
@@ -45,8 +51,13 @@ from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome,
 from autobert_zero.train.pretrain import resolve_config
 
 OUTPUTS = ("audit.json", "audit.png")
-SIZE_PRIORS = ("params", "flops")
 CACHE_VERSION = 1
+TIMING_REPEATS = 3
+"""Timed scratch runs of each length for the per-step cost (their median is used)."""
+TIMING_STEPS = 100
+"""Steps the long timed run adds to the 1-step one (fewer when the reference is shorter)."""
+MIN_STEP_SECONDS = 1e-4
+"""Floor of the measured seconds per training step: a difference of two noisy timings can be ≤ 0."""
 
 
 class EvaluatorBackend:
@@ -67,7 +78,7 @@ class EvaluatorBackend:
             self.num_layers = first.supernet.active.num_layers
         self.prepared = first.prepared
 
-    def _evaluator(self, estimator: str, steps: int, seed: int, warmup: int) -> Any:
+    def _evaluator(self, estimator: Estimator, steps: int, seed: int, warmup: int) -> Any:
         from autobert_zero.train.evaluate import Evaluator
 
         key = (estimator, steps, seed, warmup)
@@ -81,7 +92,7 @@ class EvaluatorBackend:
                                               show_progress=self.show and prepared is None)
         return self._evaluators[key]
 
-    def run(self, genotypes: Sequence[Genotype], estimator: str, steps: int, seed: int, warmup: int
+    def run(self, genotypes: Sequence[Genotype], estimator: Estimator, steps: int, seed: int, warmup: int
             ) -> list[Outcome]:
         """Each genotype scored by `estimator` ("scratch" or "biws") after `steps` steps (init seed `seed`)."""
         results = self._evaluator(estimator, steps, seed, warmup).evaluate(genotypes)
@@ -90,7 +101,8 @@ class EvaluatorBackend:
 
 
 def check_audit_config(cfg: TrainConfig) -> None:
-    """Refuse audit settings no field check catches (seeds, k values, the prior)."""
+    """Refuse audit settings no field check catches (distinct seeds and k values, an estimator seed that is a
+    reference seed); the loader has checked each field (bounds, `audit.size_prior` among `SIZE_PRIORS`)."""
     a = cfg.audit
     seeds = a.reference_seeds
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -103,8 +115,6 @@ def check_audit_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"{cfg.source}: evaluate.init_seed = {cfg.evaluate.init_seed} is also a reference seed "
                           f"(audit.reference_seeds = {seeds}); a short run sharing a reference run's initialisation "
                           f"would rank too well: choose another seed or null")
-    if a.size_prior not in SIZE_PRIORS:
-        raise ConfigError(f"{cfg.source}: audit.size_prior = {a.size_prior!r}: expected one of {SIZE_PRIORS}")
 
 
 def load_audit_config(supernet_dir: Path, config: TrainConfig | str | os.PathLike[str] | None) -> TrainConfig:
@@ -198,7 +208,7 @@ def estimator_seed(cfg: TrainConfig) -> int:
     return cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else max(cfg.audit.reference_seeds) + 1
 
 
-def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: str, steps: int,
+def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: Estimator, steps: int,
                    cfg: TrainConfig, desc: str, show: bool) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar)."""
     seed = estimator_seed(cfg)
@@ -207,24 +217,79 @@ def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], e
             for c in tqdm(candidates, desc=desc, unit="cand", disable=not show)]
 
 
-def timed_reference(backend: EvaluatorBackend, candidate: Candidate, cfg: TrainConfig) -> tuple[float, float]:
-    """(seconds of one reference run, seconds per training step), timed now in this process: scratch runs of
-    1 and 1 + n steps of `candidate` (n = min(100, reference steps − 1)), at the reference's warm-up."""
+Timer = Callable[[int, int, int], float]
+"""Seconds of one scratch run of the timed candidate: (steps, init seed, warm-up steps) → seconds."""
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """How the per-step cost was measured: `repeats` scratch runs of `short_steps` and of `long_steps` steps."""
+
+    short_steps: int
+    long_steps: int
+    short_seconds: tuple[float, ...]
+    long_seconds: tuple[float, ...]
+    per_step: float
+    """(median long − median short) / (long − short steps), at least `MIN_STEP_SECONDS`."""
+    floored: bool
+    """The difference of the medians was below the floor (timing noise exceeded the cost of the steps)."""
+    reference_seconds: float
+    """Estimated seconds of one reference run: median short + per_step × (reference steps − short steps)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": "median of repeated scratch runs of the first candidate, timed in the audit process",
+                "repeats": len(self.short_seconds), "short_steps": self.short_steps, "long_steps": self.long_steps,
+                "short_seconds": [round(t, 4) for t in self.short_seconds],
+                "long_seconds": [round(t, 4) for t in self.long_seconds],
+                "median_short_seconds": round(statistics.median(self.short_seconds), 4),
+                "median_long_seconds": round(statistics.median(self.long_seconds), 4),
+                "per_step_seconds": round(self.per_step, 6), "per_step_floor": MIN_STEP_SECONDS,
+                "floored": self.floored, "reference_seconds": round(self.reference_seconds, 3)}
+
+
+def timed_reference(backend: EvaluatorBackend, candidate: Candidate, cfg: TrainConfig, *,
+                    repeats: int = TIMING_REPEATS, timer: Timer | None = None) -> StepTiming:
+    """The per-step cost and one reference run's seconds, timed now in this process: `repeats` scratch runs of
+    1 and of 1 + n steps of `candidate` (n = min(`TIMING_STEPS`, reference steps − 1); the long ones at the
+    reference's warm-up), interleaved so that a change of load hits both, each repeat under its own init seed
+    (the Evaluator would return a cached result for the same one); medians, per-step floored at
+    `MIN_STEP_SECONDS`. `timer` replaces the scratch runs (tests)."""
     a = cfg.audit
-    n = min(100, a.reference_steps - 1)
-    if n < 1:
-        (one,) = backend.run([candidate.genotype], "scratch", 1, estimator_seed(cfg), 0)
-        return one.seconds, one.seconds
-    (short,) = backend.run([candidate.genotype], "scratch", 1, estimator_seed(cfg) + 1, 0)
-    (long,) = backend.run([candidate.genotype], "scratch", 1 + n, estimator_seed(cfg) + 1,
-                          min(a.reference_warmup_steps, n))
-    per_step = max(long.seconds - short.seconds, 1e-9) / n
-    return short.seconds + per_step * (a.reference_steps - 1), per_step
+    if repeats < 1:
+        raise ValueError(f"repeats = {repeats}: expected at least 1")
+
+    def scratch(steps: int, seed: int, warmup: int) -> float:
+        (outcome,) = backend.run([candidate.genotype], "scratch", steps, seed, warmup)
+        return outcome.seconds
+
+    run = timer or scratch
+    n = min(TIMING_STEPS, a.reference_steps - 1)
+    seed = estimator_seed(cfg) + 1  # not the estimators' own seed: their scratch results are cached
+    short: list[float] = []
+    long: list[float] = []
+    for r in range(repeats):
+        short.append(run(1, seed + r, 0))
+        if n >= 1:
+            long.append(run(1 + n, seed + r, min(a.reference_warmup_steps, n)))
+    one = statistics.median(short)
+    if n < 1:  # a 1-step reference: the 1-step run is the whole of it
+        per_step, floored = max(one, MIN_STEP_SECONDS), one < MIN_STEP_SECONDS
+        return StepTiming(1, 1, tuple(short), tuple(short), per_step, floored, one)
+    measured = (statistics.median(long) - one) / n
+    per_step = measured if math.isfinite(measured) and measured >= MIN_STEP_SECONDS else MIN_STEP_SECONDS
+    return StepTiming(1, 1 + n, tuple(short), tuple(long), per_step, per_step != measured,
+                      one + per_step * (a.reference_steps - 1))
 
 
-def matched_steps(biws_seconds: float, overhead: float, per_step: float) -> int:
-    """Scratch steps whose predicted seconds (overhead + steps × per_step) match `biws_seconds`."""
-    return max(1, round((biws_seconds - overhead) / max(per_step, 1e-9)))
+def matched_steps(biws_seconds: float, overhead: float, per_step: float, *, cap: int) -> int:
+    """Scratch steps whose predicted seconds (overhead + steps × per_step) match `biws_seconds`, clamped to
+    [1, `cap`] (the reference's own step count: no estimator trains longer than the reference)."""
+    if cap < 1:
+        raise ValueError(f"cap = {cap}: expected at least 1")
+    steps = (biws_seconds - overhead) / max(per_step, MIN_STEP_SECONDS)
+    if not math.isfinite(steps):
+        return cap if steps > 0 else 1
+    return min(cap, max(1, round(steps)))
 
 
 def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
@@ -232,8 +297,9 @@ def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
 
 
 def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: bool = True,
-              context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Measure everything and return the `audit.json` mapping (writes only the reference cache)."""
+              context: dict[str, Any] | None = None, timer: Timer | None = None) -> dict[str, Any]:
+    """Measure everything and return the `audit.json` mapping (writes only the reference cache). `timer`
+    replaces the timed scratch runs of the cost matching (`timed_reference`)."""
     a = cfg.audit
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=a.neighbours)
     cache = ReferenceCache(a.cache_dir, config_hash(cfg))
@@ -242,23 +308,24 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
     for k in a.biws_steps:
         outcomes = estimator_runs(backend, candidates, "biws", k, cfg, f"biws k={k}", show)
         estimators[f"biws_k{k}"] = EstimatorRun(outcomes, {"kind": "biws", "k": k}, f"BIWS k={k}: −held-out loss")
-    ref_seconds, per_step = timed_reference(backend, candidates[0], cfg)
+    timing = timed_reference(backend, candidates[0], cfg, timer=timer)
     overhead = _mean_seconds(estimators["biws_k0"].outcomes) if 0 in a.biws_steps else 0.0
     for k in a.biws_steps:
         if k == 0:
             continue  # a scratch model with no training step is not an estimator
         biws_seconds = _mean_seconds(estimators[f"biws_k{k}"].outcomes)
-        steps = matched_steps(biws_seconds, overhead, per_step)
+        steps = matched_steps(biws_seconds, overhead, timing.per_step, cap=a.reference_steps)
         outcomes = estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show)
         estimators[f"scratch_k{k}"] = EstimatorRun(
             outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}",
-                       "target_seconds": round(biws_seconds, 3)}, f"scratch {steps} steps: −held-out loss")
+                       "target_seconds": round(biws_seconds, 3), "max_steps": a.reference_steps},
+            f"scratch {steps} steps: −held-out loss")
     measured = [*(run.outcomes for run in estimators.values()), *reference.values()]
     sizes = [next(((o[i].params, o[i].flops_per_token) for o in measured if o[i].params is not None), (0, 0.0))
              for i in range(len(candidates))]
     inputs = AuditInputs(
         candidates=candidates, params=[int(p or 0) for p, _ in sizes], flops_per_token=[f or 0.0 for _, f in sizes],
-        reference=reference, reference_steps=a.reference_steps, reference_seconds=ref_seconds,
+        reference=reference, reference_steps=a.reference_steps, reference_seconds=timing.reference_seconds,
         estimators=estimators, size_prior=a.size_prior,
         prior_weight=cfg.evaluate.prior_weight, combine=[f"biws_k{k}" for k in a.biws_steps],
         hurdles=[(f"biws_k{k}", f"scratch_k{k}") for k in a.biws_steps if k > 0],
@@ -266,7 +333,7 @@ def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: 
         context={**(context or {}), "num_layers": backend.num_layers, "hidden_size": cfg.model.hidden_size,
                  "num_attention_heads": cfg.model.num_attention_heads, "seq_len": cfg.data.max_seq_length,
                  "estimator_seed": estimator_seed(cfg), "config_hash": cache.key,
-                 "reference_cache": str(cache.folder),
+                 "reference_cache": str(cache.folder), "cost_timing": timing.to_json(),
                  "cost_ratio_note": "seconds of ONE reference run (one seed), timed in this process next to the "
                                     "estimators, / the estimator's seconds; the two-seed reference costs twice "
                                     "that"})

@@ -1,20 +1,22 @@
-"""Rank statistics of the ranking audit: Kendall τ-b, Spearman ρ, seeded bootstrap intervals, and the
-audit's derived figures (τ among the best half, τ within equal-parameter groups).
+"""Rank statistics of the ranking audit: Kendall τ-b, Spearman ρ and their seeded bootstrap intervals (all
+from `scipy.stats`), and the audit's own derived figures (τ among the best half, τ within equal-parameter
+groups).
 
-Pure numpy: every function takes score vectors where HIGHER is better and works on their average ranks,
-so ties (and −inf for a failed candidate, which ranks last) are handled the way `scipy.stats` does:
-`kendall_tau` equals `scipy.stats.kendalltau` (variant b) and `spearman_rho` equals `scipy.stats.spearmanr`
-on any input without NaN. A statistic that is undefined (fewer than 2 items, or one side all tied) is NaN.
+Every function takes score vectors where HIGHER is better; a failed candidate is scored −inf and ranks last.
+NaN is refused (it cannot be ranked). A statistic that is undefined (fewer than 2 items, or one side all
+tied) is NaN.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
 Statistic = Callable[[NDArray[np.float64], NDArray[np.float64]], float]
 
@@ -22,49 +24,29 @@ BOOTSTRAP_SAMPLES = 1000
 CONFIDENCE = 0.95
 
 
-def rankdata(values: ArrayLike) -> NDArray[np.float64]:
-    """Average ranks, 1 = smallest (ties share the mean of their ranks), like `scipy.stats.rankdata`."""
-    x = np.asarray(values, dtype=np.float64)
-    if np.isnan(x).any():
-        raise ValueError("rankdata: NaN scores cannot be ranked (mark failed candidates as -inf)")
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts).astype(np.float64)  # 1-based rank of the last item of each tie group
-    return (ends - (counts - 1) / 2.0)[inverse]
-
-
-def _pair_signs(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """sign(x_i − x_j) for i < j, as a flat vector (ties are 0)."""
-    r = rankdata(x)
-    i, j = np.triu_indices(len(r), k=1)
-    return np.sign(r[i] - r[j])
+def _pair(x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"score vectors must be 1-D and of equal length, got shapes {a.shape} and {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("NaN scores cannot be ranked (mark failed candidates as -inf)")
+    return a, b
 
 
 def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
-    """Kendall's τ-b between two score vectors (NaN when undefined)."""
-    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    _same_length(a, b)
-    if len(a) < 2:
-        return math.nan
-    sa, sb = _pair_signs(a), _pair_signs(b)
-    denominator = math.sqrt(float(np.count_nonzero(sa)) * float(np.count_nonzero(sb)))
-    return float(np.sum(sa * sb) / denominator) if denominator > 0 else math.nan
+    """Kendall's τ-b between two score vectors (`scipy.stats.kendalltau`; NaN when undefined)."""
+    a, b = _pair(x, y)
+    return float(stats.kendalltau(a, b).statistic) if len(a) >= 2 else math.nan
 
 
 def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
-    """Spearman's ρ: Pearson correlation of the average ranks (NaN when undefined)."""
-    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    _same_length(a, b)
+    """Spearman's ρ between two score vectors (`scipy.stats.spearmanr`; NaN when undefined)."""
+    a, b = _pair(x, y)
     if len(a) < 2:
         return math.nan
-    ra, rb = rankdata(a), rankdata(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = math.sqrt(float(np.sum(ra * ra)) * float(np.sum(rb * rb)))
-    return float(np.sum(ra * rb) / denominator) if denominator > 0 else math.nan
-
-
-def _same_length(a: NDArray[np.float64], b: NDArray[np.float64]) -> None:
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"score vectors must be 1-D and of equal length, got shapes {a.shape} and {b.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)  # one side all tied: NaN, as documented
+        return float(stats.spearmanr(a, b).statistic)
 
 
 @dataclass(frozen=True)
@@ -81,25 +63,36 @@ class Interval:
 
 def bootstrap(statistic: Statistic, x: ArrayLike, y: ArrayLike, *, samples: int = BOOTSTRAP_SAMPLES,
               seed: int = 0, confidence: float = CONFIDENCE) -> Interval:
-    """`statistic(x, y)` with a seeded percentile bootstrap interval over candidates (resampled in pairs)."""
-    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    _same_length(a, b)
-    value = statistic(a, b)
-    rng = np.random.default_rng(seed)
-    draws = np.array([statistic(a[idx], b[idx]) for idx in rng.integers(0, len(a), size=(samples, len(a)))])
-    draws = draws[~np.isnan(draws)]
-    if len(a) < 3 or len(draws) < samples // 2:
+    """`statistic(x, y)` with a seeded percentile-bootstrap interval over candidates, resampled in pairs
+    (`scipy.stats.bootstrap`). A resample on which the statistic is undefined (e.g. every candidate drawn is
+    the same one) is left out of the percentiles; fewer than 3 candidates, or fewer than half the resamples
+    defined, give no interval."""
+    a, b = _pair(x, y)
+    value = float(statistic(a, b))
+    if len(a) < 3:
         return Interval(value, math.nan, math.nan)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(draws, [tail, 100.0 - tail])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # undefined resamples: handled below
+        result = stats.bootstrap((a, b), statistic, paired=True, vectorized=False, n_resamples=samples,
+                                 method="percentile", confidence_level=confidence,
+                                 random_state=np.random.default_rng(seed))
+    draws = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+    defined = draws[~np.isnan(draws)]
+    if len(defined) < samples // 2:
+        return Interval(value, math.nan, math.nan)
+    if len(defined) == len(draws):
+        low, high = result.confidence_interval
+    else:
+        tail = (1.0 - confidence) / 2.0
+        low, high = np.quantile(defined, [tail, 1.0 - tail])
     return Interval(value, float(low), float(high))
 
 
 def top_half_tau(estimate: ArrayLike, reference: ArrayLike) -> float:
     """τ among the candidates in the best half by reference (ceil(n/2) of them)."""
-    ref = np.asarray(reference, dtype=np.float64)
+    est, ref = _pair(estimate, reference)
     keep = np.argsort(-ref, kind="mergesort")[: math.ceil(len(ref) / 2)]
-    return kendall_tau(np.asarray(estimate, dtype=np.float64)[keep], ref[keep])
+    return kendall_tau(est[keep], ref[keep])
 
 
 @dataclass(frozen=True)
@@ -113,9 +106,17 @@ class GroupTau:
     """Within-group pairs untied on both sides (the pairs the figure rests on)."""
 
 
+def _pair_signs(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """sign(x_i − x_j) for i < j, as a flat vector (ties are 0; compared by rank, so −inf ties −inf)."""
+    r = stats.rankdata(x)
+    i, j = np.triu_indices(len(r), k=1)
+    return np.sign(r[i] - r[j])
+
+
 def within_group_tau(estimate: ArrayLike, reference: ArrayLike, groups: Sequence[object]) -> GroupTau:
-    """Pooled τ over pairs of candidates with the same group key (e.g. the parameter count)."""
-    est, ref = np.asarray(estimate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    """Pooled τ over pairs of candidates with the same group key (e.g. the parameter count): the within-group
+    concordant minus discordant pairs over the within-group pairs untied on both sides."""
+    est, ref = _pair(estimate, reference)
     by_key: dict[object, list[int]] = {}
     for index, key in enumerate(groups):
         by_key.setdefault(key, []).append(index)

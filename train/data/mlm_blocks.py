@@ -20,7 +20,8 @@ from transformers import PreTrainedTokenizerBase
 from autobert_zero.config.load import BatchPlan
 from autobert_zero.errors import DataError
 from autobert_zero.train.data.corpus import Corpus
-from autobert_zero.train.data.order import StreamOrder, derived_seed
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.seeds import HELD_OUT, derived_seed
 
 IGNORE_INDEX = -100
 """Label of positions that are not predicted (the default `ignore_index` of cross-entropy)."""
@@ -85,7 +86,7 @@ class MlmData:
               probability: float, eval_blocks: int, seed: int) -> MlmData:
         blocks = tokenize_blocks(corpus, tokenizer, max_seq_length)
         held = min(eval_blocks, len(blocks) // 10)
-        perm = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(derived_seed(seed, 7)))
+        perm = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(derived_seed(seed, HELD_OUT)))
         special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         assert tokenizer.mask_token_id is not None
         return cls(blocks[perm[held:]], blocks[perm[:held]], special, tokenizer.mask_token_id, len(tokenizer),

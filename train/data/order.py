@@ -8,15 +8,10 @@ rank `r` takes the slice starting at `(m·world_size + r)·micro_batch_size`.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from autobert_zero.config.load import BatchPlan
-
-
-def derived_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (e.g. run seed, step, micro-batch, rank)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0]) >> 1
+from autobert_zero.train.data.seeds import derived_seed
 
 
 class StreamOrder:

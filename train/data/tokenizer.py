@@ -4,14 +4,13 @@ or a WordPiece vocab trained on the corpus with `tokenizers` and cached by corpu
 Trained tokenizers are BERT-style (BertNormalizer, BertPreTokenizer, WordPiece with `##` continuations,
 special tokens [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0–4) and saved with `save_pretrained` into
 `<cache>/<key>/`, where the key hashes the corpus text, the vocab size and the casing. The folder is
-written under a temporary name and renamed, so concurrent processes (ranks) end up loading one copy.
+written under a temporary name and renamed into place unless one is already there
+(`io.atomic_new_directory`), so concurrent processes (ranks) end up loading one copy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from autobert_zero.config.paths import tokenizer_cache_dir
 from autobert_zero.errors import DataError
+from autobert_zero.io import atomic_new_directory
 from autobert_zero.train.data.corpus import Corpus
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -91,20 +91,11 @@ def cache_key(corpus: Corpus, vocab_size: int, lowercase: bool) -> str:
 def cached_wordpiece(corpus: Corpus, vocab_size: int, lowercase: bool = True, cache_dir: str | None = None,
                      show_progress: bool = False) -> PreTrainedTokenizerBase:
     """The WordPiece tokenizer trained on `corpus`, from the cache if there, else trained and cached."""
-    root = tokenizer_cache_dir(cache_dir)
-    target = root / cache_key(corpus, vocab_size, lowercase)
+    target = tokenizer_cache_dir(cache_dir) / cache_key(corpus, vocab_size, lowercase)
     if not target.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-        try:
+        with atomic_new_directory(target) as tmp:  # a concurrent process's copy, if first, is kept
             train_wordpiece(corpus, vocab_size, lowercase, show_progress).save_pretrained(str(tmp))
             (tmp / "corpus.txt").write_text(f"{corpus.description}\nsha256 {corpus.fingerprint}\n")
-            tmp.rename(target)
-        except OSError:
-            if not target.is_dir():  # not a lost race with another process: a real failure
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return AutoTokenizer.from_pretrained(str(target))
 
 

@@ -11,19 +11,25 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from autobert_zero.config.load import config_from_dict
+from autobert_zero.config.schema import TrainConfig
 from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.grammar import Genotype
 from autobert_zero.train.audit.candidates import candidate_set
 from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
 from autobert_zero.train.audit.run import (
+    MIN_STEP_SECONDS,
     ReferenceCache,
     check_audit_config,
     config_hash,
     estimator_seed,
     load_audit_config,
     matched_steps,
+    run_audit,
+    timed_reference,
     write_outputs,
 )
-from tests.support.training import tiny_config
+from tests.support.training import tiny_config, tiny_dict
 
 ESTIMATOR_KEYS = {"kendall_tau", "spearman_rho", "top_half_tau", "equal_params_tau", "seconds_per_candidate",
                   "cost_ratio", "failed", "axis"}
@@ -141,9 +147,8 @@ def test_config_hash_and_checks(tmp_path: Path) -> None:
         check_audit_config(cfg)
     cfg.evaluate.init_seed = 7
     assert estimator_seed(cfg) == 7
-    cfg.audit.size_prior = "depth"
-    with pytest.raises(ConfigError, match="size_prior"):
-        check_audit_config(cfg)
+    with pytest.raises(ConfigError, match="size_prior"):  # refused by the loader, before any audit check
+        config_from_dict(tiny_dict(tmp_path, audit={"size_prior": "depth"}))
 
 
 def test_supernet_folder_errors(tmp_path: Path) -> None:
@@ -156,7 +161,100 @@ def test_supernet_folder_errors(tmp_path: Path) -> None:
         load_audit_config(tmp_path, None)
 
 
-def test_matched_steps() -> None:
-    # overhead 2 s, 1 s per step; BIWS 7 s → 5 steps of scratch; never fewer than 1
-    assert matched_steps(7.0, 2.0, 1.0) == 5
-    assert matched_steps(1.0, 2.0, 1.0) == 1
+def test_matched_steps_are_clamped_to_one_and_the_reference_budget() -> None:
+    # overhead 2 s, 1 s per step; BIWS 7 s → 5 steps of scratch; never fewer than 1, never more than the cap
+    assert matched_steps(7.0, 2.0, 1.0, cap=100) == 5
+    assert matched_steps(1.0, 2.0, 1.0, cap=100) == 1
+    assert matched_steps(7.0, 2.0, 1e-9, cap=100) == 100  # a vanishing per-step time asks for ~10^9 steps
+    assert matched_steps(7.0, 2.0, 0.0, cap=100) == 100
+    assert matched_steps(7.0, 2.0, -1.0, cap=100) == 100
+    assert matched_steps(math.inf, 2.0, 1.0, cap=100) == 100
+    assert matched_steps(7.0, 2.0, 1.0, cap=3) == 3
+
+
+class FakeTimer:
+    """Scripted seconds of the timed scratch runs, by step count (no wall clock); records every call."""
+
+    def __init__(self, seconds: dict[int, list[float]]) -> None:
+        self.seconds = {steps: list(values) for steps, values in seconds.items()}
+        self.calls: list[tuple[int, int, int]] = []
+
+    def __call__(self, steps: int, seed: int, warmup: int) -> float:
+        self.calls.append((steps, seed, warmup))
+        return self.seconds[steps].pop(0)
+
+
+def _timing_config(tmp_path: Path, reference_steps: int = 300) -> TrainConfig:
+    cfg = tiny_config(tmp_path)
+    cfg.audit.reference_steps, cfg.audit.reference_warmup_steps = reference_steps, 10
+    return cfg
+
+
+def test_timing_uses_medians_of_interleaved_repeats(tmp_path: Path) -> None:
+    cfg = _timing_config(tmp_path)
+    candidate = candidate_set(2, 4, seed=0)[0]
+    # one repeat is disturbed (the short run slow, then a long run slow): the medians ignore both
+    timer = FakeTimer({1: [1.0, 9.0, 1.2], 101: [11.0, 11.2, 30.0]})
+    timing = timed_reference(None, candidate, cfg, timer=timer)  # type: ignore[arg-type]
+    assert [steps for steps, _, _ in timer.calls] == [1, 101] * 3  # interleaved
+    assert len({seed for _, seed, _ in timer.calls}) == 3  # a fresh seed per repeat: never a cached result
+    assert all(warmup == (10 if steps == 101 else 0) for steps, _, warmup in timer.calls)
+    assert timing.per_step == pytest.approx((11.2 - 1.2) / 100) and not timing.floored
+    assert timing.reference_seconds == pytest.approx(1.2 + 0.1 * 299)
+    record = timing.to_json()
+    assert record["repeats"] == 3 and record["median_short_seconds"] == 1.2 and record["median_long_seconds"] == 11.2
+    assert (record["short_steps"], record["long_steps"]) == (1, 101)
+
+
+def test_a_short_run_slower_than_the_long_one_cannot_ask_for_an_unbounded_budget(tmp_path: Path) -> None:
+    cfg = _timing_config(tmp_path)
+    candidate = candidate_set(2, 4, seed=0)[0]
+    timer = FakeTimer({1: [5.0, 5.1, 5.2], 101: [4.0, 4.1, 4.2]})  # a loaded machine: short runs slower
+    timing = timed_reference(None, candidate, cfg, timer=timer)  # type: ignore[arg-type]
+    assert timing.floored and timing.per_step == MIN_STEP_SECONDS
+    assert timing.reference_seconds > 0
+    steps = matched_steps(3.0, 1.0, timing.per_step, cap=cfg.audit.reference_steps)
+    assert 1 <= steps <= cfg.audit.reference_steps
+
+
+def test_a_one_step_reference_is_timed_by_one_step_runs(tmp_path: Path) -> None:
+    cfg = _timing_config(tmp_path, reference_steps=1)
+    timer = FakeTimer({1: [0.5, 0.7, 0.6]})
+    timing = timed_reference(None, candidate_set(2, 4, seed=0)[0], cfg, timer=timer)  # type: ignore[arg-type]
+    assert len(timer.calls) == 3 and timing.per_step == pytest.approx(0.6)
+    assert timing.reference_seconds == pytest.approx(0.6)
+
+
+class FakeBackend:
+    """The audit's evaluation stack without training: seeded scores, scripted seconds (a short scratch run
+    slower than a long one, as under load); records every step count asked for."""
+
+    num_layers = 2
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int) -> list[Outcome]:
+        self.asked.append((estimator, steps))
+        outcomes = []
+        for g in genotypes:
+            quality = int(g.id[:6], 16) / 16**6
+            # a scratch run of 1 step is the slowest (load): its difference to a longer one is negative
+            seconds = (3.0 if steps == 1 else 2.0) if estimator == "scratch" else 0.5 + 0.1 * steps
+            noise = ((seed * 7 + steps) % 5) / 50
+            outcomes.append(Outcome(-(5 - quality - noise), 5 - quality - noise, seconds, params=1000 + len(g.id),
+                                    flops_per_token=2.0))
+        return outcomes
+
+
+def test_audit_under_load_asks_for_no_more_steps_than_the_reference(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg.audit.reference_steps, cfg.audit.reference_warmup_steps = 4, 1
+    cfg.audit.biws_steps, cfg.audit.bootstrap_samples, cfg.audit.cache_dir = [0, 2], 20, str(tmp_path / "cache")
+    backend = FakeBackend()
+    report = run_audit(backend, cfg, 4, show=False)  # type: ignore[arg-type]
+    assert max(steps for _, steps in backend.asked) <= cfg.audit.reference_steps
+    matched = report["estimators"]["scratch_k2"]
+    assert 1 <= matched["steps"] <= cfg.audit.reference_steps and matched["max_steps"] == 4
+    timing = report["cost_timing"]
+    assert timing["floored"] and timing["repeats"] == 3 and timing["long_steps"] == 4

@@ -1,0 +1,131 @@
+"""The command-line options more than one `abz` command declares, and the output helpers the commands share.
+
+Each `add_*` function declares one option the same way everywhere (name, type, action, metavar, default);
+the help text is passed where the option means something command-specific (what `--out` receives, what
+`--force` replaces). Nothing here imports more than the standard library: `abz check` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    """What `ArgumentParser.add_subparsers` returns, which each family's `register` fills (argparse names the
+    class privately: only the type checker sees the name)."""
+
+HEADS = ("base", "mlm", "classifier")
+"""Values of `--head`: the Hugging Face model class a compiled folder holds (see `cli.genotype.build_model`)."""
+DEFAULT_HEAD = "mlm"
+DEFAULT_VOCAB_SIZE = 30522
+"""`--vocab-size` of `abz show/compile/export`: BERT's WordPiece vocabulary."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# options
+
+
+def add_config(parser: argparse.ArgumentParser, help: str, *, required: bool = False,
+               metavar: str | None = None) -> None:
+    """`--config`: a YAML config file."""
+    parser.add_argument("--config", required=required, metavar=metavar, default=None, help=help)
+
+
+def add_out(parser: argparse.ArgumentParser, help: str, *, metavar: str | None = None) -> None:
+    """`--out` (required): the output folder a command writes (see `autobert_zero.run_dir`)."""
+    parser.add_argument("--out", required=True, metavar=metavar, help=help)
+
+
+def add_force(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--force`: accept a non-empty output folder, replacing only the command's own outputs (`help` names them)."""
+    parser.add_argument("--force", action="store_true", help=help)
+
+
+def add_corpus(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    """`--corpus` (repeatable): the pre-training text, overriding `data.corpus`."""
+    parser.add_argument("--corpus", action="append", metavar="PATH|NAME",
+                        help="text/JSON/TSV file or folder, or hub dataset name[:config]; repeat for several" + extra)
+
+
+def add_max_steps(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--max-steps N`: stop a training run early (the schedule still spans `pretrain.max_steps`)."""
+    parser.add_argument("--max-steps", type=int, metavar="N", help=help)
+
+
+def add_resume(parser: argparse.ArgumentParser) -> None:
+    """`--resume`: continue a training run from its newest checkpoint."""
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+
+
+def add_supernet(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
+    """`--supernet DIR`: the `--out` folder of `abz supernet`."""
+    parser.add_argument("--supernet", required=required, metavar="DIR", default=None, help=help)
+
+
+def add_json(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--json`: print machine-readable JSON instead of the text report."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_top(parser: argparse.ArgumentParser, default: int, help: str) -> None:
+    """`--top K`: how many of a search's best genotypes."""
+    parser.add_argument("--top", type=int, default=default, help=help)
+
+
+def add_seed(parser: argparse.ArgumentParser, help: str = "seed of the random initialisation",
+             default: int | None = 0) -> None:
+    """`--seed N` (default: 0, the seed of a compiled model's random initialisation)."""
+    parser.add_argument("--seed", type=int, default=default, help=help)
+
+
+def add_head(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--head base|mlm|classifier`: which model class a Hugging Face folder holds."""
+    parser.add_argument("--head", choices=list(HEADS), default=DEFAULT_HEAD, help=help)
+
+
+def add_vocab_size(parser: argparse.ArgumentParser) -> None:
+    """`--vocab-size` of a model built from a genotype (no tokenizer involved)."""
+    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
+                        help=f"vocabulary size (default {DEFAULT_VOCAB_SIZE})")
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config` for the sizes of a config's `model:` section, and the model-size overrides (read by
+    `cli.genotype.resolve_sizes`)."""
+    add_config(parser, "take sizes from a config's `model:` section (default: configs/small.yaml sizes)",
+               metavar="YAML")
+    parser.add_argument("--hidden", type=int, dest="hidden_size", help="hidden size (overrides --config)")
+    parser.add_argument("--heads", type=int, dest="num_attention_heads", help="attention heads")
+    parser.add_argument("--intermediate", type=int, dest="intermediate_size", help="FFN inner size")
+
+
+SIZE_OVERRIDES = {"hidden_size": "--hidden", "num_attention_heads": "--heads", "intermediate_size": "--intermediate"}
+"""The model sizes `add_size_arguments` lets the command line override, with their flags."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# output
+
+
+def report(line: str) -> None:
+    """Print one line of a command's result on stdout, once: only rank 0 of a launcher's processes prints."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stdout)
+
+
+def corpus_argument(values: list[str] | None) -> str | list[str] | None:
+    """The `--corpus` values as the training functions take them: None, one path, or a list of several."""
+    return values[0] if values and len(values) == 1 else values
+
+
+def report_training(done: str, summary: dict[str, Any], holds: str) -> None:
+    """The one-line result of a masked-LM training run (`abz pretrain`, `abz supernet`): what was done, the
+    final and held-out losses, and what its `final/` folder holds."""
+    report(f"{done}; final loss {summary['final_loss']:.4f}"
+           + (f", held-out loss {summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "")
+           + f"; {holds} in {summary['final_dir']}")

@@ -1,0 +1,238 @@
+"""The shared masked-LM run: data prepared once, one optimizer step, the held-out loss, the HF export, and
+`run_mlm` — the whole resumable run that `pretrain.pretrain` (a genotype's model) and
+`supernet.train_supernet` (the supernet plus `MlmHooks`) both drive.
+
+A run is resumable bit for bit: `run_mlm` stops at `stop` without changing the learning-rate schedule,
+which always spans `pretrain.max_steps`; so a run stopped at step k (or killed after its checkpoint at k)
+and resumed produces the same losses after k as a run that never stopped: the data order and the masking
+are functions of the step (`data/order.py`, `data/mlm_blocks.py`), and the weights, optimizer, scheduler
+and RNG states come back from the checkpoint (`checkpoint.py`). The prepared corpus/tokenizer/blocks
+(`PreparedMlm`) may be passed in, so a search or an audit prepares its data once; the candidate evaluator
+(`evaluate.py`) reuses `mlm_step`, `mean_loss` and `export_model` for its short runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from autobert_zero.config.load import BatchPlan, batch_plan, load_config
+from autobert_zero.config.schema import TrainConfig
+from autobert_zero.errors import ConfigError
+from autobert_zero.io import atomic_directory, atomic_write_text
+from autobert_zero.run_dir import open_run_dir
+from autobert_zero.train import checkpoint
+from autobert_zero.train.data.corpus import Corpus, load_corpus
+from autobert_zero.train.data.mlm_blocks import MlmData
+from autobert_zero.train.data.order import StreamOrder
+from autobert_zero.train.data.seeds import DROPOUT, derived_seed
+from autobert_zero.train.data.tokenizer import build_tokenizer
+from autobert_zero.train.engine import build_engine, init_distributed, unwrap
+from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate, to_device
+from autobert_zero.train.run_log import RunLog
+
+
+def resolve_config(config: TrainConfig | str | os.PathLike[str]) -> TrainConfig:
+    """A config object as is, or loaded strictly from a YAML path (a copy, so overrides stay local)."""
+    if isinstance(config, TrainConfig):
+        return dataclasses.replace(config)
+    return load_config(config)
+
+
+@dataclass(frozen=True)
+class PreparedMlm:
+    """A config's corpus, tokenizer and MLM blocks, prepared once and reused (e.g. across candidates)."""
+
+    corpus: Corpus
+    tokenizer: PreTrainedTokenizerBase
+    data: MlmData
+
+
+def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False,
+                     tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
+    """The corpus, the tokenizer (the argument, else the config's, else trained and cached) and the MLM
+    blocks of a config."""
+    text = load_corpus(cfg.data.corpus, cfg.data.text_column)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, cfg.data.lowercase,
+                                    cfg.data.tokenizer_cache_dir, show_progress=show_progress)
+    tokenizer.model_max_length = cfg.model.max_position_embeddings
+    data = MlmData.build(text, tokenizer, cfg.data.max_seq_length, cfg.data.mlm_probability,
+                         cfg.data.eval_blocks, cfg.seed)
+    return PreparedMlm(text, tokenizer, data)
+
+
+def check_prepared(cfg: TrainConfig, prepared: PreparedMlm) -> None:
+    """Refuse prepared data that does not fit the config (another block length or seed)."""
+    data = prepared.data
+    if data.block_length != cfg.data.max_seq_length or data.seed != cfg.seed:
+        raise ConfigError(f"prepared MLM data has block length {data.block_length} and seed {data.seed}, but "
+                          f"{cfg.source} asks for data.max_seq_length {cfg.data.max_seq_length} and seed "
+                          f"{cfg.seed}; prepare the data from this config")
+
+
+def prepare_or_check(cfg: TrainConfig, prepared: PreparedMlm | None, rank: int,
+                     tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
+    """`prepared` checked against the config, or the config's data prepared now."""
+    if prepared is None:
+        prepared = prepare_mlm_data(cfg, cfg.logging.progress_bar and rank == 0, tokenizer)
+    check_prepared(cfg, prepared)
+    return prepared
+
+
+def mlm_step(engine: Any, data: MlmData, order: StreamOrder, plan: BatchPlan, step: int, rank: int) -> float:
+    """One optimizer step (all its micro-batches) at 0-based `step`; returns this rank's mean loss."""
+    return accumulate(engine, lambda micro: data.train_batch(order, plan, step, micro, rank),
+                      plan.gradient_accumulation_steps)
+
+
+@torch.no_grad()
+def mean_loss(model: Any, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Mean loss of a model (or an engine's model) in eval mode over labelled batches."""
+    module = unwrap(model) if hasattr(model, "module") else model
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    losses = [float(module(**to_device(b, device)).loss.float()) for b in batches]
+    module.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def evaluate_mlm(model: Any, data: MlmData, batch_size: int) -> float | None:
+    """Mean MLM loss of a model (or an engine) over the held-out blocks (None when there are none).
+
+    The batches and mask positions are fixed (`MlmData.eval_batches`): every model is scored on the same.
+    """
+    batches = data.eval_batches(batch_size)
+    return mean_loss(model, batches) if batches else None
+
+
+def export_model(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Write a model (or an engine's model) and tokenizer as a Hugging Face folder, atomically."""
+    module = unwrap(model) if hasattr(model, "module") else model
+    module.config.sparse_mlm_logits = False  # the exported model gives the usual (B, L, vocab) logits
+    with atomic_directory(folder) as tmp:
+        module.float().save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+
+def mlm_identity(cfg: TrainConfig, plan: BatchPlan, prepared: PreparedMlm, world: int,
+                 model: PreTrainedModel) -> dict[str, Any]:
+    """The run identity of an MLM run (`checkpoint.run_identity`): what, if changed, would continue other
+    weights, or change the data order or the loss curve — so `--resume` refuses it, naming the change."""
+    data, ds = prepared.data, cfg.deepspeed
+    engine_keys = {k: v for k, v in ds.items() if k not in ("steps_per_print", "wall_clock_breakdown")}
+    return checkpoint.run_identity(
+        genotype_id=model.config.parsed_genotype().id, sizes=dataclasses.asdict(cfg.model),
+        tokenizer=prepared.tokenizer,
+        data={"corpus_sha256": prepared.corpus.fingerprint, "max_seq_length": cfg.data.max_seq_length,
+              "mlm_probability": cfg.data.mlm_probability, "block_length": data.block_length,
+              "train_blocks": len(data.train_blocks), "eval_blocks": len(data.eval_blocks)},
+        schedule={"max_steps": cfg.pretrain.max_steps, "lr": cfg.pretrain.lr, "warmup_steps": cfg.pretrain.warmup_steps,
+                  "weight_decay": cfg.pretrain.weight_decay,
+                  "deepspeed": json.dumps(engine_keys, sort_keys=True, default=str)},
+        batch={"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed})
+
+
+def stop_step(cfg: TrainConfig, max_steps: int | None) -> int:
+    """Where a run stops: `max_steps`, checked against the schedule length `pretrain.max_steps`."""
+    stop = cfg.pretrain.max_steps if max_steps is None else max_steps
+    if not 0 < stop <= cfg.pretrain.max_steps:
+        raise ConfigError(f"--max-steps {stop} must be in 1..pretrain.max_steps = {cfg.pretrain.max_steps} "
+                          f"(the schedule length in {cfg.source}); raise pretrain.max_steps for a longer run")
+    return stop
+
+
+@dataclass
+class MlmHooks:
+    """What an MLM run adds to the plain loop: pre-training needs none; supernet training sets the step's
+    candidate before each step's forward (`before_step(step)`, on every rank), saves the candidate sequence
+    in the run identity (`identity`), logs the candidate (`record_fields`) and adds to the summary."""
+
+    before_step: Callable[[int], None] | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+    record_fields: Callable[[int], dict[str, Any]] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+MLM_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "final", "summary.json", "tensorboard")
+"""What an MLM run writes into its output folder (`--force` replaces these and nothing else)."""
+
+
+def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+            desc: str, hooks: MlmHooks, force: bool = False) -> dict[str, Any]:
+    """Train `model` with masked LM through the one loop (`pretrain` and `abz supernet` both run this):
+    engine, checkpoints, metrics, held-out loss, the HF export and `summary.json`; returns the summary.
+
+    The output folder is held with `open_run_dir` for the whole run (refused if non-empty unless `resume`
+    or `force`; one run at a time). Resuming a run that already finished at `stop` changes nothing and
+    returns its summary."""
+    rank, _ = init_distributed()
+    with open_run_dir(out, f"abz {desc}", force=force, resume=resume, outputs=MLM_OUTPUTS, primary=rank == 0) as run:
+        summary = run.finished() if resume else None
+        if summary is not None and summary.get("steps") == stop and (
+                checkpoint.read_latest(out / "checkpoints") == checkpoint.tag_for(stop)):
+            if rank == 0:
+                print(f"{out}: this run already finished at step {stop} (see summary.json); nothing to do",
+                      file=sys.stderr)
+            return summary
+        return _run_mlm(cfg, out, model, prepared, stop, resume, desc, hooks)
+
+
+def _run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+             desc: str, hooks: MlmHooks) -> dict[str, Any]:
+    rank, world = init_distributed()
+    plan = batch_plan(cfg, "pretrain", world)
+    show = cfg.logging.progress_bar and rank == 0
+    text, tokenizer, data = prepared.corpus, prepared.tokenizer, prepared.data
+    order = StreamOrder(len(data.train_blocks), cfg.seed)
+    tokens_per_step = plan.train_batch_size * data.block_length
+    engine = build_engine(model, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay,
+                          cfg.pretrain.max_steps, cfg.pretrain.warmup_steps)
+    torch.manual_seed(derived_seed(cfg.seed, rank, DROPOUT))  # dropout differs per rank
+
+    def step_fn(step: int) -> float:
+        if hooks.before_step is not None:
+            hooks.before_step(step)
+        return mlm_step(engine, data, order, plan, step, rank)
+
+    settings = LoopSettings(stop=stop, desc=desc, log_every=cfg.logging.log_every,
+                            checkpoint_every=cfg.pretrain.checkpoint_every,
+                            keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
+                            tokens_per_step=tokens_per_step)
+    loop = TrainLoop(engine, step_fn, settings, rank=rank, checkpoints=out / "checkpoints",
+                     identity={**mlm_identity(cfg, plan, prepared, world, model), **hooks.identity},
+                     record_fields=hooks.record_fields)
+    start = loop.begin(resume)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+
+    with RunLog(out, rank == 0, cfg.logging.tensorboard, start if resume else None) as log:
+        result = loop.run(start, log)
+        eval_loss = evaluate_mlm(engine, data, plan.micro_batch_size)  # reported in summary.json
+        if eval_loss is not None:
+            log.scalars({"step": stop, "loss": eval_loss}, prefix="eval")
+
+    summary = {
+        "steps": stop, "resumed_from": start if resume else None, "final_loss": result.last_loss,
+        "eval_loss": eval_loss,
+        "tokens_per_s": tokens_per_step * (stop - start) / result.seconds if stop > start else None,
+        "world_size": world, "train_batch_size": plan.train_batch_size, "block_length": data.block_length,
+        "train_blocks": len(data.train_blocks), "vocab_size": len(tokenizer),
+        "num_parameters": sum(p.numel() for p in unwrap(engine).parameters()),
+        **hooks.summary, "corpus": text.description, "final_dir": str(out / "final"),
+    }
+    if rank == 0:
+        export_model(engine, tokenizer, out / "final")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return summary
