@@ -10,6 +10,12 @@ Elsewhere (or on a file system without the exchange) the old folder is first ren
 the new one renamed in, and the old one deleted; a crash between the two renames leaves the target missing
 and `.NAME.old` beside it, and the next `replace_directory` or `atomic_directory` on that target (or
 `recover_directory`) puts the old folder back.
+
+Several files written as one output (a model's `config.json` and `model.safetensors`) go through `atomic_files`:
+all are written into a temporary folder first and then moved over their namesakes, all or none.
+
+Every temporary name is `.NAME.XXXXXXXX.tmp` (`TEMPORARY_NAME`); a kill leaves such siblings behind, which
+`remove_temporaries` deletes (only safe while no writer is alive: the run folder's lock, `autobert_zero.run_dir`).
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ import ctypes
 import errno
 import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+"""The names of this module's temporary files and folders: `.NAME.` + tempfile's 8 random characters + `.tmp`."""
+STAGING_NAME = "abz-save"
+"""NAME of the temporary folder `atomic_files` stages in (`.abz-save.XXXXXXXX.tmp`, inside the target folder)."""
 
 AT_FDCWD = -100
 RENAME_EXCHANGE = 1 << 1
@@ -199,3 +211,86 @@ def atomic_new_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if not path.is_dir():  # not a lost race with another process: a real failure
             raise _renamed(error, tmp, path) from None
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is one of this module's temporary names (`TEMPORARY_NAME`)."""
+    return TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files and folders (`TEMPORARY_NAME`) that killed writers left anywhere under
+    `folder`; returns what was deleted. Only while no writer into `folder` is alive (hold its lock)."""
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            if is_temporary(name):
+                path = Path(root) / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                removed.append(path)
+        dirs[:] = [name for name in dirs if not is_temporary(name)]
+    return removed
+
+
+def _renamed_into(error: OSError, tmp: Path, folder: Path) -> OSError:
+    """`error` with a path inside the staging folder `tmp` replaced by the same path inside `folder`."""
+
+    def mapped(name: object) -> object:
+        if name is None:
+            return None
+        path = Path(os.fsdecode(name))  # type: ignore[arg-type]
+        return str(folder / path.relative_to(tmp)) if path == tmp or tmp in path.parents else name
+
+    filename, filename2 = mapped(error.filename), mapped(error.filename2)
+    if (filename, filename2) == (error.filename, error.filename2):
+        return error
+    return type(error)(error.errno, error.strerror, filename, None, filename2)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder inside `folder` (created if needed); on success each file written there
+    replaces its namesake in `folder`, all or none: a folder in the way is refused before anything moves, and a
+    move that fails puts the files already moved back. Every other entry of `folder` stays. Errors name paths
+    in `folder`, never the temporary folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{STAGING_NAME}.", suffix=".tmp", dir=folder))
+    try:
+        try:
+            yield tmp
+            follow_umask_tree(tmp)
+            _move_files(tmp, folder)
+        except OSError as error:
+            raise _renamed_into(error, tmp, folder) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_files(staged: Path, folder: Path) -> None:
+    names = sorted(p.name for p in staged.iterdir())
+    for name in names:  # refuse before anything moves
+        if (staged / name).is_dir() or ((folder / name).is_dir() and not (folder / name).is_symlink()):
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way of a file to write", str(staged / name))
+    aside = staged / ".replaced"
+    aside.mkdir()
+    done: list[tuple[str, bool]] = []
+    try:
+        for name in names:
+            existed = os.path.lexists(folder / name)
+            if existed:
+                os.replace(folder / name, aside / name)
+            done.append((name, existed))
+            os.replace(staged / name, folder / name)
+    except OSError:
+        for name, existed in reversed(done):  # put the previous files back
+            with contextlib.suppress(OSError):
+                if existed:
+                    os.replace(aside / name, folder / name)
+                else:
+                    os.unlink(folder / name)
+        raise

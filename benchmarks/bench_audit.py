@@ -35,7 +35,7 @@ from pathlib import Path
 
 from autobert_zero.config.load import load_config
 from autobert_zero.config.paths import data_dir
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit.run import audit, fill_reference
 from autobert_zero.train.checkpoint import read_latest
@@ -134,19 +134,19 @@ def main() -> None:
     print(f"\nwrote {results / name}.json and .png (supernet {supernet_seconds:.0f} s, audit {audit_seconds:.0f} s)")
 
 
-def real_text_config(path: str) -> TrainConfig:
+def real_text_config(path: str) -> Config:
     """The audit config at `path`, reading WikiText-2 raw + the NLTK corpora of shared/data."""
     cfg = load_config(path)
     cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
     return cfg
 
 
-def reference_warmup(cfg: TrainConfig, reference_steps: int) -> int:
+def reference_warmup(cfg: Config, reference_steps: int) -> int:
     """The config's reference warm-up, capped at a tenth of an overridden reference length."""
     return min(cfg.audit.reference_warmup_steps, reference_steps // 10)
 
 
-def write_population(cfg: TrainConfig, count: int, supernet: Path, *, held_out: bool = False) -> Path:
+def write_population(cfg: Config, count: int, supernet: Path, *, held_out: bool = False) -> Path:
     """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws);
     `held_out`: instead the `count` candidates that the audit's set of 2 × `count` adds to them."""
     from autobert_zero.config.paths import resolve_shipped

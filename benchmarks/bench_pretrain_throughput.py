@@ -26,11 +26,10 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from autobert_zero.config.load import batch_plan, load_config
-from autobert_zero.grammar import parse_genotype
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.engine import build_engine, init_distributed
-from autobert_zero.train.models import build_mlm_model, model_kwargs, read_genotype
-from autobert_zero.train.pretrain import mlm_step, prepare_mlm_data
+from autobert_zero.train.mlm import mlm_step, prepare_mlm_data
+from autobert_zero.train.models import build_mlm_model, load_genotype_file, model_kwargs
 from benchmarks.report import print_table, write_json
 
 
@@ -51,15 +50,15 @@ def main() -> None:
     prepared = prepare_mlm_data(cfg)
     tokenizer, data = prepared.tokenizer, prepared.data
     order = StreamOrder(len(data.train_blocks), cfg.seed)
-    genotype_text = read_genotype(args.genotype)
-    layers = parse_genotype(genotype_text).num_layers
+    genotype = load_genotype_file(args.genotype)
+    layers = genotype.num_layers
     assert tokenizer.pad_token_id is not None
     kwargs = model_kwargs(cfg.model, len(tokenizer), tokenizer.pad_token_id)
-    dense = build_mlm_model(genotype_text, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
+    dense = build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id, cfg.seed)
     dense.config.sparse_mlm_logits = False  # logits at every position, as BertForMaskedLM computes them
     models = {
         "genotype_dense": dense,
-        "genotype_sparse": build_mlm_model(genotype_text, cfg.model, len(tokenizer), tokenizer.pad_token_id,
+        "genotype_sparse": build_mlm_model(genotype, cfg.model, len(tokenizer), tokenizer.pad_token_id,
                                            cfg.seed),
         "bert": BertForMaskedLM(BertConfig(num_hidden_layers=layers, **kwargs)),
     }

@@ -26,7 +26,7 @@ import numpy as np
 
 from autobert_zero.io import atomic_write_text
 from autobert_zero.train.audit.candidates import candidate_set
-from autobert_zero.train.audit.run import EvaluatorBackend, ReferenceCache, config_hash, reference_runs
+from autobert_zero.train.audit.run import EvaluatorBackend, reference_cache, reference_runs
 from autobert_zero.train.audit.stats import kendall_tau
 from benchmarks.bench_audit import given_words, real_text_config, reference_warmup
 from benchmarks.report import RESULTS, commit, machine
@@ -68,7 +68,7 @@ def main() -> None:
                              f"expected names such as {', '.join(c.name for c in candidates[:3])}")
         candidates = [c for c in candidates if c.name in args.only]
         count = len(candidates)
-    cache = ReferenceCache(args.cache, config_hash(cfg))
+    cache = reference_cache(cfg, backend.prepared.tokenizer)
     t0 = time.perf_counter()
     runs = reference_runs(backend, candidates, cfg, cache, True, backwards=args.backwards)
     longer = np.mean([[o.score for o in runs[s]] for s in args.seeds], axis=0)

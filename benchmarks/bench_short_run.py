@@ -69,7 +69,7 @@ def main() -> None:
     curves: dict[str, list[dict[str, Any]]] = {}
     for name, genotype in GENOTYPES.items():
         run = out / Path(genotype).stem
-        summary = pretrain(cfg, run / "pretrain", genotype_path=genotype, corpus=corpus)
+        summary = pretrain(cfg, run / "pretrain", genotype=genotype, corpus=corpus)
         curves[name] = read_metrics(run / "pretrain")
         glue = {task: finetune(cfg, task, shared / "glue", run / "pretrain" / "final", run / task)["metrics"]
                 for task in TASKS}

@@ -138,7 +138,7 @@ def parameter_report(genotype: Genotype, sizes: Sizes, *, pooler: bool = True) -
     """Parameters of `AutoBertZeroModel` for `genotype` at `sizes`, counted from the sizes (no model built).
 
     `sizes` also supplies `vocab_size`, `max_position_embeddings`, `type_vocab_size` and
-    `layer_norm_position` (an `AutoBertZeroConfig` or `StaticSizes`). An MLM model adds its head, h² + 4h +
+    `layer_norm_position` (an `AutoBertZeroConfig` or `StaticSizes`). An MLM model adds its head, h² + 3h +
     vocab (the decoder weight is tied to the word embeddings).
     """
     check_sizes(sizes)

@@ -33,7 +33,6 @@ class ConvMixer(nn.Module):
         self.kind = layer.kind
         self.kernel_size = layer.kernel
         self.dilation = layer.dilation
-        self.padding = layer.dilation * (layer.kernel - 1) // 2
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.input = nn.Linear(hidden_size, 2 * hidden_size)
@@ -41,6 +40,11 @@ class ConvMixer(nn.Module):
         self.depthwise_weight = nn.Parameter(torch.empty(rows, layer.kernel))
         self.pointwise = nn.Linear(hidden_size, hidden_size) if layer.kind == "sepconv" else None
         self.output = nn.Linear(hidden_size, hidden_size)
+
+    @property
+    def padding(self) -> int:
+        """'Same' padding of the kernel in use: the output has the input's length."""
+        return self.dilation * (self.kernel_size - 1) // 2
 
     def raw_taps(self) -> torch.Tensor:
         """The stored kernel taps in use, (heads, k) for `light`, else (hidden, k).

@@ -12,9 +12,9 @@ plus the FFN and the two LayerNorms of the position, shared by both branches —
 `per_branch=("norm",)` / `("norm", "ffn")`, one set per branch (`layers.i.conv_norm`, `layers.i.conv_ffn`
 serve the conv branch), so that the very different output scales of attention graphs and convolutions
 do not fight over one LayerNorm. `"uses_v"` in `per_branch` is the few-shot split of the attention branch
-by one coarse choice (RANKING.md): graphs that do not read V get projections of their own
-(`layers.i.attention_nov`: query, key, output), so that value-free graphs and value-reading ones do not
-co-adapt one set. The parameter count is bounded whatever graphs the space holds.
+by one coarse choice (see the ranking audit in benchmarks/RESULTS.md): graphs that do not read V get
+projections of their own (`layers.i.attention_nov`: query, key, output), so that value-free graphs and
+value-reading ones do not co-adapt one set. The parameter count is bounded whatever graphs the space holds.
 
     supernet = AutoBertZeroSupernetForMaskedLM(config)   # config.genotype fixes the layer count
     supernet.activate(genotype)                          # forward() now runs this candidate
@@ -125,7 +125,6 @@ class SharedConv(ConvMixer):
                                 f"{self.kind} kernel of {self.max_kernel} taps (odd kernels up to "
                                 f"{self.max_kernel}, dilation >= 1)")
         self.kernel_size, self.dilation = kernel, dilation
-        self.padding = dilation * (kernel - 1) // 2
 
     def raw_taps(self) -> torch.Tensor:
         return self.depthwise_weight[:, centre_taps(self.kernel_size, self.max_kernel)].contiguous()

@@ -4,7 +4,8 @@ A fitness implements `evaluate(genotypes)`: one `Result` per genotype, in order,
 (higher is better), `.status` (`ok`, `failed` or `duplicate` — the latter when the fitness recognised a
 functional duplicate of a genotype it scored before; `.score` is then that genotype's score), `.reason`,
 `.params`, `.flops_per_token` and `.eval_loss` (None where it has none). The other members of `Fitness` are
-hooks with defaults that do nothing, for a fitness that keeps state across calls: `adapt(population, steps)`
+hooks with defaults that do nothing: `check(space, num_layers)` (refuse up front a search space it cannot
+score), and for a fitness that keeps state across calls `adapt(population, steps)`
 (train shared weights on the live population between rounds), `remember(lines)` (after a resume, take back the
 results the interrupted run's fitness held in memory), `chunk_size` (how many candidates to pass per call; 1 =
 the search state is saved after every candidate) and `supernet_reference` (the supernet folder scores are
@@ -23,7 +24,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
 
@@ -47,6 +48,8 @@ class Result(Protocol):
     def flops_per_token(self) -> float | None: ...
     @property
     def eval_loss(self) -> float | None: ...
+    @property
+    def glue_score(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class FitnessResult:
     params: int | None = None
     flops_per_token: float | None = None
     eval_loss: float | None = None
+    glue_score: float | None = None
 
 
 class Fitness:
@@ -79,6 +83,16 @@ class Fitness:
     def remember(self, lines: Sequence[HistoryLine]) -> None:
         """After a resume: the history lines since the last `adapt` call (all of them when `adapt_steps` is 0),
         so that the fitness recognises what the interrupted run's fitness held in memory."""
+
+    def check(self, space: Language, num_layers: int) -> None:
+        """Before a search starts: raise an `AbzError` naming what to change when this fitness cannot score
+        candidates of `space` with `num_layers` layers (e.g. a supernet that hosts other ones), rather than
+        fail every candidate."""
+
+    def data_identity(self) -> dict[str, Any]:
+        """What the scores depend on beyond the config and the supernet: the hashes of the data and vocabulary
+        the fitness reads (a resume refuses a change, naming it); {} for a fitness that reads no data."""
+        return {}
 
     @property
     def supernet_reference(self) -> str | None:

@@ -14,10 +14,13 @@ existed read it as None). A line's `status` says what became of the candidate:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from autobert_zero.json_files import shorten
 
 
 class Status(StrEnum):
@@ -65,6 +68,8 @@ class HistoryLine:
     """The held-out MLM loss, where the fitness reports one."""
     priority: dict[str, float | None] | None = None
     """Strategy `op` only: every op's priority u after the previous round (None for +∞, an op never chosen)."""
+    glue_score: float | None = None
+    """The GLUE dev score of a second stage (`evaluate.glue_task`), where the fitness reports one."""
 
     @property
     def scored_fitness(self) -> float | None:
@@ -77,16 +82,18 @@ class HistoryLine:
         return self.scored_fitness is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of `history.jsonl` (`priority` only when the line has one)."""
+        """The JSON object of `history.jsonl` (`priority` and `glue_score` only when the line has one)."""
         out = dataclasses.asdict(self)
         out["status"] = self.status.value
-        if self.priority is None:
-            del out["priority"]
+        for optional in ("priority", "glue_score"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HistoryLine:
-        """Read a JSON object of `history.jsonl`; ValueError names what does not fit."""
+        """Read a JSON object of `history.jsonl`; ValueError names what does not fit (a missing or unknown key,
+        a value of the wrong JSON type, a non-finite number, an unknown status)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a history line is a JSON object, not {type(data).__name__}")
         unknown = sorted(set(data) - _FIELDS)
@@ -100,12 +107,40 @@ class HistoryLine:
         except ValueError:
             raise ValueError(f"unknown status {data['status']!r}; expected one of "
                              f"{', '.join(s.value for s in Status)}") from None
+        for name, kinds in _TYPES.items():
+            if name in data:
+                _check_type(name, data[name], kinds)
+        if data["index"] < 0 or data["round"] < 0 or data["invalid"] < 0:
+            raise ValueError("index, round and invalid must not be negative")
+        for op in data["ops"]:
+            _check_type("ops", op, (str,))
+        for op, value in (data.get("priority") or {}).items():
+            _check_type(f"priority[{op!r}]", value, _NUMBER_OR_NONE)
         fields = dict(data)
         fields["status"] = status
         fields["ops"] = list(data["ops"])
         if fields.get("priority") is not None:
             fields["priority"] = dict(fields["priority"])
         return cls(**fields)
+
+
+_NUMBER_OR_NONE = (int, float, type(None))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "index": (int,), "round": (int,), "id": (str,), "genotype": (str,), "fitness": _NUMBER_OR_NONE,
+    "status": (str,), "reason": (str,), "parent": (str, type(None)), "mutation": (str,), "ops": (list,),
+    "detail": (str,), "invalid": (int,), "params": (int, type(None)), "flops_per_token": _NUMBER_OR_NONE,
+    "eval_loss": _NUMBER_OR_NONE, "priority": (dict, type(None)), "glue_score": _NUMBER_OR_NONE,
+}
+"""The JSON types of each key of a history line (numbers finite; bool is not a number here)."""
+
+
+def _check_type(name: str, value: Any, kinds: tuple[type, ...]) -> None:
+    """ValueError unless `value` is one of `kinds` (no bool for a number, no NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+        raise ValueError(f"{name} should be {names}, found {shorten(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} is {value}, expected a finite number")
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(HistoryLine))

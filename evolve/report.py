@@ -20,14 +20,15 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.plotting import pyplot, save_figure
 
 from .history import HistoryLine, Status, best_lines
-from .state import StateStore
+from .state import load_verified_history
 
 WINDOW = 20
 
 
 def write_report(folder: Path, top: int = 5) -> Path:
-    """Write `folder/report.md` and `folder/plots/*`; returns the report path."""
-    body, history = StateStore(folder).load(repair=False)
+    """Write `folder/report.md` and `folder/plots/*`; returns the report path. The state and history are
+    checked first (`load_verified_history`: an edited history is refused), before anything is written."""
+    body, history = load_verified_history(folder)
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     best = best_lines(history, top)
@@ -88,6 +89,12 @@ def lineage(history: Sequence[HistoryLine], line: HistoryLine) -> list[HistoryLi
     return chain
 
 
+def _legend(ax: Any, **options: Any) -> None:
+    """A legend, when the plot holds labelled artists (matplotlib warns about an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _save(fig: Any, path: Path) -> str:
     """Write the plot; its name relative to the report."""
     save_figure(fig, path)
@@ -102,7 +109,7 @@ def _plot_fitness(history: Sequence[HistoryLine], size: int, path: Path) -> str:
     ax.plot(x, population_median(history, size), label=f"population median (last {size})")
     ax.set_xlabel("evaluations")
     ax.set_ylabel("fitness")
-    ax.legend()
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -120,8 +127,7 @@ def _plot_priority(history: Sequence[HistoryLine], path: Path) -> str:
     ax.set_ylabel("priority u (UCB)")
     if not ops:
         ax.set_title("no operation priority (strategy is not `op`)")
-    else:
-        ax.legend(fontsize=7, ncol=2)
+    _legend(ax, fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -143,7 +149,7 @@ def _plot_rates(history: Sequence[HistoryLine], path: Path) -> str:
     ax.plot(x, _windowed(history, lambda line: line.status in (Status.FAILED, Status.OVER_LIMIT)),
             label="failed or over-limit rate")
     ax.set_xlabel(f"evaluations (sliding window of {WINDOW})")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -157,7 +163,7 @@ def _plot_pareto(history: Sequence[HistoryLine], path: Path) -> str:
         ax.scatter(*zip(*points, strict=True), s=10, alpha=0.5, label="candidates")
         front = pareto_front(points)
         ax.plot(*zip(*front, strict=True), color="red", marker="o", label="Pareto front")
-        ax.legend()
+    _legend(ax)
     ax.set_xlabel("parameters")
     ax.set_ylabel("fitness")
     ax.grid(alpha=0.3)

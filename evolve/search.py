@@ -9,52 +9,73 @@ then evaluates them (in chunks of `fitness.chunk_size`, e.g. one chunk per round
 and only at the end of the round adds them to the population and credits their ops — so the history does
 not depend on how a round was split. Between rounds `fitness.adapt(population, adapt_steps)` runs if set;
 a resumed run replays those calls (so a supernet trained on the live population is rebuilt exactly, given
-a deterministic `adapt`), and `fitness.remember(history lines)` restores what the fitness had in memory (both
-are `Fitness` hooks that do nothing unless a fitness defines them).
+a deterministic `adapt`), and `fitness.remember(history lines)` restores what the fitness had in memory since
+the last of them (both are `Fitness` hooks that do nothing unless a fitness defines them).
 
 A candidate whose id is already in the history reuses that result (status `duplicate`, no fitness call);
 the fitness may also answer `duplicate` for a functional duplicate it recognised. A candidate over
 `max_params` / `max_flops_per_token` is recorded with status `over-limit` and never joins the population;
 `failed` ones (the fitness says why) do not join either (`history.py`: the statuses, and the line each
-candidate leaves). The state is saved after every chunk, so a run killed at any moment resumes with exactly
-the history the uninterrupted run writes.
+candidate leaves). When the last `failure_limit` candidates all failed (a supernet that cannot host them,
+missing data), the search stops with a `SearchError` instead of spending its budget; a fitness may also
+refuse a search space up front (`Fitness.check`).
+
+Exact resume. The state is saved after every chunk, and a run killed at any moment resumes with exactly
+the history the uninterrupted run writes. What makes that a property of the loop rather than luck:
+
+- A candidate *is* its text (the `genotype` of its history line): everything handed to the fitness
+  (`evaluate`, `adapt`) and to the mutator is `Search.genotype(text)`, the parse of that text, never the
+  object a sampler or mutation produced along the way (a sampled genotype is not canonical: evaluated or
+  mutated as drawn, it computes and mutates differently from its parsed text, which is all a resumed run has).
+- Everything else the loop decides from comes from the saved state: the RNG, the population, the pending
+  round, the operation priorities. The history alone decides duplicates, the failure stop and which `adapt`
+  calls were made (`_adapt_calls`: round r > 0 makes one before drawing its candidates, on a non-empty
+  population; a finished run's round counter is past its last round, which made none).
+- The fitness is asked to be a pure function of (its state after the `adapt` calls so far, the genotype):
+  no state carried from one candidate to the next beyond what `remember` hands back (the Evaluator seeds
+  every candidate's init, data order and dropout alike and trains a copy; `adapt` seeds its candidates,
+  data and dropout by step).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import Genotype, Language, parse_genotype, sample_genotype, validate
+from autobert_zero.json_files import shorten
 
 from .fitness import Fitness, Result
 from .history import SCORED, HistoryLine, Status, best_line
 from .mutations import Mutation, Mutator
 from .population import AgingPopulation, Member
 from .priority import OperationPriority, UniformOps
-from .settings import REWARDS, SEARCH_STRATEGIES, SearchSettings
+from .settings import SearchSettings
 from .state import StateStore, rng_from_json, rng_to_json
 
 PARENT_TRIES = 20
+FAILURES_IN_A_ROW = 10
+"""The fewest failed candidates in a row that stop a search (`Search.failure_limit`)."""
 FITNESS_STATUSES = (Status.OK, Status.FAILED, Status.DUPLICATE)
 """What a fitness may answer (anything else is recorded as `failed`)."""
 
 
+def finite(value: float | None) -> float | None:
+    """A measurement as a history line holds it: a finite float, or None (a NaN or infinite one is dropped;
+    the fitness's reason says what happened)."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def search_space(config: SearchSettings, language: Language) -> Language:
-    """The language narrowed by the config (ops, conv types, kernels, dilations, max_nodes)."""
-    if config.strategy not in SEARCH_STRATEGIES:
-        raise SearchError(f"search.strategy = {config.strategy!r}; expected one of {', '.join(SEARCH_STRATEGIES)}")
-    if config.reward not in REWARDS:
-        raise SearchError(f"search.reward = {config.reward!r}; expected one of {', '.join(REWARDS)}")
-    names = [m.value for m in Mutation]
-    for name in config.mutations or ():
-        if name not in names:
-            raise SearchError(f"search.mutations names {name!r}; expected some of {', '.join(names)}")
+    """The language narrowed by the config (ops, conv types, kernels, dilations, max_nodes). The choices of
+    `strategy`, `reward` and `mutations` are the config schema's to check (`settings.py`); ops, kernels and
+    the like are checked here, against the language."""
     try:
         return language.with_limits(max_nodes=config.max_nodes, ops=config.ops, conv_types=config.conv_types,
                                     conv_kernels=config.kernels, conv_dilations=config.dilations)
@@ -120,6 +141,7 @@ class Search:
         self.seeds = list(seeds)
         for genotype in self.seeds:
             self._check_seed(genotype)
+        fitness.check(self.space, num_layers)  # seeds lie in the space, so this covers them too
         # the mutable state, saved after each chunk: the history to history.jsonl, the rest by `state()`
         self.seed = seed
         self.rng = random.Random(seed)
@@ -157,7 +179,7 @@ class Search:
         saved = {**body["config"], "num_layers": body["num_layers"]}
         ours = {**asdict(self.config), "num_layers": self.num_layers}
         changed = [f"{key}: {saved.get(key)!r} → {ours.get(key)!r}" for key in sorted(set(saved) | set(ours))
-                   if saved.get(key) != ours.get(key)]
+                   if saved.get(key) != ours.get(key) and key != "supernet"]  # by its weights: the state's run
         if changed:
             raise SearchError("the search state was saved under other search settings, so the run cannot continue "
                               "exactly (" + "; ".join(changed) + "); restore the run's config.yaml")
@@ -178,21 +200,34 @@ class Search:
 
     def _rebuild_fitness_state(self) -> None:
         """Bring a fresh fitness object to where the interrupted run's was: replay the `adapt` calls the run
-        made (rounds 1..current, each on the population it had then; the supernet starts from its folder
-        again), then hand it the results it holds in memory since the last adapt (`fitness.remember`), so
-        that it recognises the same functional duplicates."""
+        made (`_adapt_calls`; the supernet starts from its folder again), then hand it the results it holds in
+        memory since the last of them (`fitness.remember`), so that it recognises the same functional
+        duplicates."""
         since = 0
-        if self.config.adapt_steps:
-            for round_ in range(1, self.round + 1):
-                self.fitness.adapt([self.genotype(text) for text in self._population_before(round_)],
-                                   self.config.adapt_steps)
-            since = self.round
+        for round_, population in self._adapt_calls():
+            self.fitness.adapt([self.genotype(text) for text in population], self.config.adapt_steps)
+            since = round_
         self.fitness.remember([line for line in self.history if line.round >= since])
 
-    def _population_before(self, round_: int) -> list[str]:
-        """Genotype texts of the population at the start of round `round_`, oldest first."""
-        joined = [line.genotype for line in self.history if line.round < round_ and line.scored]
-        return joined[-self.config.population_size:]
+    def _adapt_calls(self) -> list[tuple[int, list[str]]]:
+        """(round, population texts oldest first) of every `adapt` call the run has made, read from the history:
+        round r > 0 calls it once, before drawing its candidates, on a non-empty population (see `run`). So the
+        current round has made its call once its candidates are pending; a finished run's round counter is
+        already past its last round, which made none."""
+        if not self.config.adapt_steps:
+            return []
+        last = self.round if self.pending else self.round - 1
+        by_round: dict[int, list[str]] = {}
+        for line in self.history:
+            if line.scored:
+                by_round.setdefault(line.round, []).append(line.genotype)
+        members: deque[str] = deque(maxlen=self.config.population_size)
+        calls = []
+        for round_ in range(1, last + 1):
+            members.extend(by_round.get(round_ - 1, []))
+            if members:
+                calls.append((round_, list(members)))
+        return calls
 
     def _save(self, new_lines: list[HistoryLine]) -> None:
         if self.store is not None:
@@ -214,7 +249,7 @@ class Search:
             elif not self.pending:
                 # nothing is saved here: from the state saved after the last chunk, a resumed run redoes the
                 # end of the round and draws the same children (the RNG state is part of the state)
-                if self.round > 0 and self.config.adapt_steps:
+                if self.round > 0 and self.config.adapt_steps and len(self.population):  # as `_adapt_calls`
                     self.fitness.adapt([self.genotype(m.genotype) for m in self.population], self.config.adapt_steps)
                 self.supernet = self.fitness.supernet_reference
                 self.pending = self._initial() if self.round == 0 else self._children()
@@ -240,7 +275,7 @@ class Search:
     def _sampled(self) -> RoundEntry:
         g = sample_genotype(self.rng, self.num_layers, language=self.space,
                             conv_probability=self.config.conv_probability)
-        return self._keep_parsed(g, RoundEntry(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0))
+        return RoundEntry(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0)
 
     def _children(self) -> list[RoundEntry]:
         out: list[RoundEntry] = []
@@ -260,9 +295,8 @@ class Search:
                 raise SearchError(f"{PARENT_TRIES} tournament parents in a row had no valid child; the search space "
                                   f"(search.ops, kernels, dilations, max_nodes, mutations) is too narrow")
             self.rejections.update(rejected)
-            out.append(self._keep_parsed(child.genotype, RoundEntry(
-                child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness, child.mutation.value,
-                list(child.ops), child.detail, sum(rejected.values()))))
+            out.append(RoundEntry(child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness,
+                                  child.mutation.value, list(child.ops), child.detail, sum(rejected.values())))
         return out
 
     def _evaluate_chunk(self) -> None:
@@ -299,6 +333,24 @@ class Search:
         self._save(new_lines)
         if self.on_progress is not None:
             self.on_progress(self.progress())
+        self._stop_on_failures()
+
+    def _stop_on_failures(self) -> None:
+        """Stop (state saved) when the last `failure_limit` candidates all failed: a cause that fails every
+        candidate (a supernet that cannot host them, missing data) would otherwise spend the whole budget."""
+        limit = self.failure_limit
+        recent = self.history[-limit:]
+        if len(recent) < limit or any(line.status != Status.FAILED for line in recent):
+            return
+        reasons = Counter(line.reason for line in recent).most_common(2)
+        shown = "; ".join(f"{shorten(reason, 200)} ({count}×)" for reason, count in reasons)
+        raise SearchError(f"the last {limit} candidates all failed ({shown}); the search stops instead of spending "
+                          f"its budget on failures. Its state is saved: fix the cause and run `abz resume`")
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed candidates in a row that stop the search: a population's worth, at least `FAILURES_IN_A_ROW`."""
+        return max(self.config.population_size, FAILURES_IN_A_ROW)
 
     def _record(self, candidate: RoundEntry, result: Result, index: int) -> HistoryLine:
         reason = result.reason or ""
@@ -311,17 +363,19 @@ class Search:
         score = None if status == Status.FAILED or result.score is None else float(result.score)
         if status == Status.OK and score is None:
             status, reason = Status.FAILED, "the fitness gave no score"
+        if score is not None and not math.isfinite(score):  # a history line holds finite numbers only
+            status, reason, score = Status.FAILED, f"the fitness gave the score {score}", None
         over = self._over_limit(result)
         if over and status != Status.FAILED:
             status, reason = Status.OVER_LIMIT, over
-        return self._line(candidate, index, score, status, reason, result.params, result.flops_per_token,
-                          result.eval_loss)
+        return self._line(candidate, index, score, status, reason, result.params, finite(result.flops_per_token),
+                          finite(result.eval_loss), finite(result.glue_score))
 
     def _duplicate(self, candidate: RoundEntry, earlier: HistoryLine, index: int) -> HistoryLine:
         self.duplicates += 1
         status = Status.DUPLICATE if earlier.status in SCORED else earlier.status
         return self._line(candidate, index, earlier.fitness, status, f"same id as #{earlier.index}",
-                          earlier.params, earlier.flops_per_token, earlier.eval_loss)
+                          earlier.params, earlier.flops_per_token, earlier.eval_loss, earlier.glue_score)
 
     def _over_limit(self, result: Result) -> str:
         c = self.config
@@ -333,7 +387,8 @@ class Search:
         return ""
 
     def _line(self, candidate: RoundEntry, index: int, fitness: float | None, status: Status, reason: str,
-              params: int | None, flops: float | None, eval_loss: float | None) -> HistoryLine:
+              params: int | None, flops: float | None, eval_loss: float | None,
+              glue_score: float | None = None) -> HistoryLine:
         priority = None
         if self.config.strategy == "op":
             priority = {op: (u if u != float("inf") else None) for op, u in self.priority.priorities().items()}
@@ -341,7 +396,7 @@ class Search:
                            fitness=fitness, status=status, reason=reason, parent=candidate.parent,
                            mutation=candidate.mutation, ops=list(candidate.ops), detail=candidate.detail,
                            invalid=candidate.invalid, params=params, flops_per_token=flops, eval_loss=eval_loss,
-                           priority=priority)
+                           priority=priority, glue_score=glue_score)
 
     def _end_round(self) -> None:
         for candidate in self.pending:
@@ -357,13 +412,9 @@ class Search:
 
     # --- helpers ----------------------------------------------------------------------------------------
 
-    def _keep_parsed(self, genotype: Genotype, candidate: RoundEntry) -> RoundEntry:
-        """Keep the genotype object of a candidate so that evaluating it does not re-parse its text."""
-        self._parsed[candidate.genotype] = genotype
-        return candidate
-
     def genotype(self, text: str) -> Genotype:
-        """The genotype of a candidate's text (parsed once, in the search space)."""
+        """The genotype of a candidate's text (parsed once, in the search space): the one way the loop turns a
+        candidate into a genotype, so a resumed run hands the fitness and the mutator what the live run did."""
         genotype = self._parsed.get(text)
         if genotype is None:
             genotype = parse_genotype(text, language=self.space)

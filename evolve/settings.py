@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, get_args
 
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 BIG = 10**9
 """Upper bound of step and example counts: far beyond any run, far below what breaks arithmetic."""
+MAX_LAYERS = 256
+"""= `grammar.language.MAX_LAYERS` (not imported: this module stays a plain dataclass; a test keeps them equal)."""
 
 SearchStrategy = Literal["op", "evolution", "random"]
 """`op`: mutations draw ops by operation priority; `evolution`: uniformly; `random`: the sampler only."""
@@ -52,21 +54,21 @@ class SearchSettings:
     """Children made per round from the same population (split across processes under a launcher)."""
     seed_genotypes: list[str] = field(default_factory=list)
     """Genotype files put first into the initial population (the sampler fills the rest)."""
-    num_layers: Annotated[int, Gt(0), Le(1024)] | None = None
+    num_layers: Annotated[int, Gt(0), Le(MAX_LAYERS)] | None = None
     """Layers of every candidate; null = the layer count of `genotype`."""
     conv_probability: Annotated[float, Ge(0), Lt(1)] = 0.5
     """Share of conv layers in sampled genotypes (initial population, random search)."""
-    ops: list[str] | None = None
+    ops: Annotated[list[str], MinLen(1)] | None = None
     """Ops mutations and the sampler may use; null = every op of the language."""
-    conv_types: list[str] | None = None
+    conv_types: Annotated[list[str], MinLen(1)] | None = None
     """Conv block types allowed; null = all (light, depthwise, sepconv)."""
-    kernels: list[int] | None = None
+    kernels: Annotated[list[int], MinLen(1)] | None = None
     """Conv kernel sizes allowed; null = all of the language."""
-    dilations: list[int] | None = None
+    dilations: Annotated[list[int], MinLen(1)] | None = None
     """Conv dilations allowed; null = all of the language."""
     max_nodes: Annotated[int, Gt(0), Le(1024)] | None = None
     """Largest attention graph (op nodes); null = the language's limit."""
-    mutations: list[MutationName] | None = None
+    mutations: Annotated[list[MutationName], MinLen(1)] | None = None
     """Mutation types enabled (names as in evolve/mutations.py, e.g. replace-op); null = all."""
     priority_c: Annotated[float, Ge(0), Le(1e6)] = 0.5
     """c of the priority u_i = μ_i + c·√(2 ln N / N_i): weight of exploration."""

@@ -31,6 +31,7 @@ CODES: dict[str, str] = {
     "unknown-graph": "a layer names an attention graph that is not defined",
     "no-backbone": "the file has no `backbone { ... }`, or more than one",
     "no-layers": "the backbone has no layers",
+    "too-many-layers": "the backbone has more layers than the language allows (`language.MAX_LAYERS`)",
 }
 
 

@@ -21,6 +21,9 @@ from .ops import CONV_DILATIONS, CONV_KERNELS, DEFAULT_OPS, OpSpec
 
 GRAMMAR_PATH = Path(__file__).with_name("genotype.lark")
 DEFAULT_MAX_NODES = 16
+MAX_LAYERS = 256
+"""Most layers a backbone may have (BERT-large has 24): a genotype is text anyone can write, and a backbone of
+100,000 layers would be built (billions of parameters) before any size check; `abz check` refuses it."""
 T = TypeVar("T", str, int)
 
 
@@ -37,6 +40,7 @@ class Language:
         ops: Mapping[str, OpSpec] = DEFAULT_OPS,
         *,
         max_nodes: int = DEFAULT_MAX_NODES,
+        max_layers: int = MAX_LAYERS,
         conv_kernels: tuple[int, ...] = CONV_KERNELS,
         conv_dilations: tuple[int, ...] = CONV_DILATIONS,
     ) -> None:
@@ -56,6 +60,10 @@ class Language:
         if max_nodes < 1:
             raise LanguageError(f"max_nodes must be at least 1, got {max_nodes}")
         self.max_nodes = max_nodes
+        if not 1 <= max_layers <= MAX_LAYERS:
+            raise LanguageError(f"max_layers must be between 1 and {MAX_LAYERS}, got {max_layers}")
+        self.max_layers = max_layers
+        """Most layers a backbone of this language may have (`MAX_LAYERS` at most)."""
         self.conv_kernels = tuple(conv_kernels)
         self.conv_dilations = tuple(conv_dilations)
 

@@ -1,4 +1,4 @@
-"""Validity of a genotype IR: symbolic shapes, output shape, graph size and conv values.
+"""Validity of a genotype IR: symbolic shapes, output shape, graph size, layer count and conv values.
 
 Runs on the IR after names are resolved (the parser's job). Shapes are symbolic over `L` (positions) and
 `d` (head dim); the two are never unified, so a graph is valid at every size. Each problem is a
@@ -84,6 +84,10 @@ def validate(genotype: Genotype, language: Language | None = None) -> list[Diagn
         errors.extend(validate_graph(graph, language))
     if not genotype.layers:
         errors.append(Diagnostic("no-layers", NO_LAYERS_MESSAGE))
+    if len(genotype.layers) > language.max_layers:
+        first_extra = genotype.layers[language.max_layers]
+        errors.append(Diagnostic("too-many-layers", f"the backbone has {len(genotype.layers):,} layers; the limit is "
+                                 f"{language.max_layers}", *_at(first_extra.span)))
     for layer in genotype.layers:
         if isinstance(layer, ConvLayer):
             if layer.kind not in language.conv_types:

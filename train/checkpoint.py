@@ -17,13 +17,18 @@ Loading runs no code from the files and continues only the same run:
   which unpickles only tensors, plain containers and the allow-listed `SAFE_GLOBALS` (the three plain
   classes DeepSpeed's ZeRO optimizer files hold) — before DeepSpeed (which unpickles freely) reads them;
 - a damaged newest checkpoint is skipped with a warning for the newest one that verifies; none → refused;
-- the saved run identity (`run_identity`: genotype id, sizes, vocabulary hash, data, schedule, batch)
-  must equal the current one; a difference is refused naming each key that changed.
+- `trainer_state.json`, `rng-rank<r>.json` and `manifest.json` must also pass a schema (types, lengths,
+  ranges, finite numbers; `read_json`'s bounded depth and size) before anything is loaded, so a hand-edited
+  file with a recomputed manifest is skipped like a damaged one, never half-applied;
+- the saved run identity (`run_identity`: every config key that shapes the run, the genotype id, the
+  vocabulary and corpus hashes, the batch layout) must equal the current one; a difference is refused
+  naming each key that changed.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -39,11 +44,14 @@ import torch
 
 from autobert_zero.errors import TrainingError
 from autobert_zero.io import atomic_write_text, replace_directory
+from autobert_zero.json_files import read_json, shorten
 from autobert_zero.train.engine import barrier
 
 LATEST = "latest"
 STATE_FILE = "trainer_state.json"
 MANIFEST_FILE = "manifest.json"
+IDENTITY_VERSION = 2
+"""Version of the run identity a checkpoint records (2: every config key that shapes the run)."""
 
 
 def safe_globals() -> list[Any]:
@@ -133,14 +141,12 @@ def verify_checkpoint(folder: Path) -> str | None:
     """Why the checkpoint in `folder` must not be loaded, or None when it verifies: the manifest lists
     exactly the files present with their sizes and hashes, the JSON files parse, and every `*.pt` loads
     with `torch.load(weights_only=True)` (so DeepSpeed's own unrestricted load runs no pickled code)."""
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-        listed: dict[str, dict[str, Any]] = manifest["files"]
-        assert isinstance(listed, dict)
-    except FileNotFoundError:
+    if not (folder / MANIFEST_FILE).is_file():
         return f"no {MANIFEST_FILE}"
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        return f"{MANIFEST_FILE} is damaged"
+    try:
+        listed = _manifest_files(folder / MANIFEST_FILE)
+    except TrainingError as problem:
+        return f"{MANIFEST_FILE} is damaged ({_relative(problem, folder)})"
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE}
     if present != set(listed):
         missing, extra = sorted(set(listed) - present), sorted(present - set(listed))
@@ -148,15 +154,16 @@ def verify_checkpoint(folder: Path) -> str | None:
                                        f"unlisted {', '.join(extra)}" if extra else ""]))
     for name, entry in sorted(listed.items()):
         path = folder / name
-        if path.stat().st_size != entry.get("size") or _sha256(path) != entry.get("sha256"):
+        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
             return f"{name} differs from its manifest entry (size or sha256): truncated or modified"
     for name in sorted(listed):
         path = folder / name
         if name.endswith(".json"):
             try:
-                json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                return f"{name} is not valid JSON"
+                check = read_trainer_state if name == STATE_FILE else read_rng_state if _is_rng(name) else read_json
+                check(path, TrainingError)
+            except TrainingError as problem:
+                return _relative(problem, folder)
         elif name.endswith(".pt"):
             try:
                 with torch.serialization.safe_globals(safe_globals()):
@@ -164,6 +171,91 @@ def verify_checkpoint(folder: Path) -> str | None:
             except Exception as exc:  # any failure of the restricted unpickler means: do not load this file
                 return f"{name} does not load with torch.load(weights_only=True): {_unpickler_reason(exc)}"
     return None
+
+
+def _relative(problem: TrainingError, folder: Path) -> str:
+    """A validation message with the checkpoint folder's prefix taken off its file name."""
+    return str(problem).replace(f"{folder}{os.sep}", "")
+
+
+def _is_rng(name: str) -> bool:
+    return name.startswith("rng-rank") and name[len("rng-rank"):-len(".json")].isdigit()
+
+
+def _manifest_files(path: Path) -> dict[str, dict[str, Any]]:
+    """The `files` of a manifest, checked: relative names mapped to {size: int ≥ 0, sha256: 64 hex digits}."""
+    manifest = read_json(path, TrainingError)
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict):
+        raise TrainingError(f"{path}: expected a JSON object with a 'files' object")
+    for name, entry in listed.items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("size"), int) and not isinstance(entry["size"], bool)
+              and entry["size"] >= 0 and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64)
+        if not ok or name.startswith("/") or ".." in Path(name).parts:
+            raise TrainingError(f"{path}: entry {shorten(name)} should be a relative file name mapped to "
+                                f"{{size, sha256}}, found {shorten(entry)}")
+    return listed
+
+
+def read_trainer_state(path: Path, error: type[TrainingError] = TrainingError) -> dict[str, Any]:
+    """`trainer_state.json`, checked: a JSON object (bounded depth, finite numbers) whose `step` is an integer
+    ≥ 0 equal to the folder's step; else `error` naming the file and key. Its other keys are the run identity,
+    compared whole on resume."""
+    state = read_json(path, error)
+    if not isinstance(state, dict):
+        raise error(f"{path}: expected a JSON object (the step and the run identity)")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise error(f"{path}: key 'step' should be an integer ≥ 0, found {shorten(step)}")
+    if path.parent.name.startswith("step-") and path.parent.name != tag_for(step):
+        raise error(f"{path}: key 'step' is {step}, but the folder is {path.parent.name}")
+    return state
+
+
+def _uint32_list(value: Any, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in value))
+
+
+def _b64_bytes(value: Any) -> int | None:
+    """Byte length of a base64 text, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def read_rng_state(path: Path, error: type[TrainingError] = TrainingError) -> dict[str, Any]:
+    """`rng-rank<r>.json`, checked against what `rng_state` writes (python: [3, 625 words, gauss], numpy:
+    ["MT19937", 624 words, position ≤ 624, 0/1, finite float], torch: base64 of this torch's CPU state size,
+    cuda: a list of base64 texts); else `error` naming the file and part."""
+    state = read_json(path, error)
+
+    def bad(part: str, expected: str) -> TrainingError:
+        return error(f"{path}: {part} should be {expected}; the file is damaged or was edited")
+
+    if not isinstance(state, dict) or not {"python", "numpy", "torch"} <= set(state) or not set(state) <= {
+            "python", "numpy", "torch", "cuda"}:
+        raise bad("the file", "a JSON object with the keys python, numpy, torch (and cuda)")
+    python = state["python"]
+    if not (isinstance(python, list) and len(python) == 3 and python[0] == 3 and _uint32_list(python[1], 625)
+            and python[1][-1] <= 624 and (python[2] is None or isinstance(python[2], float))):
+        raise bad("'python'", "[3, 625 integers in [0, 2**32) ending with a position ≤ 624, null or a number]")
+    numpy_state = state["numpy"]
+    if not (isinstance(numpy_state, list) and len(numpy_state) == 5 and numpy_state[0] == "MT19937"
+            and _uint32_list(numpy_state[1], 624) and isinstance(numpy_state[2], int)
+            and not isinstance(numpy_state[2], bool) and 0 <= numpy_state[2] <= 624 and numpy_state[3] in (0, 1)
+            and isinstance(numpy_state[4], float | int) and not isinstance(numpy_state[4], bool)):
+        raise bad("'numpy'", '["MT19937", 624 integers in [0, 2**32), a position in 0..624, 0 or 1, a number]')
+    expected = torch.get_rng_state().numel()
+    if _b64_bytes(state["torch"]) != expected:
+        raise bad("'torch'", f"base64 text of {expected} bytes (torch's CPU generator state)")
+    cuda = state.get("cuda", [])
+    if not isinstance(cuda, list) or any(_b64_bytes(s) is None for s in cuda):
+        raise bad("'cuda'", "a list of base64 texts (one CUDA generator state per device)")
+    return state
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -189,17 +281,29 @@ def vocabulary_sha256(tokenizer: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def run_identity(*, genotype_id: str, sizes: Mapping[str, Any], tokenizer: Any, data: Mapping[str, Any],
-                 schedule: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
+def run_identity(*, genotype_id: str, tokenizer: Any, config: Mapping[str, Any],
+                 derived: Mapping[str, Any]) -> dict[str, Any]:
     """What must not change between a checkpoint and a resumed run (flat keys, so a refusal names each one):
-    the genotype's canonical id, the model sizes, the vocabulary, the data (corpus hash, block layout,
-    masking), the schedule (steps, learning rate, warm-up, ...) and the batch (world size, batch, seed)."""
-    identity: dict[str, Any] = {"genotype_id": genotype_id, "vocab_sha256": vocabulary_sha256(tokenizer),
-                                "vocab_size": len(tokenizer)}
-    for prefix, values in (("model", sizes), ("data", data), ("schedule", schedule)):
-        identity.update({f"{prefix}.{key}": value for key, value in values.items()})
-    identity.update(batch)
-    return identity
+    the identity version, the genotype's canonical id, the vocabulary (sha256 and size), every config key that
+    shapes the run (`config`, flattened, e.g. "supernet.conv_probability") and what follows from the data
+    and processes (`derived`: corpus hash, block counts, world size, ...)."""
+    identity: dict[str, Any] = {"identity_version": IDENTITY_VERSION, "genotype_id": genotype_id,
+                                "vocab_sha256": vocabulary_sha256(tokenizer), "vocab_size": len(tokenizer)}
+    identity.update(config)
+    identity.update(derived)
+    return json.loads(json.dumps(identity))  # as it reads back from trainer_state.json (tuples → lists)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys ({"a": {"b": 1}} → {"a.b": 1}); other values as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def save_checkpoint(engine: Any, root: Path, step: int, run_state: dict[str, Any], rank: int, keep: int) -> Path:
@@ -241,29 +345,36 @@ def _newest_verified(root: Path) -> tuple[str, dict[str, Any]]:
     for tag in checkpoint_tags(root):
         reason = verify_checkpoint(root / tag)
         if reason is None:
-            state = json.loads((root / tag / STATE_FILE).read_text(encoding="utf-8"))
-            if isinstance(state, dict) and isinstance(state.get("step"), int):
-                if skipped:
-                    print(f"--resume: skipped damaged checkpoint(s) {'; '.join(skipped)}; resuming from {tag}",
-                          file=sys.stderr)
-                return tag, state
-            reason = f"{STATE_FILE} holds no step"
+            state = read_trainer_state(root / tag / STATE_FILE)  # verified: it passes the schema
+            if skipped:
+                print(f"--resume: skipped damaged checkpoint(s) {'; '.join(skipped)}; resuming from {tag}",
+                      file=sys.stderr)
+            return tag, state
         skipped.append(f"{tag} ({reason})")
     if not skipped:
-        raise TrainingError(f"--resume: no complete checkpoint in {root} (no '{LATEST}' pointer naming a "
-                            f"checkpoint folder); this folder cannot be resumed: start a new run in another --out")
+        raise TrainingError(f"--resume: no checkpoint in {root}: the run stopped before its first checkpoint "
+                            f"(pretrain.checkpoint_every), so there is nothing to continue. Start it again from "
+                            f"step 0 with --force instead of --resume (it replaces only this command's outputs in "
+                            f"that folder), or start a new run in another --out")
     raise TrainingError(f"--resume: no checkpoint in {root} verifies: {'; '.join(skipped)}. Nothing was loaded "
                         f"or changed; start a new run in another --out folder")
 
 
-def _differences(saved: Mapping[str, Any], expect: Mapping[str, Any]) -> str:
-    changed = [(k, saved.get(k), v) for k, v in expect.items() if saved.get(k) != v]
-    return "; ".join(f"{k}: checkpoint {_short(old)}, now {_short(new)}" for k, old, new in changed)
+def _differences(saved: Mapping[str, Any], expect: Mapping[str, Any]) -> list[str]:
+    """"key old -> new" for each identity key that differs (a key only one side has shows as "(none)")."""
+    keys = [k for k in expect if k != "step"] + sorted(k for k in saved if k not in expect and k != "step")
+    missing = object()
+    changed = [(k, saved.get(k, missing), expect.get(k, missing)) for k in keys
+               if saved.get(k, missing) != expect.get(k, missing)]
+    return [f"{k} {_short(old, missing)} -> {_short(new, missing)}" for k, old, new in changed]
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 24 or not isinstance(value, str) else repr(value[:16] + "…")
+def _short(value: Any, missing: object) -> str:
+    if value is missing:
+        return "(none)"
+    if isinstance(value, str) and len(value) > 24:
+        return repr(value[:16] + "…")
+    return shorten(value, 60)
 
 
 def load_checkpoint(engine: Any, root: Path, rank: int, expect: dict[str, Any]) -> int:
@@ -274,10 +385,17 @@ def load_checkpoint(engine: Any, root: Path, rank: int, expect: dict[str, Any]) 
     another run's weights or change the data order or the loss curve.
     """
     tag, state = _newest_verified(root)
+    if state.get("identity_version") != expect.get("identity_version"):
+        raise TrainingError(f"--resume: {root / tag} records run identity version "
+                            f"{shorten(state.get('identity_version', 1))}, this version of abz checks version "
+                            f"{expect.get('identity_version')} (every config key that shapes the run), so it cannot "
+                            f"tell whether the run is the same; start a new run in another --out")
     diffs = _differences(state, expect)
     if diffs:
-        raise TrainingError(f"--resume: {root / tag} was written by a run with different settings ({diffs}); "
-                            f"resume with the original genotype, config, tokenizer, data and number of processes")
+        raise TrainingError(f"--resume: config changed since the run started: {'; '.join(diffs)}. Resume "
+                            f"{root.parent} with the original config, genotype, tokenizer, data and number of "
+                            f"processes (keys that cannot change the result, listed in train/mlm.py "
+                            f"RESUME_EXEMPT, may differ), or start a new run in another --out")
     try:
         load_path, _ = engine.load_checkpoint(str(root), tag=tag)
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
@@ -285,6 +403,6 @@ def load_checkpoint(engine: Any, root: Path, rank: int, expect: dict[str, Any]) 
         raise TrainingError(f"--resume: DeepSpeed could not load checkpoint {root / tag}: {first}") from None
     if load_path is None:
         raise TrainingError(f"--resume: DeepSpeed could not load checkpoint {root / tag}")
-    set_rng_state(json.loads((root / tag / f"rng-rank{rank}.json").read_text(encoding="utf-8")))
+    set_rng_state(read_rng_state(root / tag / f"rng-rank{rank}.json"))
     barrier()
     return int(state["step"])

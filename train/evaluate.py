@@ -10,11 +10,15 @@ both through `deepspeed.initialize` and the one loop (`loop.py`), then the mean 
 held-out blocks with the same mask positions (`MlmData.eval_batches`), never training batches. The score is
 higher-is-better: −loss, or a rank combination with a size prior (`evaluate.size_prior`: ranks among every
 candidate this Evaluator has scored, so a score is comparable across calls of one Evaluator), or, with a
-second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss makes a
-candidate `failed` with the reason and the run goes on. Results are cached by genotype id; a candidate
+second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss, or a second
+stage that cannot score (missing data, a non-finite dev score), makes a candidate `failed` with the reason and
+the run goes on. Results are cached by genotype id; a candidate
 whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
-score. Evaluation never changes the supernet; `.adapt(population, steps)` trains it on purpose
-(`supernet.adapt_supernet`) and empties the cache, whose scores belonged to the old weights.
+score. Evaluation never changes the supernet, and a candidate's score is a function of the supernet's weights
+and the genotype alone (every candidate trains a copy with the same seeds), so a resumed search that rebuilds
+the weights gets the same scores; `.adapt(population, steps)` trains it on purpose (`supernet.adapt_supernet`)
+and empties the cache, whose scores belonged to the old weights. `.remember(results)` takes back what an
+interrupted run's Evaluator held; `.check_space(space, num_layers)` refuses a search its supernet cannot host.
 
 Under a launcher every rank must call `evaluate` (and `adapt`) with the same list. `evaluate` first decides,
 identically on every rank, which genotypes need scoring (not cached, not a fingerprint duplicate of a cached
@@ -48,9 +52,9 @@ import torch
 from tqdm.auto import tqdm
 
 from autobert_zero.config.load import BatchPlan, batch_plan
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import AbzError, ConfigError
-from autobert_zero.grammar import AttentionLayer, Genotype, parse_genotype
+from autobert_zero.grammar import AttentionLayer, Genotype, Language, parse_genotype
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.data.seeds import DROPOUT, derived_seed
 from autobert_zero.train.engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
@@ -150,7 +154,7 @@ def combine_ranks(results: list[CandidateResult], size_prior: str, weight: float
 class Evaluator:
     """Prepared data, tokenizer, supernet and result cache for scoring candidates (see the module doc)."""
 
-    def __init__(self, config: TrainConfig | str | os.PathLike[str], supernet_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, config: Config | str | os.PathLike[str], supernet_dir: str | os.PathLike[str] | None = None,
                  *, prepared: PreparedMlm | None = None, show_progress: bool = False) -> None:
         self.cfg = cfg = resolve_config(config)
         ev = cfg.evaluate
@@ -273,14 +277,21 @@ class Evaluator:
             result.flops_per_token = flops_per_token(genotype, model.config, self.prepared.data.block_length).per_token
             model = self.train(model, ev.steps, self.init_seed, f"train {genotype.id[:8]}")
             loss = mean_loss(model, self.eval_batches)
-        result.eval_loss = loss
-        if not math.isfinite(loss):
+        if not math.isfinite(loss):  # results hold finite numbers only (a history line refuses others)
             result.reason = f"held-out loss is {loss}"
             return
-        result.score, result.status = -loss, "ok"
-        if ev.glue_task is not None:
-            result.glue_score = self._glue(model)
-            result.score = result.glue_score
+        result.eval_loss, score = loss, -loss
+        if ev.glue_task is not None:  # the second stage decides: a candidate it cannot score has failed
+            try:
+                score = self._glue(model)
+            except (AbzError, RuntimeError, ValueError) as exc:
+                result.reason = f"GLUE second stage ({ev.glue_task}): {type(exc).__name__}: {exc}"
+                return
+            if not math.isfinite(score):
+                result.reason = f"GLUE second stage ({ev.glue_task}): the dev score is {score}"
+                return
+            result.glue_score = score
+        result.score, result.status = score, "ok"
 
     def _candidate_model(self, genotype: Genotype) -> Any:
         if self.cfg.evaluate.estimator == "biws":
@@ -340,12 +351,38 @@ class Evaluator:
     def remember(self, results: Iterable[CandidateResult]) -> None:
         """Take results scored earlier (by an interrupted run, under the same weights) into the result cache and
         the fingerprint table, as if this Evaluator had scored them: they are reused, and genotypes that compute
-        the same are their duplicates. Ids already cached keep their result."""
+        the same are their duplicates — failed ones included, as `evaluate` registers them. `score` must be the
+        raw score (−loss, or the GLUE dev score), not a rank combination: `evaluate` ranks against raw scores.
+        Ids already cached keep their result; a genotype without a fingerprint (it failed for that) is cached
+        only, as `_triage` does."""
         for result in results:
             if result.id in self.cache:
                 continue
             self.cache[result.id] = result
-            self.fingerprints.setdefault(genotype_fingerprint(parse_genotype(result.genotype)), result.id)
+            try:
+                fp = genotype_fingerprint(parse_genotype(result.genotype))
+            except (AbzError, RuntimeError, ValueError):
+                continue
+            self.fingerprints.setdefault(fp, result.id)
+
+    def check_space(self, space: Language, num_layers: int) -> None:
+        """Refuse (`ConfigError`) a search whose candidates this Evaluator's supernet cannot host: another layer
+        count, or conv types and kernels beyond it (`check_hostable`'s conditions, for the whole space)."""
+        net = self.supernet
+        if net is None:
+            return
+        where = f"{self.cfg.source}: the supernet {self.cfg.search.supernet}"
+        if num_layers != net.num_positions:
+            raise ConfigError(f"{where} hosts {net.num_positions}-layer backbones but the search's candidates have "
+                              f"{num_layers} layers (search.num_layers, or the layers of `genotype`); search with "
+                              f"the supernet's layer count or train a supernet for {num_layers} layers")
+        types = sorted(set(space.conv_types) - set(net.language.conv_types))
+        kernels = sorted(k for k in space.conv_kernels if k > net.max_kernel)
+        if types or kernels:
+            raise ConfigError(f"{where} hosts conv types {', '.join(net.language.conv_types)} with kernels up to "
+                              f"{net.max_kernel}; the search space also has " + ", ".join(
+                                  [*(f"type {t}" for t in types), *(f"kernel {k}" for k in kernels)])
+                              + " (narrow search.conv_types / search.kernels)")
 
 
 def results_table(results: Sequence[CandidateResult]) -> str:

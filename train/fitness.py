@@ -22,44 +22,37 @@ torch is imported here only when needed, never by `autobert_zero.evolve`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from autobert_zero.errors import ConfigError
+from autobert_zero.errors import ConfigError, SearchError
 from autobert_zero.evolve import Fitness, HistoryLine, Result, Status, SyntheticFitness
-from autobert_zero.evolve.settings import FITNESSES
-from autobert_zero.grammar import Genotype
+from autobert_zero.grammar import Genotype, Language
 
 if TYPE_CHECKING:
-    from autobert_zero.config.schema import TrainConfig
+    from autobert_zero.config.schema import Config
     from autobert_zero.train.evaluate import CandidateResult, Evaluator
 
 
-def build_fitness(cfg: TrainConfig, world_size: int = 1, show_progress: bool = False) -> Fitness:
-    """The fitness the config's `search.fitness` names."""
-    kind = cfg.search.fitness
-    if kind == "synthetic":
+def build_fitness(cfg: Config, world_size: int = 1, show_progress: bool = False) -> Fitness:
+    """The fitness the config's `search.fitness` names (its choices, and `search.adapt_strategy`'s, are the
+    config schema's to check)."""
+    if cfg.search.fitness == "synthetic":
         fitness = SyntheticFitness(cfg.seed, hidden=cfg.model.hidden_size, seq_len=cfg.data.max_seq_length)
         if world_size > 1:
             return RankSplitFitness(fitness, round_chunk(cfg))
         return fitness
-    if kind == "evaluate":
-        from autobert_zero.train.evaluate import Evaluator
-        from autobert_zero.train.supernet import POPULATION_STRATEGIES
+    from autobert_zero.train.evaluate import Evaluator
 
-        if cfg.search.adapt_strategy not in POPULATION_STRATEGIES:  # adapt draws as a population supernet does
-            raise ConfigError(f"{cfg.source}: search.adapt_strategy = {cfg.search.adapt_strategy!r}; expected one of "
-                              f"{', '.join(POPULATION_STRATEGIES)}")
-        if cfg.search.adapt_steps and cfg.search.supernet is None:
-            raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
-                              f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
-                              f"adapt_steps: 0")
-        evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
-        split = evaluator.split and cfg.evaluate.size_prior is None
-        return EvaluatorFitness(evaluator, round_chunk(cfg) if split else 1)
-    raise ConfigError(f"{cfg.source}: search.fitness = {kind!r}; expected one of {', '.join(FITNESSES)}")
+    if cfg.search.adapt_steps and cfg.search.supernet is None:
+        raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
+                          f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
+                          f"adapt_steps: 0")
+    evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
+    split = evaluator.split and cfg.evaluate.size_prior is None
+    return EvaluatorFitness(evaluator, round_chunk(cfg) if split else 1)
 
 
-def round_chunk(cfg: TrainConfig) -> int:
+def round_chunk(cfg: Config) -> int:
     """Candidates handed over per call when they are split across ranks: a whole round (or the initial
     population, which is larger)."""
     return max(cfg.search.round_size, cfg.search.population_size)
@@ -86,15 +79,42 @@ class EvaluatorFitness(Fitness):
     def adapt(self, population: Sequence[Genotype], steps: int) -> None:
         self.evaluator.adapt(population, steps)
 
+    def check(self, space: Language, num_layers: int) -> None:
+        self.evaluator.check_space(space, num_layers)
+
+    def data_identity(self) -> dict[str, Any]:
+        from autobert_zero.train.checkpoint import vocabulary_sha256
+
+        prepared = self.evaluator.prepared
+        return {"corpus_sha256": prepared.corpus.fingerprint, "vocab_sha256": vocabulary_sha256(prepared.tokenizer)}
+
     def remember(self, lines: Sequence[HistoryLine]) -> None:
-        """Lines the Evaluator scored itself (`ok`, and `over-limit`, which the search refused after scoring) as
-        its results; duplicates and failures are not results of their own."""
+        """The lines the Evaluator answered itself, as the results it holds: `ok`, `over-limit` (which the search
+        refused after scoring) and `failed` (a failed candidate's functional twin is its duplicate, as in the
+        interrupted run); not duplicates, which are no results of their own. Each with its raw score
+        (`raw_score`), which a size prior ranks against."""
         from autobert_zero.train.evaluate import CandidateResult
 
         self.evaluator.remember(
-            CandidateResult(line.id, line.genotype, line.fitness, line.eval_loss, line.params, line.flops_per_token,
-                            0.0, "ok")
-            for line in lines if line.status in (Status.OK, Status.OVER_LIMIT))
+            CandidateResult(line.id, line.genotype, self.raw_score(line), line.eval_loss, line.params,
+                            line.flops_per_token, 0.0, "failed" if line.status == Status.FAILED else "ok",
+                            line.reason if line.status == Status.FAILED else "")
+            for line in lines if line.status in (Status.OK, Status.OVER_LIMIT, Status.FAILED))
+
+    def raw_score(self, line: HistoryLine) -> float | None:
+        """The score the Evaluator gave a line before any rank combination: its fitness, or under a size prior
+        (the fitness is then a rank) the GLUE dev score of a second stage, else −eval_loss."""
+        if line.status == Status.FAILED or line.fitness is None:
+            return None
+        ev = self.evaluator.cfg.evaluate
+        if ev.size_prior is None:
+            return line.fitness
+        raw = line.glue_score if ev.glue_task is not None else -line.eval_loss if line.eval_loss is not None else None
+        if raw is None:
+            raise SearchError(f"history line #{line.index} has a rank score under evaluate.size_prior but no "
+                              f"{'glue_score' if ev.glue_task else 'eval_loss'} to rank again; it was not written "
+                              f"by this evaluator")
+        return raw
 
 
 class RankSplitFitness(Fitness):

@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from autobert_zero.config.load import BatchPlan, batch_plan, load_config
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import ConfigError
 from autobert_zero.io import atomic_directory, atomic_write_text
 from autobert_zero.run_dir import open_run_dir
@@ -38,12 +38,12 @@ from autobert_zero.train.data.seeds import DROPOUT, derived_seed
 from autobert_zero.train.data.tokenizer import build_tokenizer
 from autobert_zero.train.engine import build_engine, init_distributed, unwrap
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate, to_device
-from autobert_zero.train.run_log import RunLog
+from autobert_zero.train.run_log import RunLog, logged_loss
 
 
-def resolve_config(config: TrainConfig | str | os.PathLike[str]) -> TrainConfig:
+def resolve_config(config: Config | str | os.PathLike[str]) -> Config:
     """A config object as is, or loaded strictly from a YAML path (a copy, so overrides stay local)."""
-    if isinstance(config, TrainConfig):
+    if isinstance(config, Config):
         return dataclasses.replace(config)
     return load_config(config)
 
@@ -57,7 +57,7 @@ class PreparedMlm:
     data: MlmData
 
 
-def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False,
+def prepare_mlm_data(cfg: Config, show_progress: bool = False,
                      tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
     """The corpus, the tokenizer (the argument, else the config's, else trained and cached) and the MLM
     blocks of a config."""
@@ -71,7 +71,7 @@ def prepare_mlm_data(cfg: TrainConfig, show_progress: bool = False,
     return PreparedMlm(text, tokenizer, data)
 
 
-def check_prepared(cfg: TrainConfig, prepared: PreparedMlm) -> None:
+def check_prepared(cfg: Config, prepared: PreparedMlm) -> None:
     """Refuse prepared data that does not fit the config (another block length or seed)."""
     data = prepared.data
     if data.block_length != cfg.data.max_seq_length or data.seed != cfg.seed:
@@ -80,7 +80,7 @@ def check_prepared(cfg: TrainConfig, prepared: PreparedMlm) -> None:
                           f"{cfg.seed}; prepare the data from this config")
 
 
-def prepare_or_check(cfg: TrainConfig, prepared: PreparedMlm | None, rank: int,
+def prepare_or_check(cfg: Config, prepared: PreparedMlm | None, rank: int,
                      tokenizer: PreTrainedTokenizerBase | None = None) -> PreparedMlm:
     """`prepared` checked against the config, or the config's data prepared now."""
     if prepared is None:
@@ -125,25 +125,56 @@ def export_model(model: Any, tokenizer: Any, folder: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
 
 
-def mlm_identity(cfg: TrainConfig, plan: BatchPlan, prepared: PreparedMlm, world: int,
-                 model: PreTrainedModel) -> dict[str, Any]:
-    """The run identity of an MLM run (`checkpoint.run_identity`): what, if changed, would continue other
-    weights, or change the data order or the loss curve — so `--resume` refuses it, naming the change."""
-    data, ds = prepared.data, cfg.deepspeed
-    engine_keys = {k: v for k, v in ds.items() if k not in ("steps_per_print", "wall_clock_breakdown")}
+RESUME_EXEMPT: dict[str, str] = {
+    "source": "where the config was read from",
+    "genotype": "a path; the genotype itself is in the identity as genotype_id",
+    "data.corpus": "a path or name; the text itself is in the identity as data.corpus_sha256",
+    "data.tokenizer": "a path or name; the vocabulary itself is in the identity as vocab_sha256",
+    "data.tokenizer_cache_dir": "where a trained vocabulary is cached (vocab_sha256 holds the vocabulary)",
+    "supernet.population": "paths; the genotypes themselves are in the identity as candidate_population",
+    "pretrain.checkpoint_every": "when checkpoints are written, not what is trained",
+    "pretrain.keep_checkpoints": "how many checkpoints stay on disk",
+    "logging": "what is logged and shown (metrics.jsonl frequency, TensorBoard, progress bar)",
+    "deepspeed.steps_per_print": "DeepSpeed's console logging",
+    "deepspeed.wall_clock_breakdown": "DeepSpeed's timing report",
+    "finetune": "read by `abz finetune` only",
+    "search": "read by `abz search` only",
+    "evaluate": "read by `abz evaluate`/`abz search` only",
+    "audit": "read by `abz audit` only",
+}
+"""The config keys (a section name covers the whole section) that cannot change what an MLM run trains, with
+why: the only keys `--resume` lets differ from the run's start. Every other key of the resolved config is
+part of the run identity (`mlm_identity`). `--max-steps` is not a config key: a resumed run may stop later."""
+UNUSED_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("supernet",), "supernet": ()}
+"""Per run kind (`run_mlm`'s `desc`), the further config sections it never reads."""
+
+
+def config_identity(cfg: Config, desc: str) -> dict[str, Any]:
+    """Every key of the resolved config that shapes an MLM run of kind `desc`, flattened to dotted names
+    ("supernet.conv_probability", "deepspeed.zero_optimization.stage"): all but `RESUME_EXEMPT` and the
+    kind's `UNUSED_SECTIONS`."""
+    exempt = (*RESUME_EXEMPT, *UNUSED_SECTIONS.get(desc, ()))
+    flat = checkpoint.flatten(dataclasses.asdict(cfg))
+    return {key: value for key, value in flat.items()
+            if not any(key == name or key.startswith(f"{name}.") for name in exempt)}
+
+
+def mlm_identity(cfg: Config, plan: BatchPlan, prepared: PreparedMlm, world: int,
+                 model: PreTrainedModel, desc: str = "pretrain") -> dict[str, Any]:
+    """The run identity of an MLM run (`checkpoint.run_identity`): every config key that shapes the run
+    (`config_identity`), the genotype id, the vocabulary and corpus hashes and the batch layout — what, if
+    changed, would continue other weights, or change the data order or the loss curve — so `--resume`
+    refuses a change, naming each key."""
+    data = prepared.data
     return checkpoint.run_identity(
-        genotype_id=model.config.parsed_genotype().id, sizes=dataclasses.asdict(cfg.model),
-        tokenizer=prepared.tokenizer,
-        data={"corpus_sha256": prepared.corpus.fingerprint, "max_seq_length": cfg.data.max_seq_length,
-              "mlm_probability": cfg.data.mlm_probability, "block_length": data.block_length,
-              "train_blocks": len(data.train_blocks), "eval_blocks": len(data.eval_blocks)},
-        schedule={"max_steps": cfg.pretrain.max_steps, "lr": cfg.pretrain.lr, "warmup_steps": cfg.pretrain.warmup_steps,
-                  "weight_decay": cfg.pretrain.weight_decay,
-                  "deepspeed": json.dumps(engine_keys, sort_keys=True, default=str)},
-        batch={"world_size": world, "train_batch_size": plan.train_batch_size, "seed": cfg.seed})
+        genotype_id=model.config.parsed_genotype().id, tokenizer=prepared.tokenizer,
+        config=config_identity(cfg, desc),
+        derived={"data.corpus_sha256": prepared.corpus.fingerprint, "data.block_length": data.block_length,
+                 "data.train_blocks": len(data.train_blocks), "world_size": world,
+                 "train_batch_size": plan.train_batch_size})
 
 
-def stop_step(cfg: TrainConfig, max_steps: int | None) -> int:
+def stop_step(cfg: Config, max_steps: int | None) -> int:
     """Where a run stops: `max_steps`, checked against the schedule length `pretrain.max_steps`."""
     stop = cfg.pretrain.max_steps if max_steps is None else max_steps
     if not 0 < stop <= cfg.pretrain.max_steps:
@@ -168,7 +199,7 @@ MLM_OUTPUTS = ("checkpoints", "metrics.jsonl", "config.json", "final", "summary.
 """What an MLM run writes into its output folder (`--force` replaces these and nothing else)."""
 
 
-def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+def run_mlm(cfg: Config, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
             desc: str, hooks: MlmHooks, force: bool = False) -> dict[str, Any]:
     """Train `model` with masked LM through the one loop (`pretrain` and `abz supernet` both run this):
     engine, checkpoints, metrics, held-out loss, the HF export and `summary.json`; returns the summary.
@@ -188,7 +219,7 @@ def run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: Prepa
         return _run_mlm(cfg, out, model, prepared, stop, resume, desc, hooks)
 
 
-def _run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
+def _run_mlm(cfg: Config, out: Path, model: PreTrainedModel, prepared: PreparedMlm, stop: int, resume: bool,
              desc: str, hooks: MlmHooks) -> dict[str, Any]:
     rank, world = init_distributed()
     plan = batch_plan(cfg, "pretrain", world)
@@ -210,7 +241,7 @@ def _run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: Prep
                             keep_checkpoints=cfg.pretrain.keep_checkpoints, progress_bar=show,
                             tokens_per_step=tokens_per_step)
     loop = TrainLoop(engine, step_fn, settings, rank=rank, checkpoints=out / "checkpoints",
-                     identity={**mlm_identity(cfg, plan, prepared, world, model), **hooks.identity},
+                     identity={**mlm_identity(cfg, plan, prepared, world, model, desc), **hooks.identity},
                      record_fields=hooks.record_fields)
     start = loop.begin(resume)
     if rank == 0:
@@ -223,8 +254,11 @@ def _run_mlm(cfg: TrainConfig, out: Path, model: PreTrainedModel, prepared: Prep
         if eval_loss is not None:
             log.scalars({"step": stop, "loss": eval_loss}, prefix="eval")
 
+    final_loss = result.last_loss
+    if final_loss is None:  # resumed at `stop` (killed after its last checkpoint): the logged loss of that step
+        final_loss = logged_loss(out, stop)
     summary = {
-        "steps": stop, "resumed_from": start if resume else None, "final_loss": result.last_loss,
+        "steps": stop, "resumed_from": start if resume else None, "final_loss": final_loss,
         "eval_loss": eval_loss,
         "tokens_per_s": tokens_per_step * (stop - start) / result.seconds if stop > start else None,
         "world_size": world, "train_batch_size": plan.train_batch_size, "block_length": data.block_length,

@@ -15,32 +15,29 @@ from transformers.utils import logging as hf_logging
 
 from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroForMaskedLM, register_auto_classes
 from autobert_zero.config.paths import resolve_shipped
-from autobert_zero.config.schema import ModelSizes, TrainConfig
-from autobert_zero.errors import ConfigError, DataError
+from autobert_zero.config.schema import Config, ModelSizes
+from autobert_zero.errors import DataError, GenotypeError
 from autobert_zero.grammar import Genotype, load_genotype
+from autobert_zero.grammar.diagnostics import Diagnostic
 
 
 def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:
-    """The genotype of a file (relative paths: the working directory, then the repository); GenotypeError
-    when it does not parse or validate."""
+    """The genotype of a file (relative paths: the working directory, then the shipped copy); GenotypeError
+    (exit 2, as for `abz compile`) when it is missing, unreadable, or does not parse or validate."""
     resolved = resolve_shipped(path)
     if not resolved.is_file():
-        raise ConfigError(f"genotype file not found: {path} (expected a .abz file such as genotypes/bert.abz)")
+        problem = Diagnostic("io", f"genotype file not found: {path} (expected a .abz file such as "
+                                   f"genotypes/bert.abz)")
+        raise GenotypeError([problem], str(path))
     return load_genotype(resolved)
 
 
-def resolve_genotype(cfg: TrainConfig, genotype: Genotype | str | os.PathLike[str] | None = None) -> Genotype:
+def resolve_genotype(cfg: Config, genotype: Genotype | str | os.PathLike[str] | None = None) -> Genotype:
     """The genotype to train: an object as is, else a file (the argument, or the config's `genotype`).
     The config is only read."""
     if isinstance(genotype, Genotype):
         return genotype
     return load_genotype_file(cfg.genotype if genotype is None else genotype)
-
-
-def read_genotype(path: str | os.PathLike[str]) -> str:
-    """The text of a genotype file, after checking that it parses and validates (else GenotypeError)."""
-    load_genotype_file(path)
-    return resolve_shipped(path).read_text(encoding="utf-8")
 
 
 def model_kwargs(sizes: ModelSizes, vocab_size: int, pad_token_id: int) -> dict[str, Any]:

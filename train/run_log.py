@@ -96,3 +96,16 @@ def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     """The records of `<out_dir>/metrics.jsonl`, in order."""
     path = Path(out_dir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def logged_loss(out_dir: str | Path, step: int) -> float | None:
+    """The training loss `<out_dir>/metrics.jsonl` records for `step`, or None (no such record or file)."""
+    path = Path(out_dir) / METRICS_FILE
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    losses = [record["loss"] for line in lines if (record := _record(line)) is not None
+              and record.get("step") == step and isinstance(record.get("loss"), int | float)
+              and not isinstance(record.get("loss"), bool)]
+    return float(losses[-1]) if losses else None

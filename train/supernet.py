@@ -9,12 +9,14 @@ population ids) is part of the run identity in every checkpoint.
 
 Strategies (`supernet.strategy`):
 
-- `uniform` draws a fresh sample of the supernet's sampler each step (any layer choice the supernet hosts);
-- `population` draws uniformly from a list of genotypes (`supernet.population`), so a layer choice that
-  many members share is trained as often as it occurs in the list;
+- `population` (the default) draws uniformly from a list of genotypes (`supernet.population`; left empty,
+  the loader fills in a fallback population: `genotype`, the search's seed genotypes and the shipped ones of
+  the same depth), so a layer choice that many members share is trained as often as it occurs in the list;
 - `fair` draws from the list with weights that give every layer choice the same exposure
   (`exposure_weights`), raised to `supernet.fair_exponent` (1: equal exposure; 0: `population`), so a family
-  of near-copies does not take the shared weights' training for itself.
+  of near-copies does not take the shared weights' training for itself;
+- `uniform` draws a fresh sample of the supernet's sampler each step (any layer choice the supernet hosts,
+  a convolution with `supernet.conv_probability`).
 
 `benchmarks/RESULTS.md` records how each strategy ranks candidates in the ranking audit.
 
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -45,9 +46,10 @@ import torch
 
 from autobert_zero.config.load import BatchPlan, config_from_dict
 from autobert_zero.config.paths import resolve_shipped
-from autobert_zero.config.schema import POPULATION_STRATEGIES, SIZE_KEYS, TrainConfig
+from autobert_zero.config.schema import POPULATION_STRATEGIES, SIZE_KEYS, Config
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import ConvLayer, Genotype
+from autobert_zero.json_files import read_json
 from autobert_zero.run_dir import check_out_dir
 from autobert_zero.train.data.mlm_blocks import MlmData
 from autobert_zero.train.data.order import StreamOrder
@@ -143,16 +145,14 @@ class CandidateSchedule:
         return self.sampler(rng)
 
     def identity(self) -> dict[str, Any]:
-        """What fixes the candidate sequence, for the checkpoint's run identity."""
+        """What fixes the candidate sequence beyond the config keys (`supernet.strategy`, `conv_probability`,
+        `fair_exponent`, ... are in the run identity already): the seed and the population's genotype ids."""
         ids = hashlib.sha256(" ".join(g.id for g in self.population).encode()).hexdigest()[:16]
-        identity: dict[str, Any] = {"candidate_strategy": self.strategy, "candidate_seed": self.seed,
-                                    "candidate_population": ids if self.population else None}
-        if self.strategy == "fair" and self.fair_exponent != 1.0:  # runs at the original 1.0 stay resumable
-            identity["candidate_fair_exponent"] = self.fair_exponent
-        return identity
+        return {"candidate_strategy": self.strategy, "candidate_seed": self.seed,
+                "candidate_population": ids if self.population else None}
 
 
-def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_id: int) -> Any:
+def build_supernet(host: Genotype, cfg: Config, vocab_size: int, pad_token_id: int) -> Any:
     """A freshly initialised supernet at the config's sizes; `host` fixes the layer count."""
     from autobert_zero.compiler import AutoBertZeroSupernetForMaskedLM
 
@@ -162,7 +162,7 @@ def build_supernet(host: Genotype, cfg: TrainConfig, vocab_size: int, pad_token_
                                            per_branch=per_branch)
 
 
-def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+def train_supernet(config: Config | str | os.PathLike[str], out_dir: str | os.PathLike[str],
                    corpus: str | list[str] | None = None, max_steps: int | None = None,
                    resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train the supernet of the config (`abz supernet`); returns the summary (also `<out>/summary.json`)."""
@@ -198,14 +198,14 @@ def train_supernet(config: TrainConfig | str | os.PathLike[str], out_dir: str | 
     return run_mlm(cfg, out, supernet, prepared, stop, resume, "supernet", hooks, force=force)
 
 
-def adapt_engine(supernet: Any, cfg: TrainConfig, plan: BatchPlan) -> Any:
+def adapt_engine(supernet: Any, cfg: Config, plan: BatchPlan) -> Any:
     """The engine that adapts a loaded supernet during a search: AdamW at the constant learning rate
     `pretrain.lr` (a schedule too long to decay, no warm-up). Build it once and pass it to every
     `adapt_supernet` call, so the optimizer state carries over between rounds."""
     return build_engine(supernet, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay, 10**12, 0)
 
 
-def adapt_supernet(engine: Any, supernet: Any, population: Sequence[Genotype], cfg: TrainConfig, data: MlmData,
+def adapt_supernet(engine: Any, supernet: Any, population: Sequence[Genotype], cfg: Config, data: MlmData,
                    plan: BatchPlan, rank: int, start: int, steps: int) -> int:
     """Train the supernet (inside `engine`, from `adapt_engine`) MLM steps `start..start+steps-1`, each on a
     candidate drawn from `population` per `search.adapt_strategy` (`population` or `fair`, with
@@ -233,24 +233,41 @@ def _supernet_error(folder: Path, problem: str) -> TrainingError:
                          f"tokenizer)")
 
 
-def saved_config(folder: str | os.PathLike[str]) -> TrainConfig:
+def saved_config(folder: str | os.PathLike[str]) -> Config:
     """The resolved config a supernet run saved as `<folder>/config.json`."""
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise _supernet_error(Path(folder), "no config.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _supernet_error(Path(folder), f"config.json is not valid JSON ({exc})") from None
+        data = read_json(path, TrainingError)  # bounded depth and size, no NaN
+    except TrainingError as problem:
+        raise _supernet_error(Path(folder), str(problem).replace(f"{path}: ", "config.json: ")) from None
     if not isinstance(data, dict):
         raise _supernet_error(Path(folder), "config.json is not a mapping")
     data.pop("source", None)
     return config_from_dict(data, str(path))
 
 
-def load_supernet(folder: str | os.PathLike[str], cfg: TrainConfig) -> tuple[Any, Any]:
+def _refuse_unmatched_weights(root: Path, info: dict[str, Any]) -> None:
+    """Refuse a supernet whose final/model.safetensors lacks weights its config asks for (they would be
+    initialised at random and scored as trained) or holds weights it does not (e.g. a pre-trained model's
+    folder with a supernet key added to its config), as `abz finetune --init` refuses such a folder."""
+    def listing(names: Any, limit: int = 4) -> str:
+        names = sorted(str(name) for name in names)
+        return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+    problems = [f"{label} {listing(info[key])}" for key, label in (
+        ("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "other shapes:"))
+        if info.get(key)]
+    if problems:
+        raise _supernet_error(root, f"final/model.safetensors does not match the supernet its config.json "
+                                    f"describes ({'; '.join(problems)})")
+
+
+def load_supernet(folder: str | os.PathLike[str], cfg: Config) -> tuple[Any, Any]:
     """(supernet, tokenizer) from `<folder>/final`; sizes must equal the config's `model:` section."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroSupernetForMaskedLM
 
@@ -261,6 +278,12 @@ def load_supernet(folder: str | os.PathLike[str], cfg: TrainConfig) -> tuple[Any
     if not (final / "config.json").is_file() or not (final / "model.safetensors").is_file():
         raise _supernet_error(root, "no final/config.json and final/model.safetensors")
     try:
+        read_json(final / "config.json", TrainingError)  # bounded depth and size before transformers reads it
+    except TrainingError as problem:
+        raise _supernet_error(root, str(problem).replace(f"{final}{os.sep}", "final/")) from None
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # missing weights are refused below, not listed in a load report
+    try:
         saved = AutoBertZeroConfig.from_pretrained(str(final))
         if not hasattr(saved, "supernet_per_branch"):
             raise _supernet_error(root, "final/ holds a stand-alone model, not a supernet")
@@ -269,12 +292,15 @@ def load_supernet(folder: str | os.PathLike[str], cfg: TrainConfig) -> tuple[Any
         if differ:
             raise ConfigError(f"{cfg.source}: sizes disagree with the supernet in {root}: {'; '.join(differ)}; "
                               f"evaluate with the config the supernet was trained with ({root}/config.json)")
-        supernet = AutoBertZeroSupernetForMaskedLM.from_pretrained(str(final))
+        supernet, info = AutoBertZeroSupernetForMaskedLM.from_pretrained(str(final), output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(str(final))
     except AbzError:
         raise
     except Exception as exc:  # damaged safetensors, JSON or tokenizer files
         raise _supernet_error(root, f"final/ could not be loaded ({type(exc).__name__}: {exc})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    _refuse_unmatched_weights(root, info)
     if len(tokenizer) != supernet.config.vocab_size:
         raise _supernet_error(root, f"its tokenizer has {len(tokenizer)} tokens but the model "
                                     f"{supernet.config.vocab_size}")

@@ -54,8 +54,17 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     return parser, families
 
 
+MAX_LINE_CHARS = 2000
+"""Longest line of an error message printed whole: a value echoed from a file or the command line is cut
+where it is named (`json_files.shorten`); this catches any that is not (an 8 MB line would take seconds to wrap)."""
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= MAX_LINE_CHARS else f"{line[:MAX_LINE_CHARS]}… ({len(line):,} characters)"
+
+
 def _say(prefix: str, message: str) -> None:
-    lines = message.splitlines() or [""]
+    lines = [_cut(line) for line in message.splitlines()] or [""]
     first = textwrap.fill(lines[0], width=110, subsequent_indent="  ") if len(lines) == 1 else lines[0]
     print(f"{prefix}{first}", file=sys.stderr)
     for line in lines[1:]:
@@ -65,7 +74,11 @@ def _say(prefix: str, message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `abz` command; the exit status, an `ExitCode` (bad usage exits 2 from argparse itself)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except AbzError as error:  # a value out of an option's bounds (`cli.options.IntIn`, `SchemaInt`)
+        _say("abz: error: ", str(error))
+        return ExitCode.RUNTIME
     command = f"abz {args.command}"
     try:
         return int(args.func(args))

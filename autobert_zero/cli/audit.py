@@ -6,7 +6,16 @@ import argparse
 from typing import TYPE_CHECKING
 
 from autobert_zero.cli.exit_codes import ExitCode
-from autobert_zero.cli.options import add_config, add_force, add_out, add_supernet, report
+from autobert_zero.cli.options import (
+    MAX_AUDIT_CANDIDATES,
+    MIN_AUDIT_CANDIDATES,
+    IntIn,
+    add_config,
+    add_force,
+    add_out,
+    add_supernet,
+    report,
+)
 
 if TYPE_CHECKING:
     from autobert_zero.cli.options import Subparsers
@@ -32,8 +41,10 @@ def register(subparsers: Subparsers) -> None:
                     "training averaged over audit.reference_seeds. Writes OUT/audit.json and OUT/audit.png and "
                     "prints the table. Reference runs are cached (audit.cache_dir), so a killed audit resumes.")
     add_supernet(a, "the --out folder of `abz supernet`", required=True)
-    a.add_argument("--candidates", required=True, type=int, metavar="N", help="number of candidates (≥ 4; 16-24 "
-                                                                              "for a useful τ)")
+    candidates = IntIn("--candidates", MIN_AUDIT_CANDIDATES, MAX_AUDIT_CANDIDATES, "candidates")
+    a.add_argument("--candidates", required=True, type=candidates, metavar="N",
+                   help=f"number of candidates ({MIN_AUDIT_CANDIDATES} to {MAX_AUDIT_CANDIDATES:,}; 16-24 for a "
+                   "useful τ)")
     add_out(a, "output folder (audit.json, audit.png)", metavar="DIR")
     add_config(a, "YAML config (default: DIR/config.json of the supernet run); its audit: and evaluate: sections "
                   "set the estimators", metavar="FILE")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from autobert_zero.cli.options import (
     DEFAULT_VOCAB_SIZE,
     HEADS,
     SIZE_OVERRIDES,
+    SchemaInt,
     add_force,
     add_head,
     add_json,
@@ -41,15 +41,11 @@ from autobert_zero.grammar import (
     parse_with_diagnostics,
     read_genotype_text,
 )
-from autobert_zero.io import atomic_directory, atomic_write_text
+from autobert_zero.io import atomic_files, atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
 if TYPE_CHECKING:
     from autobert_zero.cli.options import Subparsers
-
-SAVE_STAGING = ".abz-save"
-"""Folder inside the output folder where `save_into` stages a model's files before moving them over."""
-
 
 def register(sub: Subparsers) -> None:
     """Add `check`, `show` and `compile` to the `abz` sub-command parser."""
@@ -57,13 +53,15 @@ def register(sub: Subparsers) -> None:
                            description="Validate genotype files; print FILE:LINE:COL: error[CODE]: message.")
     check.add_argument("files", nargs="+", metavar="FILE")
     add_json(check, "print one JSON array with a report per file")
-    check.add_argument("--max-nodes", type=int, default=None, help="graph-size limit (default: the language's)")
+    check.add_argument("--max-nodes", type=SchemaInt("--max-nodes", "SearchSettings", "max_nodes"), default=None,
+                       help="graph-size limit (default: the language's)")
     check.set_defaults(func=cmd_check)
 
     show = sub.add_parser("show", help="formulas, parameters and FLOPs per layer; draw the attention graphs")
     show.add_argument("file", metavar="FILE")
     add_size_arguments(show)
-    show.add_argument("--seq-len", type=int, default=128, help="sequence length for FLOPs (default 128)")
+    show.add_argument("--seq-len", type=SchemaInt("--seq-len", "ModelSizes", "max_position_embeddings"), default=128,
+                      help="sequence length for FLOPs (default 128)")
     add_vocab_size(show)
     show.add_argument("--dot", metavar="PATH", help="write the attention graphs as Graphviz DOT")
     show.add_argument("--svg", metavar="PATH", help="write the attention graphs as an SVG drawing")
@@ -122,11 +120,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def resolve_sizes(args: argparse.Namespace) -> dict[str, int]:
     """Model sizes from --config (its `model:` section) or the `ModelSizes` defaults (the small preset's
-    sizes), then the flag overrides."""
-    from autobert_zero.config.load import check_field, check_model_fits, load_config
-    from autobert_zero.config.schema import DataConfig, TrainConfig
+    sizes), then the flag overrides (checked by `model_sizes`)."""
+    from autobert_zero.config.load import load_config
 
-    model = load_config(args.config).model if args.config else ModelSizes()
+    return model_sizes(load_config(args.config).model if args.config else ModelSizes(), args)
+
+
+def model_sizes(model: ModelSizes, args: argparse.Namespace) -> dict[str, int]:
+    """The sizes of `model` with the flag overrides of `args` (--hidden, --heads, --intermediate), after the
+    checks every command that builds a model from flags makes (`abz show`, `compile`, `export`): each flag
+    within its config key's bounds, `--vocab-size` and `--seed` too, and the smallest model fitting in RAM."""
+    from autobert_zero.config.load import check_field, check_model_fits
+    from autobert_zero.config.schema import Config, DataConfig
+
     sizes: dict[str, int] = {key: getattr(model, key) for key in SIZE_KEYS}
     for key, flag in SIZE_OVERRIDES.items():
         value = getattr(args, key, None)
@@ -136,7 +142,7 @@ def resolve_sizes(args: argparse.Namespace) -> dict[str, int]:
     vocab = getattr(args, "vocab_size", DEFAULT_VOCAB_SIZE)
     check_field(DataConfig, "vocab_size", vocab, "--vocab-size", "command line")
     if getattr(args, "seed", None) is not None:
-        check_field(TrainConfig, "seed", args.seed, "--seed", "command line")
+        check_field(Config, "seed", args.seed, "--seed", "command line")
     check_model_fits(sizes["hidden_size"], sizes["intermediate_size"], vocab, sizes["max_position_embeddings"],
                      "command line", bytes_per_parameter=4)
     return sizes
@@ -231,16 +237,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def save_into(model: Any, folder: Path) -> list[str]:
-    """`save_pretrained` into a staging folder inside `folder` (written whole or not at all, by
-    `atomic_directory`), then move each file over its namesake: files of the same name are replaced (each
-    atomically), every other file in `folder` stays. Returns the names written."""
+    """`save_pretrained` into `folder` through `io.atomic_files`: the model's files replace their namesakes all
+    together or not at all (a failed save leaves the previous ones whole), every other file in `folder` stays,
+    and an error names `folder`, never the temporary folder. Returns the names written."""
     from autobert_zero.compiler.saving import save_pretrained
 
-    staging = folder / SAVE_STAGING
-    with atomic_directory(staging) as tmp:
+    with atomic_files(folder) as tmp:
         save_pretrained(model, tmp)  # without importing deepspeed (no accelerator warnings)
-    names = sorted(p.name for p in staging.iterdir())
-    for name in names:
-        os.replace(staging / name, folder / name)
-    staging.rmdir()
+        names = sorted(p.name for p in tmp.iterdir())
     return names

@@ -7,6 +7,11 @@
 
 The search folder holds `config.yaml` (the resolved config the run uses, paths made absolute),
 `state.json` and `history.jsonl` (see `autobert_zero.evolve.state`) and, when done, `summary.json`.
+`abz search` checks everything (seed files, fitness, supernet) before it writes anything, then writes
+config.yaml and a first state before the first history line. The state records the run identity: the
+whole resolved config, the supernet by its weights (not its path) and the seed genotypes' texts; `abz resume`
+refuses a folder whose config.yaml or supernet changed since (naming the changed keys), and needs no seed
+file. `abz report` and `abz export` read the history only as the state's digest covers it.
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
 split across the ranks and the results gathered in order, so the history is the one-process history (see
 `autobert_zero.train.fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
@@ -17,18 +22,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from autobert_zero.cli.exit_codes import ExitCode
-from autobert_zero.cli.genotype import build_model, cmd_compile, save_into
+from autobert_zero.cli.genotype import build_model, cmd_compile, model_sizes, save_into
 from autobert_zero.cli.options import (
-    SIZE_OVERRIDES,
     add_config,
     add_force,
     add_head,
@@ -39,17 +45,16 @@ from autobert_zero.cli.options import (
     add_top,
     add_vocab_size,
 )
-from autobert_zero.config.schema import SIZE_KEYS
 from autobert_zero.errors import ConfigError, SearchError
-from autobert_zero.evolve import SCORED, Progress, Search, StateStore
-from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE
-from autobert_zero.grammar import Genotype, default_language, formula, load_genotype
+from autobert_zero.evolve import HistoryLine, Progress, Search, StateStore, best_line
+from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE, load_verified_history, supernet_identity
+from autobert_zero.grammar import Genotype, default_language, formula, load_genotype, parse_genotype
 from autobert_zero.io import atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 
 if TYPE_CHECKING:
     from autobert_zero.cli.options import Subparsers
-    from autobert_zero.config.schema import TrainConfig
+    from autobert_zero.config.schema import Config
 
 CONFIG_FILE = "config.yaml"
 OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots")
@@ -105,16 +110,16 @@ def _rank_world() -> tuple[int, int]:
     return init_distributed()
 
 
-def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple[TrainConfig, dict[str, Any]]:
+def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple[Config, dict[str, Any]]:
     """The config with `--seed`/`--supernet` applied and every file path made absolute (the run folder's
     config.yaml)."""
     from autobert_zero.config.load import check_field, load_config
     from autobert_zero.config.paths import resolve_shipped
-    from autobert_zero.config.schema import TrainConfig
+    from autobert_zero.config.schema import Config
 
     cfg = load_config(path)
     if seed is not None:
-        check_field(TrainConfig, "seed", seed, "--seed", "command line")
+        check_field(Config, "seed", seed, "--seed", "command line")
         cfg.seed = seed
     if supernet is not None:
         if not Path(supernet).is_dir():
@@ -124,32 +129,51 @@ def _resolved_config(path: str, seed: int | None, supernet: str | None) -> tuple
     cfg.search.seed_genotypes = [str(resolve_shipped(p).resolve()) for p in cfg.search.seed_genotypes]
     if cfg.search.supernet is not None:
         cfg.search.supernet = str(Path(cfg.search.supernet).expanduser().resolve())
+    return cfg, _config_data(cfg)
+
+
+def _config_data(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON data (what config.yaml holds)."""
     data = dataclasses.asdict(cfg)
     data.pop("source", None)
-    return cfg, data
+    return json.loads(json.dumps(data))
 
 
-def _load_run_config(folder: Path) -> TrainConfig:
+def _load_run_config(folder: Path) -> Config:
     from autobert_zero.config.load import config_from_dict, parse_yaml
 
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise SearchError(f"{folder} is not a search folder ({CONFIG_FILE} is missing); start one with "
                           f"`abz search --config FILE --out {folder}`")
-    return config_from_dict(parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SearchError(f"{path} is not UTF-8 text; restore the config.yaml the search wrote") from None
+    return config_from_dict(parse_yaml(text, str(path)), str(path))
 
 
-def _build_search(cfg: TrainConfig, folder: Path, rank: int, world: int,
-                  on_progress: Any = None) -> Search:
+def _run_identity(cfg: Config, seeds: Sequence[Genotype], data: dict[str, Any]) -> dict[str, Any]:
+    """What a resume must find unchanged (`evolve.state.check_run`): every key of the resolved config but the
+    supernet's path, the supernet by its weights (when the fitness loads one), the seed genotypes' texts
+    (which a resume takes from the state, not from their files) and the hashes of the data and vocabulary the
+    fitness reads (`data`, from `Fitness.data_identity`)."""
+    config = _config_data(cfg)
+    config["search"].pop("supernet", None)  # identified by its weights below, wherever it lies
+    supernet = None
+    if cfg.search.fitness == "evaluate" and cfg.search.supernet is not None:
+        supernet = supernet_identity(cfg.search.supernet)
+    return {"config": config, "supernet": supernet,
+            "seeds": [[g.source_name, g.canonical().to_text()] for g in seeds], "data": data}
+
+
+def _build_search(cfg: Config, world: int, seeds: Sequence[Genotype], num_layers: int,
+                  store: StateStore | None, on_progress: Any = None) -> Search:
     from autobert_zero.train.fitness import build_fitness
 
-    language = default_language()
-    host = load_genotype(cfg.genotype)
-    num_layers = cfg.search.num_layers or host.num_layers
-    seeds = [load_genotype(p) for p in cfg.search.seed_genotypes]
     fitness = build_fitness(cfg, world, show_progress=False)
-    return Search(cfg.search, language, fitness, seed=cfg.seed, num_layers=num_layers, seeds=seeds,
-                  store=StateStore(folder) if rank == 0 else None, on_progress=on_progress)
+    return Search(cfg.search, default_language(), fitness, seed=cfg.seed, num_layers=num_layers, seeds=seeds,
+                  store=store, on_progress=on_progress)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -157,10 +181,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg, data = _resolved_config(args.config, args.seed, args.supernet)
     out = Path(args.out)
     with open_run_dir(out, "abz search", force=args.force, outputs=OUTPUTS, primary=rank == 0):
-        if rank == 0:
-            atomic_write_text(out / CONFIG_FILE, "# the resolved config of this search (abz resume reads it)\n"
-                              + yaml.safe_dump(data, sort_keys=False))
-        return _run(cfg, out, rank, world, fresh=True)
+        return _start(cfg, out, rank, world, config_text="# the resolved config of this search (abz resume reads "
+                      "it)\n" + yaml.safe_dump(data, sort_keys=False))
+
+
+def _start(cfg: Config, out: Path, rank: int, world: int, config_text: str | None) -> int:
+    """A new search in `out`: every check (seed files, fitness, supernet) before anything is written, then
+    config.yaml (unless it is there already) and the first state, before the first history line."""
+    seeds = [load_genotype(p) for p in cfg.search.seed_genotypes]
+    num_layers = cfg.search.num_layers or load_genotype(cfg.genotype).num_layers
+    as_read = cfg
+    if config_text is not None:  # the identity of the config as a resume reads it back from config.yaml
+        from autobert_zero.config.load import config_from_dict, parse_yaml
+
+        as_read = config_from_dict(parse_yaml(config_text, CONFIG_FILE), CONFIG_FILE)
+    bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
+    search = _build_search(cfg, world, seeds, num_layers, None, bar.update)
+    store = StateStore(out, _run_identity(as_read, seeds, search.fitness.data_identity())) if rank == 0 else None
+    search.store = store
+    if store is not None:
+        if config_text is not None:
+            atomic_write_text(out / CONFIG_FILE, config_text)
+        store.save(search.state(), [])
+    return _run(cfg, out, rank, search, bar)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -173,16 +216,28 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if run.finished() is not None:
             print(f"{folder}: the search is already finished; `abz report {folder}` summarises it")
             return ExitCode.OK
-        return _run(cfg, folder, rank, world, fresh=not StateStore(folder).exists())
-
-
-def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> int:
-    bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
-    search = _build_search(cfg, folder, rank, world, bar.update)
-    if not fresh:
-        body, history = StateStore(folder).load(repair=rank == 0)
+        store = StateStore(folder)
+        if not store.exists():  # stopped before its first state: nothing ran yet, so it starts afresh
+            store.refuse_orphan_history()
+            return _start(cfg, folder, rank, world, config_text=None)
+        bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
+        # every file is checked, and the run identity compared, before anything is changed or built
+        body, history = store.load(repair=False)
+        store.require_resumable()  # before the identity is computed: an old state is named as such
+        recorded = store.run or {}
+        seeds = [parse_genotype(text, source) for source, text in recorded.get("seeds", [])]
+        # the config and supernet first (cheap), then the data and vocabulary the built fitness reads
+        store.check_run(_run_identity(cfg, seeds, recorded.get("data", {})))
+        search = _build_search(cfg, world, seeds, int(body["num_layers"]), store if rank == 0 else None, bar.update)
+        store.check_run(_run_identity(cfg, seeds, search.fitness.data_identity()))
         search.restore(body, history)
+        if rank == 0:
+            store.repair()  # the kill's leftover lines past the state, now that all of it passed
         bar.start(len(history))
+        return _run(cfg, folder, rank, search, bar)
+
+
+def _run(cfg: Config, folder: Path, rank: int, search: Search, bar: _ProgressBar) -> int:
     try:
         history = search.run()
     finally:
@@ -198,15 +253,17 @@ def _run(cfg: TrainConfig, folder: Path, rank: int, world: int, fresh: bool) -> 
 
 
 def _best(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [line for line in history if line["status"] in SCORED and line["fitness"] is not None]
-    return max(scored, key=lambda line: line["fitness"]) if scored else None
+    """The best scored line (`evolve.best_line`), as its JSON object."""
+    best = best_line(HistoryLine.from_json(line) for line in history)
+    return best.to_json() if best is not None else None
 
 
-def _rescore(cfg: TrainConfig, search: Search, history: list[dict[str, Any]]) -> dict[str, float | None]:
+def _rescore(cfg: Config, search: Search, history: list[dict[str, Any]]) -> dict[str, float | None]:
     """With `adapt_steps > 0` the supernet kept training, so fitness values of different rounds are on different
-    scales: the best candidate and the seed genotypes are scored again, on the final weights, for the summary."""
+    scales: the best candidate and the seed genotypes are scored again, on the final weights, for the summary.
+    A fitness without a supernet (`supernet_reference` None: synthetic, scratch) has no final weights."""
     best = _best(history)
-    if cfg.search.adapt_steps <= 0 or best is None:
+    if cfg.search.adapt_steps <= 0 or best is None or search.fitness.supernet_reference is None:
         return {}
     lines = [best, *(line for line in history if line["mutation"] == "seed")]
     genotypes = list({g.id: g for g in (search.genotype(line["genotype"]) for line in lines)}.values())
@@ -300,27 +357,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
-    best = best_candidates(StateStore(source).history(), args.top)
+    best = best_candidates([line.to_json() for line in load_verified_history(source)[1]], args.top)
     if not best:
         raise SearchError(f"{source}: no candidate has a fitness yet; nothing to export")
+    sizes = None if args.no_hf else model_sizes(_load_run_config(source).model, args)  # the checks of compile
     out = Path(args.out)
-    with open_run_dir(out, "abz export", force=args.force, outputs=[f"rank{i + 1}" for i in range(args.top)]):
+    with open_run_dir(out, "abz export", force=args.force, outputs=[f"rank{i + 1}" for i in range(len(best))]):
         written = write_genotypes(best, out)
-        if not args.no_hf:
-            cfg = _load_run_config(source)
+        if sizes is not None:
             for folder, line in zip(written, best, strict=True):
-                _export_hf(line["genotype"], folder / "hf", cfg, args)
+                _export_hf(line["genotype"], folder / "hf", sizes, args)
     for folder, line in zip(written, best, strict=True):
         print(f"{folder}: fitness {line['fitness']:.4f}, id {line['id'][:12]}")
     return ExitCode.OK
 
 
-def _export_hf(text: str, folder: Path, cfg: TrainConfig, args: argparse.Namespace) -> None:
-    """A randomly initialised Hugging Face folder of the genotype at the search config's sizes."""
+def _export_hf(text: str, folder: Path, sizes: dict[str, int], args: argparse.Namespace) -> None:
+    """A randomly initialised Hugging Face folder of the genotype at `sizes` (the search config's, with the
+    flag overrides: `cli.genotype.model_sizes`)."""
     from autobert_zero.grammar import parse_genotype
 
     genotype: Genotype = parse_genotype(text)
-    sizes = {k: getattr(cfg.model, k) for k in SIZE_KEYS}
-    sizes.update({k: getattr(args, k) for k in SIZE_OVERRIDES if getattr(args, k, None) is not None})
     folder.mkdir(parents=True, exist_ok=True)
     save_into(build_model(genotype, sizes, args.vocab_size, args.head, args.seed), folder)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from autobert_zero.cli.exit_codes import ExitCode
 from autobert_zero.cli.options import (
+    SchemaInt,
     add_config,
     add_corpus,
     add_force,
@@ -112,8 +113,10 @@ def register(subparsers: Subparsers) -> None:
     s = subparsers.add_parser(
         "supernet", help="train the BIWS weight-sharing supernet (DeepSpeed)",
         description="Train the bi-branch weight-sharing supernet with masked LM through DeepSpeed, one candidate "
-                    "per step (supernet.strategy: uniform samples, or a population of genotypes). Same loop, "
-                    "checkpoints and outputs as `abz pretrain`; OUT/final holds the supernet and tokenizer.")
+                    "per step (supernet.strategy: population, the default, draws from supernet.population — left "
+                    "empty, from the config's genotype and the shipped genotypes of its depth; fair weights that "
+                    "list by layer-choice exposure; uniform samples any layer choice). Same loop, checkpoints and "
+                    "outputs as `abz pretrain`; OUT/final holds the supernet and tokenizer.")
     add_config(s, "YAML config (genotype fixes the layer count; model: sizes)", required=True)
     add_out(s, "output folder")
     add_corpus(s)
@@ -132,6 +135,7 @@ def register(subparsers: Subparsers) -> None:
     add_supernet(e, "--out folder of `abz supernet` (implies --estimator biws)")
     add_config(e, "YAML config (default: DIR/config.json of --supernet)")
     e.add_argument("--estimator", choices=("scratch", "biws"), help="overrides evaluate.estimator")
-    e.add_argument("--steps", type=int, metavar="K", help="training steps per candidate (overrides evaluate.steps)")
+    e.add_argument("--steps", type=SchemaInt("--steps", "EvaluateConfig", "steps"), metavar="K",
+                   help="training steps per candidate (overrides evaluate.steps)")
     add_json(e, "print the results as JSON")
     e.set_defaults(func=_evaluate)

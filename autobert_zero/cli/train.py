@@ -36,7 +36,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # config mistakes surface before the heavy imports
     from autobert_zero.train.pretrain import pretrain
 
-    summary = pretrain(config, args.out, genotype_path=args.genotype, corpus=corpus_argument(args.corpus),
+    summary = pretrain(config, args.out, genotype=args.genotype, corpus=corpus_argument(args.corpus),
                        max_steps=args.max_steps, resume=args.resume, force=args.force)
     report_training(f"pre-trained {summary['steps']} steps", summary, "model and tokenizer")
     return ExitCode.OK

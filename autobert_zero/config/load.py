@@ -26,9 +26,10 @@ import pydantic
 import yaml
 from pydantic_core import SchemaValidator
 
-from autobert_zero.config.paths import _shipped_root, resolve_shipped
+from autobert_zero.config.paths import resolve_shipped, shipped_names
 from autobert_zero.config.schema import POPULATION_STRATEGIES, Config
 from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.json_files import SHOWN_CHARS, shorten
 
 _FLOAT_RE = re.compile(
     r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
@@ -91,7 +92,7 @@ def _check_duplicates(node: yaml.Node, where: str, path: str = "") -> None:
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            full = f"{path}.{key}" if path else str(key)
+            full = f"{path}.{_key_text(key)}" if path else _key_text(key)
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise ConfigError(f"{where}: duplicate key '{full}' at line {line} (first given at line {seen[key]})")
@@ -208,12 +209,20 @@ def _bounds(tp: Any) -> str:
                         (("gt", "more than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")) if key in b)
 
 
+def _key_text(key: Any) -> str:
+    """A YAML key as an error message shows it: cut by `shorten` when longer than `SHOWN_CHARS` (a key, like
+    a value, may be megabytes long)."""
+    text = str(key)
+    return text if len(text) <= SHOWN_CHARS else shorten(text)
+
+
 def _unknown_key(cls: type, prefix: str, key: Any, where: str) -> ConfigError:
     keys = _keys(cls)
-    close = difflib.get_close_matches(str(key), keys, n=1)
+    text = _key_text(key)
+    close = difflib.get_close_matches(text, keys, n=1) if len(str(key)) <= SHOWN_CHARS else []
     dot = f"{prefix}." if prefix else ""
     hint = f"; did you mean '{dot}{close[0]}'?" if close else ""
-    return ConfigError(f"{where}: unknown key '{dot}{key}' in {prefix or 'the top level'}{hint} "
+    return ConfigError(f"{where}: unknown key '{dot}{text}' in {prefix or 'the top level'}{hint} "
                        f"(valid keys: {', '.join(keys)})")
 
 
@@ -230,7 +239,7 @@ def _config_error(exc: pydantic.ValidationError, tp: Any, value: Any, where: str
         elif typing.get_origin(bare) is list and isinstance(part, int) and isinstance(value, list):
             tp, value, key = typing.get_args(bare)[0], value[part], f"{key}[{part}]"
         elif typing.get_origin(bare) is dict and isinstance(value, dict) and part in value:
-            return ConfigError(f"{where}: '{key}' has the key {part!r}; keys must be str")
+            return ConfigError(f"{where}: '{key}' has the key {shorten(part)}; keys must be str")
         elif dataclasses.is_dataclass(bare) and error["type"] in UNKNOWN_KEY:
             return _unknown_key(bare, key, part, where)  # type: ignore[arg-type]
         else:
@@ -243,8 +252,9 @@ def _config_error(exc: pydantic.ValidationError, tp: Any, value: Any, where: str
     elif kind in BOUNDS:
         wanted = _bounds(tp)
     else:
-        return ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    return ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+        return ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {shorten(value)} "
+                           f"({type(value).__name__})")
+    return ConfigError(f"{where}: '{key}' must be {wanted}, got {shorten(value)}")
 
 
 def check_field(cls: type, name: str, value: Any, key: str, where: str) -> None:
@@ -283,7 +293,7 @@ def default_population(cfg: Config) -> list[str]:
         except (AbzError, OSError):
             return None
 
-    shipped = sorted(f"genotypes/{r.name}" for r in _shipped_root("genotypes").iterdir() if r.name.endswith(".abz"))
+    shipped = [name for name in shipped_names("genotypes") if name.endswith(".abz")]
     candidates: dict[Path, str] = {}
     for path in [cfg.genotype, *cfg.search.seed_genotypes, *shipped]:
         candidates.setdefault(resolve_shipped(path).resolve(), path)
@@ -329,7 +339,7 @@ def batch_plan(cfg: Config, loop: str, world_size: int | None = None) -> BatchPl
     for key, ours in plan.deepspeed_keys().items():
         given = cfg.deepspeed.get(key)
         if given is not None and given != ours:
-            raise ConfigError(f"{cfg.source}: deepspeed.{key} = {given} conflicts with {ours} derived from "
+            raise ConfigError(f"{cfg.source}: deepspeed.{key} = {shorten(given)} conflicts with {ours} derived from "
                               f"{loop} ({equation}); remove it from the deepspeed section or make them agree")
     return plan
 
@@ -368,9 +378,16 @@ def check_consistency(cfg: Config) -> None:
                               f"{m.max_position_embeddings}")
     if cfg.data.max_seq_length < 8:
         raise ConfigError(f"{cfg.source}: data.max_seq_length must be at least 8, got {cfg.data.max_seq_length}")
+    if cfg.evaluate.glue_task is not None:
+        from autobert_zero.train.data.glue import get_task  # imports `datasets`: only for a config that names a task
+
+        try:
+            get_task(cfg.evaluate.glue_task)
+        except AbzError as exc:
+            raise ConfigError(f"{cfg.source}: evaluate.glue_task: {shorten(str(exc), 300)}") from None
     stage = cfg.deepspeed.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2):
-        raise ConfigError(f"{cfg.source}: deepspeed.zero_optimization.stage = {stage!r}; expected 0, 1 or 2 "
+        raise ConfigError(f"{cfg.source}: deepspeed.zero_optimization.stage = {shorten(stage)}; expected 0, 1 or 2 "
                           f"(ZeRO-3 partitions weights, which the HF export here does not gather)")
     if cfg.deepspeed.get("fp16", {}).get("enabled"):
         import torch
@@ -394,8 +411,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>", world_size:
 
 
 def load_config(path: str | os.PathLike[str], world_size: int | None = None) -> Config:
-    """Load a YAML config file strictly; `world_size` defaults to the launcher's WORLD_SIZE (or 1)."""
-    p = Path(path)
+    """Load a YAML config file strictly (a relative path missing from the working directory may name a shipped
+    config, `configs/tiny.yaml`); `world_size` defaults to the launcher's WORLD_SIZE (or 1)."""
+    p = resolve_shipped(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (expected a YAML file such as configs/tiny.yaml)")
     data = p.read_bytes()

@@ -1,6 +1,7 @@
 """Folders written before the layout change still load: a search, a supernet and a pre-trained model written
 by the code at commit 3028dac (tests/fixtures/legacy-3028dac, tiny sizes) are read by today's `abz report`,
-`abz export`, `load_supernet` and the `abz finetune --init` checks, and give the numbers they held."""
+`abz export`, `load_supernet` and the `abz finetune --init` checks, and give the numbers they held. `abz resume`
+refuses the old search state by name (it records no run identity to check a resume against)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,18 @@ def test_export_writes_the_best_genotypes_of_an_old_search(legacy: Path, tmp_pat
     assert f"id {best['id']}" in text.splitlines()[0]
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
     assert body == str(best["genotype"]).strip()
+
+
+def test_an_old_search_folder_is_not_resumed_and_is_left_as_it_is(legacy: Path) -> None:
+    """Its state (version 1) records no run identity and no history digest: report and export read it, but a
+    resume could not check that it continues the same run, so it is refused by name."""
+    search = legacy / "search"
+    (search / "summary.json").unlink()  # else `abz resume` only says the search is finished
+    before = {p.name: p.read_bytes() for p in search.iterdir() if not p.name.startswith(".")}
+    done = abz("resume", str(search))
+    assert done.returncode == 1, done.stderr
+    assert "state version 1" in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in search.iterdir() if not p.name.startswith(".")} == before
 
 
 def test_an_old_supernet_loads_and_scores_like_before(legacy: Path) -> None:

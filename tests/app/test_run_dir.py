@@ -1,4 +1,4 @@
-"""Output folders: nothing lost, one run at a time, outputs follow the umask (findings 2, 3, 11, 12)."""
+"""Output folders: nothing lost, one run at a time, outputs follow the umask."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from autobert_zero.cli import main
 from autobert_zero.errors import ConfigError, TrainingError
-from autobert_zero.io import atomic_directory, atomic_write_text
-from autobert_zero.run_dir import HOLDER_FILE, open_run_dir
+from autobert_zero.io import atomic_directory, atomic_write_text, is_temporary
+from autobert_zero.run_dir import HOLDER_FILE, OWN_FILES, open_run_dir
 from tests.support.paths import GENOTYPES, REPO
 from tests.support.training import subprocess_env
 
@@ -58,7 +58,7 @@ def test_compile_force_replaces_only_its_own_files(tmp_path: Path) -> None:
     assert after["config.json"] != before["config.json"] and "model.safetensors" in after
     kept = {name: data for name, data in before.items() if name != "config.json"}
     assert {name: after[name] for name in kept} == kept
-    assert not [p for p in out.iterdir() if p.name.startswith(".abz-save")]
+    assert not [p for p in out.rglob("*") if "abz-save" in p.name or is_temporary(p.name)]  # no staging left
 
 
 def test_compile_out_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,11 +75,77 @@ def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
         pass
 
 
-def test_force_removes_only_declared_outputs(tmp_path: Path) -> None:
-    out = run_folder(tmp_path / "run")
-    with open_run_dir(out, "abz pretrain", force=True, outputs=("checkpoints", "final", "metrics.jsonl")):
+PRETRAIN_OUTPUTS = ("checkpoints", "final", "metrics.jsonl")
+
+
+def test_force_removes_only_the_files_the_command_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with open_run_dir(out, "abz pretrain", outputs=PRETRAIN_OUTPUTS) as run:
+        (run.path / "checkpoints" / "step-1").mkdir(parents=True)
+        (run.path / "checkpoints" / "step-1" / "model.pt").write_bytes(b"weights")
+        (run.path / "final").mkdir()
+        (run.path / "final" / "model.safetensors").write_bytes(b"final")
+        (run.path / "metrics.jsonl").write_text("{}\n")
+    (out / "final" / "notes.txt").write_text("mine")  # the user's files, inside and beside the outputs
+    (out / "my-notes.txt").write_text("mine")
+    with open_run_dir(out, "abz pretrain", force=True, outputs=PRETRAIN_OUTPUTS):
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.name not in OWN_FILES) == [
+            "final", "final/notes.txt", "my-notes.txt"]
+
+
+def test_force_replaces_an_unrecorded_output_file_but_no_folder(tmp_path: Path) -> None:
+    out = run_folder(tmp_path / "run")  # made by hand (or before manifests): no run recorded its files
+    before = files(out)
+    with open_run_dir(out, "abz pretrain", force=True, outputs=PRETRAIN_OUTPUTS):
         pass
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".abz")) == ["config.json", "my-notes.txt"]
+    after = {name: data for name, data in files(out).items() if name not in OWN_FILES}
+    assert after == {name: data for name, data in before.items() if name != "metrics.jsonl"}
+
+
+def test_force_refuses_a_folder_where_another_command_wrote_an_output(tmp_path: Path) -> None:
+    out = tmp_path / "supernet"
+    with open_run_dir(out, "abz supernet", outputs=("final", "summary.json")) as run:
+        (run.path / "summary.json").write_text('{"steps": 4}')
+    with pytest.raises(ConfigError, match=r"summary.json \(abz supernet\).*--force replaces only abz search's"), \
+            open_run_dir(out, "abz search", force=True, outputs=("state.json", "summary.json", "plots")):
+        pass
+    assert (out / "summary.json").read_text() == '{"steps": 4}'
+
+
+def test_temporaries_of_a_killed_writer_are_removed_under_the_lock(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with open_run_dir(out, "abz search") as run:
+        (run.path / "state.json").write_text("{}")
+    stale = [out / ".state.json.k2j4_x9a.tmp", out / ".final.0a1b2c3d.tmp" / "model.safetensors",
+             out / "checkpoints" / ".latest.zz99yy88.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    (out / "my.notes.tmp").write_text("mine")  # not a temporary name of autobert_zero.io
+    with open_run_dir(out, "abz resume", resume=True):
+        assert not [p for p in out.rglob("*") if is_temporary(p.name)]
+    assert (out / "my.notes.tmp").read_text() == "mine" and (out / "state.json").read_text() == "{}"
+
+
+def test_the_holder_is_named_by_its_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["abz", "search", "--config", "c.yaml", "--out", str(tmp_path / "out")])
+    with open_run_dir(tmp_path / "out", "abz search"), pytest.raises(TrainingError) as info, open_run_dir(
+            tmp_path / "out", "abz search"):
+        pass
+    assert str(info.value).count("search") == 1 and "(abz search)" in str(info.value)
+
+
+def test_a_failed_save_names_the_users_path_and_keeps_the_previous_files(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "model"
+    (out / "model.safetensors").mkdir(parents=True)  # a folder where the weights file goes
+    (out / "model.safetensors" / "mine").write_text("mine")
+    (out / "config.json").write_text("{}")
+    assert main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(out), "--force", *TINY]) == 1
+    err = "".join(capsys.readouterr().err.split())  # the message is wrapped
+    assert f"({out / 'model.safetensors'})" in err and "abz-save" not in err and ".tmp" not in err
+    assert (out / "config.json").read_text() == "{}" and (out / "model.safetensors" / "mine").read_text() == "mine"
+    assert not [p for p in out.rglob("*") if "abz-save" in p.name or is_temporary(p.name)]
 
 
 def test_second_run_in_the_same_process_is_refused_naming_the_holder(tmp_path: Path) -> None:
@@ -154,3 +220,13 @@ def test_write_errors_name_the_users_path_not_a_temporary_one(tmp_path: Path,
     assert main(["show", str(GENOTYPES / "bert.abz"), "--svg", str(target), *TINY]) == 1
     err = capsys.readouterr().err
     assert f"({target})" in err and ".tmp" not in err
+
+
+def test_a_deeply_nested_summary_is_not_a_finished_run(tmp_path: Path) -> None:
+    """A damaged `summary.json` (nested past the JSON bound) reads as "not finished", not as an internal error."""
+    from autobert_zero.run_dir import RunDir
+
+    (tmp_path / "summary.json").write_text("[" * 50_000 + "]" * 50_000, encoding="utf-8")
+    assert RunDir(tmp_path, "abz pretrain").finished() is None
+    (tmp_path / "summary.json").write_text('{"final_loss": 1.5}', encoding="utf-8")
+    assert RunDir(tmp_path, "abz pretrain").finished() == {"final_loss": 1.5}

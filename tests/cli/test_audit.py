@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.cli import main
-from autobert_zero.train.audit.run import ReferenceCache, config_hash, fill_reference, load_audit_config
-from autobert_zero.train.supernet import train_supernet
+from autobert_zero.train.audit.run import fill_reference, load_audit_config, reference_cache
+from autobert_zero.train.supernet import load_supernet, train_supernet
 from tests.support.training import tiny_config, tiny_yaml
 
 AUDIT = {"reference_steps": 4, "reference_warmup_steps": 1, "biws_steps": [0, 2], "bootstrap_samples": 50}
@@ -59,10 +59,11 @@ def test_audit_end_to_end_and_resume(tmp: Path, config: Path, supernet_dir: Path
         assert c["genotype"].rstrip().endswith("}") and c["params"] > 0
     matched = report["estimators"]["scratch_k2"]
     assert matched["matched_to"] == "biws_k2" and matched["steps"] >= 1
+    assert matched["steps"] <= matched["max_steps"] == report["reference"]["steps"]  # never past the reference
 
     # every reference run is on disk: a second audit (another out folder) trains no reference again
     cfg = load_audit_config(supernet_dir, config)
-    cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg))
+    cache = reference_cache(cfg, load_supernet(supernet_dir, cfg)[1])
     assert len(list(cache.folder.glob("*.json"))) == 8
     stamp = {p.name: p.stat().st_mtime_ns for p in cache.folder.glob("*.json")}
     again = tmp / "again"
@@ -76,13 +77,14 @@ def test_audit_end_to_end_and_resume(tmp: Path, config: Path, supernet_dir: Path
     capsys.readouterr()
     assert _run("--supernet", str(supernet_dir), "--config", str(config), "--candidates", "4", "--out",
                 str(out)) == 1
-    assert "not empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--force" in err and "--resume" not in err  # abz audit has no --resume
 
 
 def test_fill_reference_without_supernet_gives_the_audits_entries(tmp: Path, config: Path,
                                                                    supernet_dir: Path) -> None:
     cfg = load_audit_config(supernet_dir, config)
-    audit_cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg)).folder
+    audit_cache = reference_cache(cfg, load_supernet(supernet_dir, cfg)[1]).folder
     assert len(list(audit_cache.glob("*.json"))) == 8  # written by the end-to-end test above
     folder = fill_reference(4, config, cache_dir=str(tmp / "cache2"), show=False)
     assert folder.name == audit_cache.name  # same key: the audit would find these

@@ -4,7 +4,7 @@ Each case runs the real command line in-process (`autobert_zero.cli.main`) from 
 (genotypes, configs, corpora, GLUE folders, model folders, run folders with damaged checkpoints) and asserts:
 - the exit code is 1 (user error) or 2 (invalid genotype) as expected, and stderr holds no "internal error";
 - nothing outside the case's output folder changed (every input file is byte-identical, nothing new).
-The classes of bad input are those of the hardening issue: genotypes, YAML configs and their values, sizes,
+The classes of bad input: genotypes, YAML configs and their values, sizes,
 corpora, GLUE files, `--init` folders, output folders, damaged or foreign checkpoints, search folders.
 A last test runs two real `abz pretrain` processes into one folder at once and then SIGKILLs the first.
 """
@@ -138,7 +138,45 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         checkpoint.write_manifest(root / "payload" / "checkpoints" / tag)
     write(root / "other.abz", VANILLA.replace("matmul(Q, transpose(K))", "matmul(K, transpose(Q))")
           + "backbone {\n  attention vanilla\n  attention vanilla\n}\n")
+    state_files(root)
+    search_files(root)
     return World(root, config, root / "run" / "final")
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def state_files(root: Path) -> None:
+    """Checkpoints edited by hand with a recomputed manifest (the manifest alone cannot catch them), a
+    config with another seed, and a genotype past the layer bound."""
+    for name in ("edited-step", "deep-rng"):
+        shutil.copytree(root / "run", root / name)
+        for tag in ("step-00000004", "step-00000008"):
+            folder = root / name / "checkpoints" / tag
+            if name == "edited-step":  # valid JSON, a step the folder is not
+                state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+                write(folder / "trainer_state.json", json.dumps({**state, "step": 999}))
+            else:
+                write(folder / "rng-rank0.json", DEEP)
+            checkpoint.write_manifest(folder)
+    write(root / "seed7.yaml", yaml.safe_dump(tiny_dict(root, seed=7), sort_keys=False))
+    write(root / "layers300.abz", f"attention a {{ return {CORE} }}\nbackbone {{\n" + "  attention a\n" * 300 + "}\n")
+
+
+def search_files(root: Path) -> None:
+    """A finished synthetic search, and copies of it whose files lie: a history line edited into valid JSON
+    (a fitness no run gave), a state nested past the JSON bound."""
+    config = write(root / "search.yaml", yaml.safe_dump(tiny_dict(root, search={
+        "fitness": "synthetic", "evaluations": 8, "population_size": 4, "tournament_size": 2, "round_size": 2}),
+        sort_keys=False))
+    assert main(["search", "--config", str(config), "--out", str(root / "search")]) == 0
+    for name in ("search-edited", "search-deep"):
+        shutil.copytree(root / "search", root / name)
+        (root / name / "summary.json").unlink()  # so that `abz resume` reads the state
+    history = (root / "search-edited" / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    history[1] = json.dumps({**json.loads(history[1]), "fitness": 1e9})
+    write(root / "search-edited" / "history.jsonl", "\n".join(history) + "\n")
+    write(root / "search-deep" / "state.json", DEEP)
 
 
 Args = Callable[[World], list[str]]
@@ -162,7 +200,7 @@ def cases() -> list[tuple[str, Args, set[int]]]:
                                                  "--out", str(w.root / "out")], {2})
     add("check-missing", lambda w: ["check", str(w.root / "missing.abz")], {2})
     add("pretrain-missing-genotype", lambda w: ["pretrain", "--config", str(w.config), "--genotype",
-                                                str(w.root / "missing.abz"), "--out", str(w.root / "out")], {1})
+                                                str(w.root / "missing.abz"), "--out", str(w.root / "out")], {2})
 
     for c in BAD_CONFIGS:
         def cpath(w: World, c: str = c) -> str:
@@ -242,6 +280,28 @@ def cases() -> list[tuple[str, Args, set[int]]]:
                                                     "3", "--out", str(w.root / "out")], {1})
     add("evaluate-missing-supernet", lambda w: ["evaluate", "--supernet", str(w.root / "missing-run"),
                                                 str(w.root / "other.abz")], {1})
+
+    # state files that lie (edited into valid JSON, nested past the bound), resumes under another identity
+    for run in ("edited-step", "deep-rng"):
+        add(f"pretrain-resume-{run}", lambda w, r=run: ["pretrain", "--config", str(w.config), "--out",
+                                                        str(w.root / r), "--resume"], {1})
+    add("pretrain-resume-other-seed", lambda w: ["pretrain", "--config", str(w.root / "seed7.yaml"), "--out",
+                                                 str(w.root / "run"), "--resume"], {1})
+    for search in ("search-edited", "search-deep"):
+        add(f"resume-{search}", lambda w, r=search: ["resume", str(w.root / r)], {1})
+        add(f"report-{search}", lambda w, r=search: ["report", str(w.root / r)], {1})
+        add(f"export-{search}", lambda w, r=search: ["export", str(w.root / r), "--top", "2", "--no-hf", "--out",
+                                                     str(w.root / "out")], {1})
+    # unbounded work: refused before anything is allocated
+    add("check-layers300", lambda w: ["check", str(w.root / "layers300.abz")], {2})
+    add("export-top-huge", lambda w: ["export", str(w.root / "search"), "--top", "100000000", "--out",
+                                      str(w.root / "out")], {1})
+    add("export-vocab-huge", lambda w: ["export", str(w.root / "search"), "--top", "1", "--vocab-size",
+                                        "100000000", "--out", str(w.root / "out")], {1})
+    add("audit-candidates-huge", lambda w: ["audit", "--supernet", str(w.root / "run"), "--candidates",
+                                            "1000000000", "--out", str(w.root / "out")], {1})
+    add("evaluate-steps-negative", lambda w: ["evaluate", "--config", str(w.config), "--estimator", "scratch",
+                                              "--steps", "-1", str(w.root / "other.abz")], {1})
     return out
 
 
@@ -281,7 +341,7 @@ def test_every_command_is_covered() -> None:
 
 
 def test_two_pretrain_processes_into_one_folder_then_kill(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Finding 3: the second run is refused naming the first (pid), the first is not disturbed; after the
+    """The second run is refused naming the first (pid), the first is not disturbed; after the
     first is SIGKILLed its lock is gone and `--resume` continues from its last checkpoint."""
     config = write(tmp_path / "long.yaml", yaml.safe_dump(tiny_dict(
         tmp_path, pretrain={"max_steps": 100000, "checkpoint_every": 2, "warmup_steps": 2}), sort_keys=False))

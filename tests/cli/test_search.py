@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from autobert_zero.train.engine import free_port
-from tests.support.paths import GENOTYPES, REPO
+from tests.support.paths import GENOTYPES, REPO, complete_lines
 from tests.support.training import subprocess_env, tiny_config, tiny_dict, write_genotype
 
 ABZ = [sys.executable, "-m", "autobert_zero.cli"]
@@ -42,13 +42,6 @@ def abz(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 def history(folder: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
-
-
-def complete_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 def test_evolve_imports_no_torch() -> None:

@@ -78,3 +78,38 @@ def test_abz_prints_one_clean_paragraph_for_bad_input(tmp_path: Path) -> None:
     proc = run_abz("finetune", "--config", str(tiny_yaml(tmp_path)), "--task", "MNLI-mm", "--init", str(tmp_path),
                    "--out", str(tmp_path / "o"))
     assert proc.returncode == 1 and "unknown GLUE task 'MNLI-mm'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_missing_or_invalid_genotype_file_exits_as_abz_compile_does(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from autobert_zero.cli import main
+
+    config = str(tiny_yaml(tmp_path))
+    bad = tmp_path / "bad.abz"
+    bad.write_text("attention a { return matmul(Q, K) }\nbackbone { attention a }\n", encoding="utf-8")
+    for genotype in (str(tmp_path / "missing.abz"), str(bad)):
+        expected = main(["compile", genotype, "--out", str(tmp_path / "compiled")])
+        assert expected == 2
+        assert main(["pretrain", "--config", config, "--genotype", genotype, "--out", str(tmp_path / "pt")]) == expected
+        missing_host = tiny_yaml(tmp_path, genotype=genotype)
+        assert main(["supernet", "--config", str(missing_host), "--out", str(tmp_path / "sn")]) == expected
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "internal error" not in err
+        assert not (tmp_path / "pt").exists() and not (tmp_path / "sn").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_told_to_restart_with_force(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autobert_zero.cli import main
+
+    config = str(tiny_yaml(tmp_path))
+    out = tmp_path / "pt"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 6.2}\n')  # what a kill before step 4 leaves
+    assert main(["pretrain", "--config", config, "--out", str(out), "--max-steps", "2"]) == 1
+    assert "pass --resume" in capsys.readouterr().err  # the folder holds a run: resuming is suggested first
+    assert main(["pretrain", "--config", config, "--out", str(out), "--max-steps", "2", "--resume"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopped before its first checkpoint" in err and "with --force instead of --resume" in err
+    assert main(["pretrain", "--config", config, "--out", str(out), "--max-steps", "2", "--force"]) == 0
+    assert "pre-trained 2 steps" in capsys.readouterr().out

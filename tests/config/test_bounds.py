@@ -1,4 +1,4 @@
-"""Config values are range-checked at load time, and YAML documents are bounded (hardening, findings 7, 9).
+"""Config values are range-checked at load time, and YAML documents are bounded.
 
 An alias bomb or a recursive alias is refused in well under a second; an infinite learning rate, a seed
 wider than numpy's 32 bits, a vocabulary the WordPiece trainer aborts on, or sizes no machine can hold are
@@ -7,7 +7,6 @@ wider than numpy's 32 bits, a vocabulary the WordPiece trainer aborts on, or siz
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,11 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     ("x: " + "[" * 3000 + "]" * 3000 + "\n", "nest deeper than"),
 ])
 def test_hostile_yaml_is_refused_quickly(text: str, fragment: str) -> None:
-    start = time.perf_counter()
+    # Refused by a structural bound (expansion count, alias cycle, depth) before anything is expanded: without
+    # the bound the bomb expands exponentially and the test never finishes. No wall-clock assertion.
     with pytest.raises(ConfigError, match=r"f\.yaml: not valid YAML") as info:
         parse_yaml(text, "f.yaml")
     assert fragment in str(info.value)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_small_aliases_still_work() -> None:
@@ -55,3 +54,35 @@ def test_out_of_range_values_are_refused_at_load(tmp_path: Path, text: str, frag
     with pytest.raises(ConfigError) as info:
         load_config(path, world_size=1)
     assert fragment in str(info.value) and "c.yaml" in str(info.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("search:\n  mutations: []\n", "'search.mutations' must be a list of at least 1 value, got []"),
+    ("search:\n  ops: []\n", "'search.ops' must be a list of at least 1 value"),
+    ("search:\n  kernels: []\n", "'search.kernels' must be a list of at least 1 value"),
+    ("search:\n  num_layers: 100000\n", "'search.num_layers' must be positive and at most 256"),
+])
+def test_empty_choices_and_layer_counts_are_refused_at_load(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, world_size=1)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "seed: '" + "x" * 1_000_000 + "'\n",
+    "model:\n  hidden_size: [" + ", ".join(["1"] * 5_000) + "]\n",
+    "pretrain:\n  ? " + "k" * 1_000_000 + "\n  : 1\n",  # an explicit key: YAML caps implicit ones at 1,024
+])
+def test_error_messages_cut_the_values_they_echo(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, world_size=1)
+    assert len(str(info.value)) < 600 and "characters)" in str(info.value)
+
+
+def test_a_shipped_config_name_loads_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config("configs/tiny.yaml", world_size=1).source.endswith("tiny.yaml")

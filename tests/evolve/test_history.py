@@ -84,6 +84,10 @@ def test_lines_the_search_writes_round_trip_exactly(tmp_path: Path, strategy: st
     ({"status": "lost"}, "unknown status 'lost'"),
     ({"score": 1.0}, "has unknown score"),
     ({"fitness": dataclasses.MISSING}, "lacks fitness"),
+    ({"fitness": "high"}, "fitness should be int or float or null, found 'high'"),  # valid JSON, not a line
+    ({"ops": {"matmul": 1}}, "ops should be list"),
+    ({"index": True}, "index should be int, found True"),
+    ({"priority": {"matmul": [1.0]}}, r"priority\['matmul'\] should be int or float or null"),
 ])
 def test_what_is_not_a_history_line_is_refused(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     raw = raw_lines(LEGACY)[0]

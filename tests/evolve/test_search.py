@@ -4,7 +4,9 @@ constraints, failures, adapt between rounds, exact resume from any saved point, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from autobert_zero.errors import SearchError
+from autobert_zero.errors import ConfigError, SearchError
 from autobert_zero.evolve import (
     AgingPopulation,
     Fitness,
@@ -26,7 +28,7 @@ from autobert_zero.evolve import (
     SyntheticFitness,
 )
 from autobert_zero.evolve.settings import SearchSettings
-from autobert_zero.grammar import Genotype, default_language, load_genotype
+from autobert_zero.grammar import Genotype, Language, default_language, load_genotype
 from tests.support.paths import GENOTYPES
 
 SMALL = SearchSettings(evaluations=40, population_size=6, tournament_size=3, fitness="synthetic")
@@ -242,6 +244,110 @@ def test_resume_from_any_saved_point_reproduces_the_history(tmp_path: Path) -> N
     assert on_disk == [line.to_json() for line in full]
 
 
+class TextFitness(SyntheticFitness):
+    """Scores the genotype object as handed over (its own text, not its id) and records the texts it is asked
+    about and adapts on: as a real model's loss depends on how a graph is written, not only on what it computes."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.seen: list[str] = []
+        self.adapted_on: list[list[str]] = []
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
+        self.seen += [g.to_text() for g in genotypes]
+        return [dataclasses.replace(r, score=int(hashlib.sha256(g.to_text().encode()).hexdigest()[:8], 16) / 2**32)
+                for g, r in zip(genotypes, super().evaluate(genotypes), strict=True)]
+
+    def adapt(self, population: Sequence[Genotype], steps: int) -> None:
+        self.adapted_on.append([g.to_text() for g in population])
+
+
+def test_a_candidate_is_its_text_so_a_resumed_run_hands_the_fitness_the_same_genotypes(tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, population_size=8, evaluations=40, adapt_steps=3)
+    whole = TextFitness()
+    full = run(config, whole, seed=7).history
+    texts = {line.genotype for line in full}
+    assert set(whole.seen) <= texts and all(set(p) <= texts for p in whole.adapted_on)  # only parsed texts
+    run(config, TextFitness(), tmp_path, seed=7, stop_after=3)  # inside the initial population (samples)
+    for more in (9, 14):
+        search = Search(config, default_language(), TextFitness(), seed=7, num_layers=4, store=StateStore(tmp_path))
+        search.restore(*StateStore(tmp_path).load())
+        search.run(more)
+    resumed = TextFitness()
+    search = Search(config, default_language(), resumed, seed=7, num_layers=4, store=StateStore(tmp_path))
+    search.restore(*StateStore(tmp_path).load())
+    search.run()
+    assert search.history == full
+    assert resumed.adapted_on == whole.adapted_on  # the replayed adapt calls, then the live ones
+
+
+def test_a_finished_run_resumed_replays_only_the_adapt_calls_it_made(tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, evaluations=14, round_size=4, adapt_steps=3)
+    whole = DriftingFitness(0)
+    run(config, whole, tmp_path)
+    assert whole.drift == 2.0
+    body, history = StateStore(tmp_path).load()
+    assert body["finished"] and body["round"] == 3  # the counter is past the last round (2)
+    resumed = CountingFitness()
+    search = Search(config, default_language(), resumed, seed=0, num_layers=4, store=StateStore(tmp_path))
+    search.restore(body, history)
+    assert len(resumed.adapted) == 2  # e.g. killed during the summary's re-scoring: the final weights are rebuilt
+    assert resumed.remembered == [line.id for line in history if line.round == 2]  # since the last adapt call
+
+
+class AllFailFitness(SyntheticFitness):
+    """Fails every genotype (as a supernet that cannot host any candidate would)."""
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
+        return [dataclasses.replace(r, score=None, status="failed", reason="the supernet hosts 2-layer backbones")
+                for r in super().evaluate(genotypes)]
+
+
+def test_a_search_whose_candidates_all_fail_stops_after_a_bounded_run(tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, evaluations=200, population_size=12)
+    with pytest.raises(SearchError, match=r"the last 12 candidates all failed \('the supernet hosts 2-layer "
+                                          r"backbones' \(12×\)\).*abz resume"):
+        run(config, AllFailFitness(0), tmp_path)
+    assert len(StateStore(tmp_path).load()[1]) == 12  # saved, for a resume once the cause is fixed
+    search = Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=4, store=StateStore(tmp_path))
+    search.restore(*StateStore(tmp_path).load())
+    search.run()  # fixed: the run goes on
+    assert search.finished and search.history[12].status == Status.OK
+    assert dataclasses.replace(SMALL, population_size=3).population_size < 10 == Search(
+        dataclasses.replace(SMALL, population_size=3), default_language(), SyntheticFitness(0), seed=0,
+        num_layers=4).failure_limit  # at least 10 in a row
+    failing = FailingFitness(0)  # some failures among successes never stop a run
+    assert len(run(dataclasses.replace(SMALL, evaluations=80), failing).history) == 80
+
+
+class NanFitness(SyntheticFitness):
+    """A NaN score for every other genotype, and a NaN held-out loss for every one."""
+
+    def evaluate(self, genotypes: Sequence[Genotype]) -> list[FitnessResult]:
+        return [dataclasses.replace(r, score=math.nan if self.calls % 2 else r.score, eval_loss=math.inf)
+                for r in super().evaluate(genotypes)]
+
+
+def test_history_lines_hold_finite_numbers_only_so_a_run_reloads(tmp_path: Path) -> None:
+    search = run(dataclasses.replace(SMALL, evaluations=12, round_size=4), NanFitness(0), tmp_path)
+    nan = [line for line in search.history if line.status == Status.FAILED]
+    assert nan and all(line.reason == "the fitness gave the score nan" and line.fitness is None for line in nan)
+    assert all(line.eval_loss is None for line in search.history)
+    assert StateStore(tmp_path).load()[1] == search.history
+
+
+class RefusingFitness(SyntheticFitness):
+    def check(self, space: Language, num_layers: int) -> None:
+        if num_layers != 2:
+            raise ConfigError(f"the supernet hosts 2-layer backbones, not {num_layers}")
+
+
+def test_a_fitness_refuses_a_search_space_it_cannot_score_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hosts 2-layer backbones, not 4"):
+        run(SMALL, RefusingFitness(0), tmp_path)
+    assert not StateStore(tmp_path).exists()
+
+
 def test_resume_under_other_settings_is_refused(tmp_path: Path) -> None:
     run(SMALL, folder=tmp_path, stop_after=10)
     other = Search(dataclasses.replace(SMALL, tournament_size=2), default_language(), SyntheticFitness(0), seed=0,
@@ -288,10 +394,8 @@ def test_seed_genotypes_start_the_population_and_are_checked() -> None:
         Search(narrow, default_language(), SyntheticFitness(0), seed=0, num_layers=12, seeds=[bert])
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
+@pytest.mark.parametrize(("key", "value", "message"), [  # choices (strategy, mutations): the config schema's
     ("ops", ["matmul", "gelu"], "op 'gelu' is not in the language"),
-    ("strategy", "anneal", "search.strategy = 'anneal'"),
-    ("mutations", ["swap"], "search.mutations names 'swap'"),
     ("kernels", [4], "conv kernel 4 is not in the language"),
 ])
 def test_bad_search_config_is_refused(key: str, value: Any, message: str) -> None:
@@ -311,6 +415,10 @@ class DriftingFitness(SyntheticFitness):
 
     def adapt(self, population: Sequence[Genotype], steps: int) -> None:
         self.drift += 1.0
+
+    @property
+    def supernet_reference(self) -> str | None:
+        return "a drifting supernet"  # it has final weights to re-score on
 
 
 def test_summary_rescores_the_best_and_the_seeds_on_the_final_weights() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from autobert_zero.config.load import config_from_dict
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from tests.support.paths import REPO
 
 VANILLA = "attention vanilla { return matmul(softmax(scale(matmul(Q, transpose(K)))), V) }\n"
@@ -71,7 +71,7 @@ def tiny_dict(tmp: Path, **sections: Any) -> dict[str, Any]:
     return data
 
 
-def tiny_config(tmp: Path, **sections: Any) -> TrainConfig:
+def tiny_config(tmp: Path, **sections: Any) -> Config:
     """`tiny_dict` as a checked config (world size 1)."""
     return config_from_dict(tiny_dict(tmp, **sections), source="tiny-test-config", world_size=1)
 
@@ -83,7 +83,7 @@ def tiny_yaml(tmp: Path, **sections: Any) -> Path:
     return path
 
 
-def with_section(cfg: TrainConfig, name: str, **changes: Any) -> TrainConfig:
+def with_section(cfg: Config, name: str, **changes: Any) -> Config:
     """A copy of `cfg` with keys of section `name` changed."""
     return dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
 

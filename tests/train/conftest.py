@@ -1,5 +1,5 @@
-"""Fixtures shared by the training tests: a module's own folder, the tiny config's prepared MLM data, and
-the labels of the real GLUE files read by hand."""
+"""Fixtures shared by the training tests: a module's own folder, the tiny config's prepared MLM data, a
+tiny supernet, and the labels of the real GLUE files read by hand."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ from tests.support.training import tiny_config
 def tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """A folder for the whole test module (named after it): tiny configs, corpus, tokenizer cache, runs."""
     return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+
+@pytest.fixture(scope="module")
+def supernet_dir(tmp: Path) -> Path:
+    """A supernet of `tiny_config(tmp)` trained 4 steps, once per module."""
+    from autobert_zero.train.supernet import train_supernet
+
+    train_supernet(tiny_config(tmp, pretrain={"max_steps": 4, "checkpoint_every": 4}), tmp / "supernet")
+    return tmp / "supernet"
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,33 @@ def test_stream_order_is_a_seeded_sequence_of_permutations() -> None:
     plan = BatchPlan(micro_batch_size=2, gradient_accumulation_steps=2, world_size=2)
     parts = [order.micro_batch(plan, 1, m, r) for m in range(2) for r in range(2)]
     assert torch.equal(torch.cat(parts), order.positions(8, 8))
+
+
+_TRAIN_IN_A_FRESH_PROCESS = """
+import json, sys
+from autobert_zero.train.data.corpus import load_corpus
+from autobert_zero.train.data.tokenizer import build_tokenizer
+tok = build_tokenizer(None, load_corpus(sys.argv[1]), 512, cache_dir=sys.argv[2])
+print(json.dumps(sorted(tok.get_vocab().items(), key=lambda item: item[1])))
+"""
+
+
+def test_wordpiece_training_gives_the_same_vocabulary_in_every_fresh_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.paths import REPO
+    from tests.support.training import subprocess_env
+
+    corpus = write_corpus(tmp_path)
+    vocabularies = []
+    for run in range(3):  # a fresh cache each time: each process trains (tokenizers' hash order differs per process)
+        proc = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS, str(corpus), str(tmp_path / f"c{run}")],
+                              cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        vocabularies.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert vocabularies[0] == vocabularies[1] == vocabularies[2]
+    tokens = [token for token, _ in vocabularies[0]]
+    assert len(tokens) == 512 and tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert any(t.startswith("##") and len(t) > 3 for t in tokens)
+    assert max(max(t) for t in tokens) < "\U000f0000"  # no private-use spelling left in the vocabulary

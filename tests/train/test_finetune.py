@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import ConfigError, DataError
 from autobert_zero.train.data.metrics import glue_metrics
 from autobert_zero.train.finetune import finetune
@@ -21,7 +21,7 @@ from tests.support.training import tiny_config
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, Path]:
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path]:
     tmp = tmp_path_factory.mktemp("pretrained")
     cfg = tiny_config(tmp)
     pretrain(cfg, tmp / "run", max_steps=2)
@@ -30,7 +30,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, P
 
 
 
-def test_finetune_writes_eval_json(pretrained: tuple[TrainConfig, Path], tmp_path: Path) -> None:
+def test_finetune_writes_eval_json(pretrained: tuple[Config, Path], tmp_path: Path) -> None:
     cfg, init = pretrained
     result = finetune(cfg, "sst2", write_sst2(tmp_path / "glue"), init, tmp_path / "ft")
     saved = json.loads((tmp_path / "ft" / "eval.json").read_text())
@@ -50,7 +50,7 @@ def test_finetune_writes_eval_json(pretrained: tuple[TrainConfig, Path], tmp_pat
 
 @pytest.mark.parametrize("task, metrics", [("RTE", {"accuracy"}), ("STS-B", {"pearson", "spearman"}),
                                            ("MRPC", {"f1", "accuracy"}), ("CoLA", {"matthews_corrcoef"})])
-def test_finetune_on_real_glue(pretrained: tuple[TrainConfig, Path], shared_data: Path, tmp_path: Path,
+def test_finetune_on_real_glue(pretrained: tuple[Config, Path], shared_data: Path, tmp_path: Path,
                                task: str, metrics: set[str], tsv_labels: Callable[[str, str], list[float]],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, init = pretrained
@@ -68,7 +68,7 @@ def test_finetune_on_real_glue(pretrained: tuple[TrainConfig, Path], shared_data
     assert result["dev_examples"] == {"RTE": 277, "STS-B": 1500, "MRPC": 408, "CoLA": 1043}[task]
 
 
-def test_finetune_input_errors(pretrained: tuple[TrainConfig, Path], tmp_path: Path) -> None:
+def test_finetune_input_errors(pretrained: tuple[Config, Path], tmp_path: Path) -> None:
     cfg, init = pretrained
     glue = write_sst2(tmp_path / "glue")
     with pytest.raises(DataError, match=r"unknown GLUE task 'sst5'; valid tasks: CoLA, SST-2, MRPC"):
@@ -87,7 +87,7 @@ def copy_of(init: Path, folder: Path) -> Path:
     return folder
 
 
-def test_init_must_be_an_autobert_zero_folder_matching_its_genotype(pretrained: tuple[TrainConfig, Path],
+def test_init_must_be_an_autobert_zero_folder_matching_its_genotype(pretrained: tuple[Config, Path],
                                                                     tmp_path: Path) -> None:
     """A plain BertModel folder, weights of another genotype, or a foreign tokenizer are refused."""
     from transformers import BertConfig, BertModel, BertTokenizer
@@ -122,7 +122,7 @@ def test_init_must_be_an_autobert_zero_folder_matching_its_genotype(pretrained: 
     assert not any((tmp_path / name).exists() for name in "abcd")  # refused before any output folder exists
 
 
-def test_non_empty_out_is_refused_and_force_keeps_other_files(pretrained: tuple[TrainConfig, Path],
+def test_non_empty_out_is_refused_and_force_keeps_other_files(pretrained: tuple[Config, Path],
                                                               tmp_path: Path) -> None:
     cfg, init = pretrained
     glue = write_sst2(tmp_path / "glue")

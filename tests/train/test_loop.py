@@ -64,7 +64,7 @@ def test_genotype_object_and_prepared_data_give_the_file_run(tmp: Path, prepared
     cfg = tiny_config(tmp)
     from_file = pretrain(cfg, tmp_path / "file", max_steps=3)
     genotype = load_genotype(write_genotype(tmp_path, layers=2))
-    in_memory = pretrain(cfg, tmp_path / "memory", genotype_path=genotype, max_steps=3, prepared=prepared)
+    in_memory = pretrain(cfg, tmp_path / "memory", genotype=genotype, max_steps=3, prepared=prepared)
     assert in_memory["genotype_id"] == from_file["genotype_id"] == genotype.id
     assert in_memory["genotype"] is None  # no file behind it
     memory_losses, file_losses = ([r["loss"] for r in read_metrics(tmp_path / n)] for n in ("memory", "file"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import AbzError, ConfigError, GenotypeError, TrainingError
 from autobert_zero.train import checkpoint
 from autobert_zero.train.models import resolve_genotype
@@ -93,8 +93,8 @@ def test_resume_and_restart_guards(tmp_path: Path) -> None:
         pretrain(cfg, tmp_path / "out")
     with pytest.raises(TrainingError, match=r"last checkpoint .* is at step 4, beyond --max-steps 2"):
         pretrain(cfg, tmp_path / "out", max_steps=2, resume=True)
-    changed: TrainConfig = with_section(cfg, "pretrain", max_steps=20)
-    with pytest.raises(TrainingError, match=r"different settings \(schedule\.max_steps: checkpoint 12, now 20\)"):
+    changed: Config = with_section(cfg, "pretrain", max_steps=20)
+    with pytest.raises(TrainingError, match=r"config changed since the run started: pretrain\.max_steps 12 -> 20\. "):
         pretrain(changed, tmp_path / "out", resume=True)
     with pytest.raises(ConfigError, match=r"--max-steps 13 must be in 1..pretrain.max_steps = 12"):
         pretrain(cfg, tmp_path / "other", max_steps=13)
@@ -102,8 +102,8 @@ def test_resume_and_restart_guards(tmp_path: Path) -> None:
 
 def test_bad_genotype_and_corpus_inputs(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
-    with pytest.raises(ConfigError, match="genotype file not found"):
-        pretrain(cfg, tmp_path / "a", genotype_path=str(tmp_path / "missing.abz"))
+    with pytest.raises(GenotypeError, match="genotype file not found"):
+        pretrain(cfg, tmp_path / "a", genotype=str(tmp_path / "missing.abz"))
     assert cfg.genotype == str(tmp_path / "bert2.abz")  # the caller's config is left as it was
     three = write_genotype(tmp_path, layers=3)
     assert resolve_genotype(cfg, three).num_layers == 3 and resolve_genotype(cfg).num_layers == 2
@@ -111,7 +111,7 @@ def test_bad_genotype_and_corpus_inputs(tmp_path: Path) -> None:
     bad = tmp_path / "bad.abz"
     bad.write_text("attention a { return matmul(Q, K) }\nbackbone { attention a }\n")
     with pytest.raises(GenotypeError):
-        pretrain(cfg, tmp_path / "b", genotype_path=str(bad))
+        pretrain(cfg, tmp_path / "b", genotype=str(bad))
     (tmp_path / "blank.txt").write_text("\n\n")
     with pytest.raises(AbzError, match="holds no text"):
         pretrain(cfg, tmp_path / "c", corpus=str(tmp_path / "blank.txt"))

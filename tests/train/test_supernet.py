@@ -16,7 +16,7 @@ import torch
 
 from autobert_zero.cli import main
 from autobert_zero.config.load import load_config
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import ConfigError, TrainingError
 from autobert_zero.grammar import Genotype, parse_genotype
 from autobert_zero.train import checkpoint
@@ -116,9 +116,6 @@ def test_fair_exponent_tempers_the_weights_between_population_and_fair() -> None
     assert half.weights == pytest.approx([w ** 0.5 for w in full])
     assert CandidateSchedule.from_population(population, 7, "fair", fair_exponent=0.0).weights == [1.0] * 4
     assert CandidateSchedule.from_population(population, 7, "fair").weights == full
-    # a tempered run is another candidate sequence: its identity says so; exponent 1 keeps the old identity
-    assert half.identity()["candidate_fair_exponent"] == 0.5
-    assert "candidate_fair_exponent" not in CandidateSchedule.from_population(population, 7, "fair").identity()
 
 
 def test_fair_exponent_out_of_range_is_refused(tmp_path: Path) -> None:
@@ -187,7 +184,7 @@ def test_uses_v_split_trains_each_set_only_with_its_graphs_under_zero_2(tmp_path
                      "1.attention.value.weight": True, "1.attention_nov.query.weight": False}
 
 
-def load_initial(tmp: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def load_initial(tmp: Path, cfg: Config) -> dict[str, torch.Tensor]:
     from autobert_zero.train.mlm import prepare_mlm_data
     from autobert_zero.train.models import resolve_genotype
     from autobert_zero.train.supernet import build_supernet
@@ -283,3 +280,75 @@ def test_abz_evaluate_errors(supernet_run: Path, capsys: pytest.CaptureFixture[s
         assert code == expected, (args, err)
         assert "Traceback" not in err and "internal error" not in err
         assert re.search(message, " ".join(err.split())), err
+
+
+def test_resume_refuses_any_changed_supernet_key_naming_each(tmp_path: Path) -> None:
+    listing = write_population(tmp_path)
+    cfg = tiny_config(tmp_path, supernet={"strategy": "fair", "population": [str(listing)]},
+                      pretrain={"max_steps": 4, "checkpoint_every": 2})
+    train_supernet(cfg, tmp_path / "sn", max_steps=2)
+    changed = with_section(cfg, "supernet", conv_probability=0.7, fair_exponent=0.5, per_branch=["norm"])
+    refusal = (r"config changed since the run started: supernet\.conv_probability 0\.5 -> 0\.7; "
+               r"supernet\.per_branch \[\] -> \['norm'\]; supernet\.fair_exponent 1\.0 -> 0\.5\. ")
+    with pytest.raises(TrainingError, match=refusal):
+        train_supernet(changed, tmp_path / "sn", resume=True)
+    moved = tmp_path / "moved"  # the population read from another path: the same genotypes, the same run
+    shutil.copytree(tmp_path / "pop", moved)
+    same = with_section(with_section(cfg, "supernet", population=[str(moved / "population.txt")]), "logging",
+                        log_every=3)
+    assert train_supernet(same, tmp_path / "sn", resume=True)["steps"] == 4
+
+
+def test_resume_after_a_kill_past_the_last_checkpoint_reports_the_logged_loss(
+        supernet_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    killed = supernet_run / "killed-exporting"
+    shutil.copytree(supernet_run / "sn", killed)
+    shutil.rmtree(killed / "final")
+    (killed / "summary.json").unlink()
+    config = tiny_yaml(supernet_run, pretrain={"max_steps": 2, "checkpoint_every": 2})
+    code, out, err = run_cli(["supernet", "--config", str(config), "--out", str(killed), "--resume"], capsys)
+    assert code == 0, err
+    logged = read_metrics(killed)[-1]["loss"]
+    assert f"trained the supernet 2 steps (population candidates); final loss {logged:.4f}" in out
+    assert json.loads((killed / "summary.json").read_text())["final_loss"] == logged
+
+
+def test_load_supernet_refuses_weights_that_do_not_match_its_config(supernet_run: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from autobert_zero.train.models import build_mlm_model, resolve_genotype
+
+    cfg = tiny_config(supernet_run, pretrain={"max_steps": 2, "checkpoint_every": 2})
+    _, tokenizer = load_supernet(supernet_run / "sn", cfg)
+
+    lacking = supernet_run / "lacking"  # one tensor removed: it would be initialised at random
+    shutil.copytree(supernet_run / "sn", lacking)
+    weights = load_file(lacking / "final" / "model.safetensors")
+    removed = sorted(weights)[-1]
+    del weights[removed]
+    save_file(weights, lacking / "final" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(TrainingError, match=rf"does not match the supernet .*missing {re.escape(removed)}"):
+        load_supernet(lacking, cfg)
+
+    posing = supernet_run / "posing" / "final"  # a plain pre-trained model with a supernet key added
+    model = build_mlm_model(resolve_genotype(cfg), cfg.model, len(tokenizer), tokenizer.pad_token_id)
+    model.save_pretrained(str(posing))
+    tokenizer.save_pretrained(str(posing))
+    config = json.loads((posing / "config.json").read_text())
+    (posing / "config.json").write_text(json.dumps({**config, "supernet_per_branch": []}))
+    with pytest.raises(TrainingError, match=r"does not match the supernet .*missing .*conv"):
+        load_supernet(posing.parent, cfg)
+
+
+def test_a_deeply_nested_supernet_config_json_is_a_clean_error(supernet_run: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    nested = supernet_run / "nested"
+    shutil.copytree(supernet_run / "sn", nested)
+    (nested / "config.json").write_text('{"model": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, _, err = run_cli(["evaluate", "--supernet", str(nested), str(supernet_run / "bert2.abz")], capsys)
+    assert code == 1 and "nested deeper than" in err and "internal error" not in err
+    (nested / "config.json").write_text((supernet_run / "sn" / "config.json").read_text())
+    final_config = nested / "final" / "config.json"
+    final_config.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, _, err = run_cli(["evaluate", "--supernet", str(nested), str(supernet_run / "bert2.abz")], capsys)
+    assert code == 1 and "final/config.json: JSON nested deeper than" in err and "internal error" not in err

@@ -20,10 +20,11 @@ per_step × (reference steps − 1)) by each estimator's seconds; the cached run
 reported beside it.
 
 The reference cache (`audit.cache_dir`) holds one JSON file per (genotype id, seed) under a folder named
-by the config hash (everything that changes a reference result: sizes, data, the `pretrain:` batch keys and
-weight decay, `evaluate:` lr and batch, DeepSpeed, the reference steps; not the supernet's own schedule);
-files are written atomically as soon as a run ends, so a killed audit resumes where it stopped and later
-audits reuse what matches.
+by the config hash (everything that changes a reference result: sizes, data, the vocabulary's sha256, the
+`pretrain:` batch keys and weight decay, `evaluate:` lr and batch, DeepSpeed, the reference steps; not the
+supernet's own schedule); files are written atomically as soon as a run ends, so a killed audit resumes where
+it stopped and later audits reuse what matches. Each file carries a sha256 of its content and is checked
+against a schema when read: a damaged or edited entry is reported and run again, never used.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,17 +43,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from autobert_zero.config.schema import Estimator, TrainConfig
-from autobert_zero.errors import ConfigError
+from autobert_zero.config.schema import Config, Estimator
+from autobert_zero.errors import ConfigError, DataError
 from autobert_zero.grammar import Genotype
 from autobert_zero.io import atomic_write_text
+from autobert_zero.json_files import read_json
 from autobert_zero.train.audit.candidates import Candidate, candidate_set, neighbour_count
 from autobert_zero.train.audit.plot import table, write_plot
 from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
-from autobert_zero.train.pretrain import resolve_config
+from autobert_zero.train.mlm import resolve_config
 
 OUTPUTS = ("audit.json", "audit.png")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: the key holds the vocabulary's sha256, each entry a sha256 of its content."""
 TIMING_REPEATS = 3
 """Timed scratch runs of each length for the per-step cost (their median is used)."""
 TIMING_STEPS = 100
@@ -64,9 +68,9 @@ class EvaluatorBackend:
     """The evaluation stack as the audit uses it: one `Evaluator` per (estimator, steps, init seed, warm-up),
     all sharing the data and tokenizer prepared once (those of the supernet)."""
 
-    def __init__(self, supernet_dir: Path | None, cfg: TrainConfig, show: bool) -> None:
+    def __init__(self, supernet_dir: Path | None, cfg: Config, show: bool) -> None:
         from autobert_zero.train.evaluate import Evaluator
-        from autobert_zero.train.pretrain import resolve_genotype
+        from autobert_zero.train.models import resolve_genotype
 
         self.supernet_dir, self.cfg, self.show = supernet_dir, cfg, show
         self._evaluators: dict[tuple[str, int, int, int], Evaluator] = {}
@@ -100,16 +104,17 @@ class EvaluatorBackend:
                 for r in results]
 
 
-def check_audit_config(cfg: TrainConfig) -> None:
+def check_audit_config(cfg: Config) -> None:
     """Refuse audit settings no field check catches (distinct seeds and k values, an estimator seed that is a
-    reference seed); the loader has checked each field (bounds, `audit.size_prior` among `SIZE_PRIORS`)."""
+    reference seed); the schema has checked each field (at least two seeds, one k, none negative,
+    `audit.size_prior` among `SIZE_PRIORS`)."""
     a = cfg.audit
     seeds = a.reference_seeds
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise ConfigError(f"{cfg.source}: audit.reference_seeds = {seeds}: expected two or more distinct "
-                          f"non-negative seeds (their mean is the reference, their τ the noise ceiling)")
-    if not a.biws_steps or len(set(a.biws_steps)) != len(a.biws_steps) or min(a.biws_steps) < 0:
-        raise ConfigError(f"{cfg.source}: audit.biws_steps = {a.biws_steps}: expected distinct step counts ≥ 0 "
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{cfg.source}: audit.reference_seeds = {seeds}: expected distinct seeds (their mean is "
+                          f"the reference, their τ the noise ceiling)")
+    if len(set(a.biws_steps)) != len(a.biws_steps):
+        raise ConfigError(f"{cfg.source}: audit.biws_steps = {a.biws_steps}: expected distinct step counts "
                           f"(k of each BIWS estimator tried, e.g. [0, 5, 20])")
     if cfg.evaluate.init_seed in seeds:
         raise ConfigError(f"{cfg.source}: evaluate.init_seed = {cfg.evaluate.init_seed} is also a reference seed "
@@ -117,7 +122,7 @@ def check_audit_config(cfg: TrainConfig) -> None:
                           f"would rank too well: choose another seed or null")
 
 
-def load_audit_config(supernet_dir: Path, config: TrainConfig | str | os.PathLike[str] | None) -> TrainConfig:
+def load_audit_config(supernet_dir: Path, config: Config | str | os.PathLike[str] | None) -> Config:
     """The config given (an object is copied), else the supernet run's own `config.json`; the audit section
     checked."""
     if not supernet_dir.is_dir():
@@ -134,8 +139,9 @@ def load_audit_config(supernet_dir: Path, config: TrainConfig | str | os.PathLik
     return cfg
 
 
-def config_hash(cfg: TrainConfig) -> str:
-    """sha256 of what changes a reference result (see the module docstring)."""
+def config_hash(cfg: Config, vocab_sha256: str) -> str:
+    """sha256 of what changes a reference result (see the module docstring); `vocab_sha256` is the audit's
+    tokenizer's (`checkpoint.vocabulary_sha256`): a vocabulary trained anew may differ for the same config."""
     data = dataclasses.asdict(cfg)
     for key in ("source", "genotype", "seed", "logging", "finetune", "search", "supernet", "audit"):
         data.pop(key, None)
@@ -147,13 +153,15 @@ def config_hash(cfg: TrainConfig) -> str:
                 "glue_task", "glue_data_dir"):
         evaluate.pop(key, None)
     data["held_out_seed"] = cfg.seed
+    data["vocab_sha256"] = vocab_sha256
     data["reference"] = {"steps": cfg.audit.reference_steps, "warmup": cfg.audit.reference_warmup_steps,
                          "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 class ReferenceCache:
-    """Reference outcomes on disk, one atomic JSON file per (genotype id, seed)."""
+    """Reference outcomes on disk, one atomic JSON file per (genotype id, seed), each with a sha256 of its
+    content (`digest`)."""
 
     def __init__(self, root: str | os.PathLike[str] | None, key: str) -> None:
         base = Path(root).expanduser() if root else Path.home() / ".cache" / "autobert_zero" / "audit"
@@ -164,22 +172,67 @@ class ReferenceCache:
         return self.folder / f"{genotype_id[:40]}-seed{seed}.json"
 
     def get(self, genotype_id: str, seed: int) -> Outcome | None:
-        """The stored outcome, or None (absent, unreadable, or written for another config or genotype)."""
+        """The stored outcome, or None when there is none; an entry that is damaged, edited, or written for
+        another config, genotype or seed is reported on stderr and None is returned (it is run again)."""
+        path = self._path(genotype_id, seed)
+        if not path.is_file():
+            return None
         try:
-            data = json.loads(self._path(genotype_id, seed).read_text(encoding="utf-8"))
-            if data["config_hash"] != self.key or data["genotype_id"] != genotype_id or data["seed"] != seed:
-                return None
-            return Outcome(**data["outcome"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return self._read(path, genotype_id, seed)
+        except DataError as problem:
+            print(f"abz audit: ignoring reference cache entry {problem}; running it again", file=sys.stderr)
             return None
 
+    def _read(self, path: Path, genotype_id: str, seed: int) -> Outcome:
+        record = read_json(path, DataError, max_depth=4, max_bytes=1 << 20, allow_nonfinite=True)
+        if not isinstance(record, dict) or set(record) != {"config_hash", "genotype_id", "seed", "outcome", "digest"}:
+            raise DataError(f"{path}: expected the keys config_hash, genotype_id, seed, outcome and digest")
+        if record["digest"] != _digest(record):
+            raise DataError(f"{path}: its content does not match its sha256 digest (damaged or edited)")
+        if (record["config_hash"], record["genotype_id"], record["seed"]) != (self.key, genotype_id, seed):
+            raise DataError(f"{path}: written for another config, genotype or seed")
+        return _outcome(record["outcome"], path)
+
     def put(self, genotype_id: str, seed: int, outcome: Outcome) -> None:
-        record = {"config_hash": self.key, "genotype_id": genotype_id, "seed": seed,
-                  "outcome": dataclasses.asdict(outcome)}
+        record: dict[str, Any] = {"config_hash": self.key, "genotype_id": genotype_id, "seed": seed,
+                                  "outcome": dataclasses.asdict(outcome)}
+        record["digest"] = _digest(record)
         atomic_write_text(self._path(genotype_id, seed), json.dumps(record, indent=1))
 
 
-def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: TrainConfig,
+def _digest(record: dict[str, Any]) -> str:
+    """sha256 of a cache entry's content (all but its `digest`), in a canonical JSON form."""
+    content = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
+    "score": (float, int, type(None)), "eval_loss": (float, int, type(None)), "seconds": (float, int),
+    "status": (str,), "reason": (str,), "params": (int, type(None)), "flops_per_token": (float, int, type(None))}
+"""The fields of a cached `Outcome` and their JSON types."""
+
+
+def _outcome(data: Any, path: Path) -> Outcome:
+    """A cached outcome, checked field by field (types, a status the audit writes, finite seconds ≥ 0)."""
+    if not isinstance(data, dict) or set(data) != set(OUTCOME_TYPES):
+        raise DataError(f"{path}: 'outcome' should hold exactly {', '.join(OUTCOME_TYPES)}")
+    for key, types in OUTCOME_TYPES.items():
+        if isinstance(data[key], bool) or not isinstance(data[key], types):
+            raise DataError(f"{path}: outcome.{key} has the wrong type ({type(data[key]).__name__})")
+    if data["status"] not in ("ok", "failed", "duplicate") or not (
+            math.isfinite(data["seconds"]) and data["seconds"] >= 0):
+        raise DataError(f"{path}: outcome.status or outcome.seconds is out of range")
+    return Outcome(**data)
+
+
+def reference_cache(cfg: Config, tokenizer: Any) -> ReferenceCache:
+    """The reference cache of a config and the audit's tokenizer (its vocabulary is part of the key)."""
+    from autobert_zero.train.checkpoint import vocabulary_sha256
+
+    return ReferenceCache(cfg.audit.cache_dir, config_hash(cfg, vocabulary_sha256(tokenizer)))
+
+
+def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: Config,
                    cache: ReferenceCache, show: bool, *, backwards: bool = False) -> dict[int, list[Outcome]]:
     """Every candidate's reference outcome per seed, from the cache or run (and cached) now. The cache is
     read again before each run, so two processes can fill it at once: one going `backwards` (the last
@@ -202,14 +255,14 @@ def reference_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], c
     return {s: [o for o in outcomes if o is not None] for s, outcomes in results.items()}
 
 
-def estimator_seed(cfg: TrainConfig) -> int:
+def estimator_seed(cfg: Config) -> int:
     """Init/data-order seed of the short estimators: `evaluate.init_seed`, else one past the reference seeds
     (a short scratch run that shared a reference run's initialisation would look better than it is)."""
     return cfg.evaluate.init_seed if cfg.evaluate.init_seed is not None else max(cfg.audit.reference_seeds) + 1
 
 
 def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: Estimator, steps: int,
-                   cfg: TrainConfig, desc: str, show: bool) -> list[Outcome]:
+                   cfg: Config, desc: str, show: bool) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar)."""
     seed = estimator_seed(cfg)
     warmup = min(cfg.evaluate.warmup_steps, steps)
@@ -247,7 +300,7 @@ class StepTiming:
                 "floored": self.floored, "reference_seconds": round(self.reference_seconds, 3)}
 
 
-def timed_reference(backend: EvaluatorBackend, candidate: Candidate, cfg: TrainConfig, *,
+def timed_reference(backend: EvaluatorBackend, candidate: Candidate, cfg: Config, *,
                     repeats: int = TIMING_REPEATS, timer: Timer | None = None) -> StepTiming:
     """The per-step cost and one reference run's seconds, timed now in this process: `repeats` scratch runs of
     1 and of 1 + n steps of `candidate` (n = min(`TIMING_STEPS`, reference steps − 1); the long ones at the
@@ -296,13 +349,13 @@ def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
     return sum(o.seconds for o in outcomes) / len(outcomes)
 
 
-def run_audit(backend: EvaluatorBackend, cfg: TrainConfig, count: int, *, show: bool = True,
+def run_audit(backend: EvaluatorBackend, cfg: Config, count: int, *, show: bool = True,
               context: dict[str, Any] | None = None, timer: Timer | None = None) -> dict[str, Any]:
     """Measure everything and return the `audit.json` mapping (writes only the reference cache). `timer`
     replaces the timed scratch runs of the cost matching (`timed_reference`)."""
     a = cfg.audit
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=a.neighbours)
-    cache = ReferenceCache(a.cache_dir, config_hash(cfg))
+    cache = reference_cache(cfg, backend.prepared.tokenizer)
     reference = reference_runs(backend, candidates, cfg, cache, show)  # first: the costly, cached part
     estimators: dict[str, EstimatorRun] = {}
     for k in a.biws_steps:
@@ -348,7 +401,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> str:
 
 
 def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.PathLike[str],
-          config: TrainConfig | str | os.PathLike[str] | None = None, *, cache_dir: str | None = None,
+          config: Config | str | os.PathLike[str] | None = None, *, cache_dir: str | None = None,
           force: bool = False, show: bool = True) -> tuple[dict[str, Any], str]:
     """The whole `abz audit`: checks, measurements, `OUT/audit.json` + `OUT/audit.png`; returns the report and
     its table. Bad input fails before any training (folder, config, candidate count)."""
@@ -362,14 +415,14 @@ def audit(supernet_dir: str | os.PathLike[str], count: int, out_dir: str | os.Pa
     from autobert_zero.train.supernet import load_supernet
 
     load_supernet(supernet, cfg)  # a damaged folder or other sizes are refused before the output folder is made
-    with open_run_dir(out_dir, "abz audit", force=force, outputs=OUTPUTS) as run:
+    with open_run_dir(out_dir, "abz audit", force=force, outputs=OUTPUTS, can_resume=False) as run:
         backend = EvaluatorBackend(supernet, cfg, show)
         report = run_audit(backend, cfg, count, show=show,
                            context={"supernet": str(supernet), "config": cfg.source})
         return report, write_outputs(report, run.path)
 
 
-def fill_reference(count: int, config: TrainConfig | str | os.PathLike[str], *, cache_dir: str | None = None,
+def fill_reference(count: int, config: Config | str | os.PathLike[str], *, cache_dir: str | None = None,
                    show: bool = True) -> Path:
     """Run (or find) the reference runs of the `count` candidates at the config's host depth, with no supernet
     (e.g. in a second process while the audit trains its supernet), last candidate first so that it meets
@@ -380,6 +433,6 @@ def fill_reference(count: int, config: TrainConfig | str | os.PathLike[str], *, 
     neighbour_count(count, cfg.audit.neighbours)
     backend = EvaluatorBackend(None, cfg, show)
     candidates = candidate_set(backend.num_layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
-    cache = ReferenceCache(cfg.audit.cache_dir, config_hash(cfg))
+    cache = reference_cache(cfg, backend.prepared.tokenizer)
     reference_runs(backend, candidates, cfg, cache, show, backwards=True)
     return cache.folder

@@ -11,6 +11,8 @@ written under a temporary name and renamed into place unless one is already ther
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from autobert_zero.io import atomic_new_directory
 from autobert_zero.train.data.corpus import Corpus
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-_TRAINER_VERSION = "wordpiece-v1"
+_TRAINER_VERSION = "wordpiece-v2"
+"""v2: the same vocabulary in every process (see `train_wordpiece`)."""
 
 
 def _check_special_tokens(tok: PreTrainedTokenizerBase, source: str) -> PreTrainedTokenizerBase:
@@ -69,16 +72,52 @@ def _iter_texts(corpus: Corpus, batch_size: int = 10_000) -> Iterator[list[str]]
         yield batch["text"]
 
 
+def _private_chars(avoid: set[str], count: int) -> list[str]:
+    """`count` private-use characters (planes 15 and 16) that are not in `avoid`."""
+    pool = (chr(c) for c in (*range(0xF0000, 0xFFFFE), *range(0x100000, 0x10FFFE)))
+    chars = [c for c in itertools.islice((c for c in pool if c not in avoid), count)]
+    if len(chars) < count:
+        raise DataError(f"the corpus uses {count} distinct characters, more than WordPiece training can handle")
+    return chars
+
+
 def train_wordpiece(corpus: Corpus, vocab_size: int, lowercase: bool = True,
                     show_progress: bool = False) -> PreTrainedTokenizerBase:
-    """Train a BERT-style WordPiece tokenizer on the corpus (no caching; see `cached_wordpiece`)."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                        show_progress=show_progress)
-    tok.train_from_iterator(_iter_texts(corpus), trainer=trainer, length=corpus.num_texts)
-    vocab = dict(sorted(tok.get_vocab().items(), key=lambda item: item[1]))
+    """Train a BERT-style WordPiece tokenizer on the corpus (no caching; see `cached_wordpiece`), the same
+    vocabulary in every process.
+
+    `tokenizers`' WordPieceTrainer gives its `##` tokens ids in hash-map order, which differs per process and
+    breaks ties between equally frequent merges (huggingface/tokenizers#1794): the vocabulary changed from one
+    fresh training to the next. So the same BPE merges are computed here with each continuing character
+    spelled as its own private-use character — every symbol is then in the initial alphabet, whose ids are in
+    character order — and `##` is put back afterwards.
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for texts in _iter_texts(corpus):
+        for text in texts:
+            counts.update(word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    alphabet = sorted({c for word in counts for c in word} - {" "})
+    continuing = dict(zip(alphabet, _private_chars(set(alphabet), len(alphabet)), strict=True))
+    bare = {spelled: c for c, spelled in continuing.items()}
+
+    def spelled(word: str) -> str:
+        return word[0] + "".join(continuing[c] for c in word[1:])
+
+    def words() -> Iterator[str]:
+        for word, count in sorted(counts.items()):
+            yield (spelled(word) + " ") * count
+
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=show_progress,
+                                  initial_alphabet=alphabet)
+    tok.train_from_iterator(words(), trainer=trainer, length=len(counts))
+    vocab: dict[str, int] = {}
+    for token, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1]):
+        plain = "".join(bare.get(c, c) for c in token)
+        vocab.setdefault(f"##{plain}" if token[0] in bare else plain, len(vocab))
     return BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=lowercase)
 
 

@@ -6,13 +6,14 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from autobert_zero.config.load import config_from_dict
-from autobert_zero.config.schema import TrainConfig
+from autobert_zero.config.schema import Config
 from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.train.audit.candidates import candidate_set
@@ -20,6 +21,7 @@ from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome,
 from autobert_zero.train.audit.run import (
     MIN_STEP_SECONDS,
     ReferenceCache,
+    _digest,
     check_audit_config,
     config_hash,
     estimator_seed,
@@ -124,19 +126,50 @@ def test_reference_cache_round_trip_and_damage(tmp_path: Path) -> None:
     assert not list(cache.folder.glob(".*.tmp"))
 
 
+def _tampered(record: dict[str, Any], how: str) -> dict[str, Any]:
+    if how == "edited score":
+        record["outcome"]["score"] = 99.0  # the digest no longer matches
+    elif how == "deep nesting":
+        record["outcome"]["reason"] = json.loads("[" * 50 + "]" * 50)
+    elif how == "wrong type, digest recomputed":
+        record["outcome"]["seconds"] = "fast"
+        record["digest"] = _digest(record)
+    elif how == "unknown status, digest recomputed":
+        record["outcome"]["status"] = "great"
+        record["digest"] = _digest(record)
+    elif how == "no digest":
+        del record["digest"]
+    elif how == "not an object":
+        return [record]  # type: ignore[return-value]
+    return record
+
+
+@pytest.mark.parametrize("how", ["edited score", "deep nesting", "wrong type, digest recomputed",
+                                 "unknown status, digest recomputed", "no digest", "not an object"])
+def test_a_tampered_reference_cache_entry_is_reported_and_run_again(tmp_path: Path, how: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cache = ReferenceCache(tmp_path, "a" * 64)
+    cache.put("g1", 0, Outcome(-3.5, 3.5, 12.25))
+    path = next(cache.folder.glob("g1-seed0.json"))
+    path.write_text(json.dumps(_tampered(json.loads(path.read_text(encoding="utf-8")), how)), encoding="utf-8")
+    assert cache.get("g1", 0) is None  # not used: the reference runs it again
+    assert f"ignoring reference cache entry {path}" in capsys.readouterr().err
+
+
 def test_config_hash_and_checks(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
-    base = config_hash(cfg)
+    base = config_hash(cfg, "v" * 64)
+    assert config_hash(cfg, "w" * 64) != base  # another vocabulary (a WordPiece trained anew): other references
     cfg.audit.biws_steps = [0, 3]
     cfg.audit.bootstrap_samples = 10
     cfg.pretrain.max_steps, cfg.pretrain.warmup_steps, cfg.pretrain.lr = 7, 1, 0.5  # the supernet's schedule
     cfg.supernet.per_branch = ["norm"]
-    assert config_hash(cfg) == base  # estimator and supernet choices do not touch the reference
+    assert config_hash(cfg, "v" * 64) == base  # estimator and supernet choices do not touch the reference
     cfg.pretrain.micro_batch_size += 1
-    assert config_hash(cfg) != base
+    assert config_hash(cfg, "v" * 64) != base
     cfg.pretrain.micro_batch_size -= 1
     cfg.audit.reference_steps += 1
-    assert config_hash(cfg) != base
+    assert config_hash(cfg, "v" * 64) != base
     cfg.audit.reference_seeds = [1, 1]
     with pytest.raises(ConfigError, match="reference_seeds"):
         check_audit_config(cfg)
@@ -184,7 +217,7 @@ class FakeTimer:
         return self.seconds[steps].pop(0)
 
 
-def _timing_config(tmp_path: Path, reference_steps: int = 300) -> TrainConfig:
+def _timing_config(tmp_path: Path, reference_steps: int = 300) -> Config:
     cfg = tiny_config(tmp_path)
     cfg.audit.reference_steps, cfg.audit.reference_warmup_steps = reference_steps, 10
     return cfg
@@ -231,8 +264,15 @@ class FakeBackend:
 
     num_layers = 2
 
+    class Tokenizer:
+        all_special_tokens = ("[PAD]",)
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"[PAD]": 0, "a": 1}
+
     def __init__(self) -> None:
         self.asked: list[tuple[str, int]] = []
+        self.prepared = type("Prepared", (), {"tokenizer": self.Tokenizer()})()
 
     def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int) -> list[Outcome]:
         self.asked.append((estimator, steps))
