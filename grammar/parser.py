@@ -9,6 +9,7 @@ Then `validate` (shapes, sizes, conv values) runs on the IR. Nothing in a genoty
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +44,20 @@ from .validate import validate
 # Raw records: the parse tree with positions, before names are resolved.
 
 
+class RawKind(enum.Enum):
+    """What a raw expression is before names are resolved."""
+
+    CALL = "call"
+    """An op applied to arguments (`name` is the op)."""
+    INPUT = "input"
+    """Q, K or V."""
+    REF = "ref"
+    """A binding's name."""
+
+
 @dataclass
 class RawExpr:
-    kind: str  # "call" | "input" | "ref"
+    kind: RawKind
     name: str  # op name, input name or referenced binding
     span: Span
     args: list[RawExpr] = field(default_factory=list)
@@ -57,6 +69,23 @@ class RawGraph:
     span: Span
     bindings: list[tuple[str, RawExpr, Span]] = field(default_factory=list)
     outputs: list[tuple[RawExpr, Span]] = field(default_factory=list)
+
+
+@dataclass
+class RawBinding:
+    """`name = expr` inside an attention graph."""
+
+    name: str
+    expr: RawExpr
+    span: Span
+
+
+@dataclass
+class RawReturn:
+    """`return expr` inside an attention graph."""
+
+    expr: RawExpr
+    span: Span
 
 
 @dataclass
@@ -87,21 +116,21 @@ class _TreeToRaw(Transformer):
         assert isinstance(name, Token)
         graph = RawGraph(str(name), _span(name))
         for child in children[1:]:
-            if isinstance(child, tuple) and child[0] == "bind":
-                graph.bindings.append(child[1:])
-            elif isinstance(child, tuple) and child[0] == "return":
-                graph.outputs.append(child[1:])
+            if isinstance(child, RawBinding):
+                graph.bindings.append((child.name, child.expr, child.span))
+            elif isinstance(child, RawReturn):
+                graph.outputs.append((child.expr, child.span))
         return graph
 
-    def binding(self, children: list[object]) -> tuple[str, str, RawExpr, Span]:
+    def binding(self, children: list[object]) -> RawBinding:
         name, expr = children
         assert isinstance(name, Token) and isinstance(expr, RawExpr)
-        return ("bind", str(name), expr, _span(name))
+        return RawBinding(str(name), expr, _span(name))
 
-    def output(self, children: list[object]) -> tuple[str, RawExpr, Span]:
+    def output(self, children: list[object]) -> RawReturn:
         (expr,) = children
         assert isinstance(expr, RawExpr)
-        return ("return", expr, expr.span)
+        return RawReturn(expr, expr.span)
 
     def empty(self, children: list[object]) -> None:
         return None
@@ -111,16 +140,16 @@ class _TreeToRaw(Transformer):
         assert isinstance(op_token, Token)
         args = [c for c in children[1:] if c is not None]
         assert all(isinstance(a, RawExpr) for a in args)
-        return RawExpr("call", str(op_token), _span(op_token), args)  # type: ignore[arg-type]
+        return RawExpr(RawKind.CALL, str(op_token), _span(op_token), args)  # type: ignore[arg-type]
 
     def op(self, children: list[Token]) -> Token:
         return children[0]
 
     def input(self, children: list[Token]) -> RawExpr:
-        return RawExpr("input", str(children[0]), _span(children[0]))
+        return RawExpr(RawKind.INPUT, str(children[0]), _span(children[0]))
 
     def ref(self, children: list[Token]) -> RawExpr:
-        return RawExpr("ref", str(children[0]), _span(children[0]))
+        return RawExpr(RawKind.REF, str(children[0]), _span(children[0]))
 
     @v_args(meta=True)
     def backbone(self, meta: Meta, children: list[object]) -> RawBackbone:
@@ -276,9 +305,9 @@ class _Resolution:
                 self.visiting.pop()
                 continue
             expr = item.expr
-            if expr.kind == "input":
+            if expr.kind is RawKind.INPUT:
                 values.append(_Value(Input(expr.name, expr.span)))
-            elif expr.kind == "ref":
+            elif expr.kind is RawKind.REF:
                 value = self._reference(expr, work)
                 if value is not None:
                     values.append(value)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import logging
 import math
@@ -101,14 +102,24 @@ class CandidateResult:
         return dataclasses.asdict(self)
 
 
+class _Action(enum.Enum):
+    """What `Evaluator.evaluate` does with one genotype of its list."""
+
+    CACHED = "cached"
+    """A result exists, or an earlier entry of the list will make one."""
+    SCORE = "score"
+    DUPLICATE = "duplicate"
+    """Of `_Step.twin` (equal functional fingerprint)."""
+    FAILED = "failed"
+    """Its fingerprint could not be computed (`_Step.reason`)."""
+
+
 @dataclasses.dataclass
 class _Step:
     """What `Evaluator.evaluate` does with one genotype of its list, decided before anything is scored."""
 
     genotype: Genotype
-    action: str
-    """"cached" (a result exists, or an earlier entry of the list will make one), "score", "duplicate"
-    (of `twin`) or "failed" (its fingerprint could not be computed: `reason`)."""
+    action: _Action
     seconds: float = 0.0
     """Time spent deciding (the fingerprint)."""
     twin: str | None = None
@@ -193,20 +204,20 @@ class Evaluator:
     def evaluate(self, genotypes: Sequence[Genotype]) -> list[CandidateResult]:
         """One result per genotype, in order (cached ones reused); see the module doc."""
         steps = self._triage(genotypes)
-        fresh = iter(self._score_all([step.genotype for step in steps if step.action == "score"]))
+        fresh = iter(self._score_all([step.genotype for step in steps if step.action is _Action.SCORE]))
         results = []
         for step in steps:
             genotype = step.genotype
-            if step.action == "score":
+            if step.action is _Action.SCORE:
                 self.cache[genotype.id] = result = next(fresh)
                 result.seconds += step.seconds
-            elif step.action == "duplicate":
+            elif step.action is _Action.DUPLICATE:
                 assert step.twin is not None
                 self.cache[genotype.id] = dataclasses.replace(
                     self.cache[step.twin], id=genotype.id, genotype=genotype.to_text(), status="duplicate",
                     reason=f"computes the same as {step.twin} (equal functional fingerprint)", twin=step.twin,
                     seconds=step.seconds)
-            elif step.action == "failed":
+            elif step.action is _Action.FAILED:
                 self.cache[genotype.id] = CandidateResult(genotype.id, genotype.to_text(), None, None, None, None,
                                                           step.seconds, "failed", step.reason)
             results.append(dataclasses.replace(self.cache[genotype.id]))
@@ -223,21 +234,22 @@ class Evaluator:
         steps, known = [], set(self.cache)
         for genotype in genotypes:
             if genotype.id in known:
-                steps.append(_Step(genotype, "cached"))
+                steps.append(_Step(genotype, _Action.CACHED))
                 continue
             known.add(genotype.id)
             t0 = time.perf_counter()
             try:
                 fp = genotype_fingerprint(genotype)
             except (AbzError, RuntimeError, ValueError) as exc:  # a genotype that cannot be compiled
-                steps.append(_Step(genotype, "failed", time.perf_counter() - t0, reason=f"{type(exc).__name__}: {exc}"))
+                steps.append(_Step(genotype, _Action.FAILED, time.perf_counter() - t0,
+                                   reason=f"{type(exc).__name__}: {exc}"))
                 continue
             twin = self.fingerprints.get(fp)
             if twin is not None and twin in known:
-                steps.append(_Step(genotype, "duplicate", time.perf_counter() - t0, twin=twin))
+                steps.append(_Step(genotype, _Action.DUPLICATE, time.perf_counter() - t0, twin=twin))
             else:
                 self.fingerprints[fp] = genotype.id
-                steps.append(_Step(genotype, "score", time.perf_counter() - t0))
+                steps.append(_Step(genotype, _Action.SCORE, time.perf_counter() - t0))
         return steps
 
     def _score_all(self, genotypes: list[Genotype]) -> list[CandidateResult]:
