@@ -119,7 +119,8 @@ def main() -> None:
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
         "stages": stages, "total_seconds": round(total, 2), "search": figures,
         "export": {"folders": exported, "with_hf": hf_folders,
-                   "weights": "untrained: randomly initialised Hugging Face folders (abz export)"}})
+                   "weights": "supernet-inherited: the supernet's weights and tokenizer, before the search's "
+                              "adaptation steps (abz export)"}})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     abz search --config configs/tiny.yaml --out runs/search [--seed N]   # a new search (config `search:`)
     abz resume runs/search                                              # continue a stopped or killed one
     abz report runs/search                                              # report.md + plots/*.png
-    abz export runs/search --top 3 --out runs/best                      # .abz files + Hugging Face folders
+    abz export runs/search --top 3 --out runs/best                      # .abz files, model cards, HF folders
 
 The search folder holds `config.yaml` (the resolved config the run uses, paths made absolute),
 `state.json` and `history.jsonl` (see `autobert_zero.evolve.state`) and, when done, `summary.json`.
@@ -15,6 +15,9 @@ file. `abz report` and `abz export` read the history only as the state's digest 
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
 split across the ranks and the results gathered in order, so the history is the one-process history (see
 `autobert_zero.train.fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
+`abz export` writes `rankN/genotype.abz`, a model card `rankN/README.md` and a Hugging Face folder `rankN/hf`
+per genotype (and an index `README.md`): the supernet-inherited weights of a search scored through a supernet,
+random ones only with `--untrained` (see `autobert_zero.cli.export_weights`).
 `abz export FILE --out DIR` with a genotype file is `abz compile`.
 """
 
@@ -33,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from autobert_zero.cli.exit_codes import ExitCode
-from autobert_zero.cli.genotype import build_model, cmd_compile, model_sizes, save_into
+from autobert_zero.cli.genotype import cmd_compile
 from autobert_zero.cli.options import (
+    DEFAULT_VOCAB_SIZE,
     add_config,
     add_force,
     add_head,
@@ -50,11 +54,13 @@ from autobert_zero.evolve import HistoryLine, Progress, Search, StateStore, best
 from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE, load_verified_history, supernet_identity
 from autobert_zero.grammar import Genotype, default_language, formula, load_genotype, parse_genotype
 from autobert_zero.io import atomic_write_text
-from autobert_zero.run_dir import open_run_dir
+from autobert_zero.run_dir import check_out_dir, open_run_dir
 
 if TYPE_CHECKING:
+    from autobert_zero.cli.export_weights import WeightsSource
     from autobert_zero.cli.options import Subparsers
     from autobert_zero.config.schema import Config
+    from autobert_zero.evolve.export import ScoreSource, WeightsInfo
 
 CONFIG_FILE = "config.yaml"
 OUTPUTS = (STATE_FILE, HISTORY_FILE, CONFIG_FILE, "summary.json", "report.md", "plots")
@@ -83,15 +89,23 @@ def register(sub: Subparsers) -> None:
     add_top(report, 5, "how many best genotypes to show (default 5)")
     report.set_defaults(func=cmd_report)
 
-    export = sub.add_parser("export", help="best genotypes of a search as .abz files and Hugging Face folders "
-                            "(with a genotype FILE: the same as `abz compile`)")
+    export = sub.add_parser("export", help="best genotypes of a search as .abz files, model cards and Hugging Face "
+                            "folders (with a genotype FILE: the same as `abz compile`)",
+                            description="Write OUT/rankN/genotype.abz, a model card OUT/rankN/README.md and a Hugging "
+                            "Face folder OUT/rankN/hf for the best genotypes of a search. A search scored through a "
+                            "supernet (estimator biws) exports the supernet-inherited weights (with its tokenizer); "
+                            "any other search needs --untrained (random weights) or --no-hf.")
     export.add_argument("file", metavar="DIR_OR_FILE", help="search folder (or a genotype file: abz compile)")
     add_out(export, "output folder", metavar="DIR")
     add_top(export, 3, "how many best genotypes (default 3)")
-    export.add_argument("--no-hf", action="store_true", help="write only the .abz files")
+    export.add_argument("--no-hf", action="store_true", help="write only the .abz files and model cards")
+    export.add_argument("--untrained", action="store_true",
+                        help="randomly initialised Hugging Face folders (seed --seed, sizes of the search config and "
+                        "the size flags) instead of the search's weights")
     add_head(export, "model class of the Hugging Face folders (default: mlm)")
     add_vocab_size(export)
-    add_seed(export)
+    export.set_defaults(vocab_size=None)  # None: not given (supernet weights bring their vocabulary)
+    add_seed(export, "seed of the random initialisation (--untrained, or a genotype FILE)")
     add_force(export, "write into a non-empty --out folder")
     add_size_arguments(export)
     export.set_defaults(func=cmd_export)
@@ -348,35 +362,96 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """A search folder's best genotypes (see the module doc); a genotype file is `abz compile`. Every check (the
+    history, the flags, the weights' source: `cli.export_weights.weights_source`) passes before anything is
+    written."""
     source = Path(args.file)
     if not (source / STATE_FILE).exists() and not (source / HISTORY_FILE).exists():
         if source.is_dir():
             raise SearchError(f"{source} holds no search ({STATE_FILE} is missing) and is not a genotype file")
+        if args.vocab_size is None:
+            args.vocab_size = DEFAULT_VOCAB_SIZE
         return cmd_compile(args)
+    from autobert_zero.cli.export_weights import weights_source
     from autobert_zero.evolve.export import best_candidates, write_genotypes
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
-    best = best_candidates([line.to_json() for line in load_verified_history(source)[1]], args.top)
+    body, lines = load_verified_history(source)
+    best = best_candidates([line.to_json() for line in lines], args.top)
     if not best:
         raise SearchError(f"{source}: no candidate has a fitness yet; nothing to export")
-    sizes = None if args.no_hf else model_sizes(_load_run_config(source).model, args)  # the checks of compile
+    cfg = _load_run_config(source)
     out = Path(args.out)
-    with open_run_dir(out, "abz export", force=args.force, outputs=[f"rank{i + 1}" for i in range(len(best))]):
+    outputs = [*(f"rank{i + 1}" for i in range(len(best))), "README.md"]
+    check_out_dir(out, "abz export", force=args.force, outputs=outputs)  # before the supernet is loaded
+    weights = weights_source(source, cfg, body.get("run"), args)
+    with open_run_dir(out, "abz export", force=args.force, outputs=outputs):
         written = write_genotypes(best, out)
-        if sizes is not None:
-            for folder, line in zip(written, best, strict=True):
-                _export_hf(line["genotype"], folder / "hf", sizes, args)
-    for folder, line in zip(written, best, strict=True):
-        print(f"{folder}: fitness {line['fitness']:.4f}, id {line['id'][:12]}")
+        scoring = _scoring(source, cfg, body.get("run"))
+        infos = [_export_rank(source, cfg, line, rank, folder, weights, scoring)
+                 for rank, (folder, line) in enumerate(zip(written, best, strict=True), start=1)]
+        from autobert_zero.evolve.export import index_text
+
+        atomic_write_text(out / "README.md", index_text(source.resolve(), list(zip(best, infos, strict=True))))
+    for folder, line, info in zip(written, best, infos, strict=True):
+        print(f"{folder}: fitness {line['fitness']:.4f}, id {line['id'][:12]}; weights: {info.label}")
     return ExitCode.OK
 
 
-def _export_hf(text: str, folder: Path, sizes: dict[str, int], args: argparse.Namespace) -> None:
-    """A randomly initialised Hugging Face folder of the genotype at `sizes` (the search config's, with the
-    flag overrides: `cli.genotype.model_sizes`)."""
-    from autobert_zero.grammar import parse_genotype
+def _export_rank(search: Path, cfg: Config, line: dict[str, Any], rank: int, folder: Path,
+                 weights: WeightsSource | None, scoring: ScoreSource) -> WeightsInfo:
+    """`folder/hf` (unless `weights` is None) and the model card `folder/README.md` of one genotype."""
+    from autobert_zero.cli.export_weights import no_hf_sizes
+    from autobert_zero.compiler.analysis import StaticSizes, flops_per_token, parameter_report
+    from autobert_zero.evolve.export import ModelFacts, WeightsInfo, model_card
 
-    genotype: Genotype = parse_genotype(text)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_into(build_model(genotype, sizes, args.vocab_size, args.head, args.seed), folder)
+    genotype = parse_genotype(line["genotype"])
+    seq_len = cfg.data.max_seq_length
+    if weights is None:
+        info = WeightsInfo("none", "none exported (--no-hf)")
+        sizes = no_hf_sizes(cfg)
+        static = StaticSizes(**sizes)
+        h = sizes["hidden_size"]
+        params = parameter_report(genotype, static, pooler=False).total + h * h + 3 * h + sizes["vocab_size"]
+        facts = ModelFacts(sizes, seq_len, flops_per_token(genotype, static, seq_len).per_token, params,
+                           "an AutoBertZeroForMaskedLM at the search config's sizes, counted by compiler.analysis")
+    else:
+        info, sizes = weights.info, weights.sizes
+        model_class, params = weights.write(genotype, folder / "hf")
+        facts = ModelFacts(sizes, seq_len, flops_per_token(genotype, StaticSizes(**sizes), seq_len).per_token,
+                           params, f"the exported {model_class}", model_class, weights.tokenizer)
+    atomic_write_text(folder / "README.md", model_card(line, rank, search.resolve(), info, facts, scoring))
+    return info
+
+
+def _scoring(search: Path, cfg: Config, run: dict[str, Any] | None) -> ScoreSource:
+    """How the search's fitness scored its candidates, in words (for the model cards)."""
+    from autobert_zero.evolve.export import ScoreSource
+
+    ev = cfg.evaluate
+    if cfg.search.fitness != "evaluate":
+        return ScoreSource(f"`search.fitness: {cfg.search.fitness}`: a stand-in score, no model trained",
+                           "none: the synthetic fitness measures no loss")
+    fitness = f"`search.fitness: evaluate`, estimator `{ev.estimator}`, `evaluate.steps` {ev.steps}"
+    if ev.size_prior is not None:
+        fitness += f", rank-combined with a `{ev.size_prior}` size prior (weight {ev.prior_weight})"
+    elif ev.glue_task is not None:
+        fitness += f", the GLUE dev score of a short fine-tune on {ev.glue_task}"
+    else:
+        fitness += ": minus the held-out MLM loss"
+    corpus = ((run or {}).get("data") or {}).get("corpus_sha256")
+    held_out = (f"mean over the search's {cfg.data.eval_blocks} held-out blocks (`data.eval_blocks`) of "
+                f"{cfg.data.max_seq_length} tokens with fixed mask positions"
+                + (f", corpus sha256 `{corpus}`" if isinstance(corpus, str) else ""))
+    return ScoreSource(fitness, held_out, ev.glue_task, _final_scores(search))
+
+
+def _final_scores(search: Path) -> dict[str, float | None]:
+    """The summary's scores on the final (adapted) supernet, or {} (no summary, none rescored, unreadable)."""
+    from autobert_zero.run_dir import RunDir
+
+    scores = (RunDir(search, "abz export").finished() or {}).get("final_supernet_scores")
+    if not isinstance(scores, dict):
+        return {}
+    return {str(k): float(v) for k, v in scores.items() if isinstance(v, int | float) and not isinstance(v, bool)}

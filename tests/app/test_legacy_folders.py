@@ -54,7 +54,7 @@ def test_report_reads_an_old_search_folder(legacy: Path) -> None:
 def test_export_writes_the_best_genotypes_of_an_old_search(legacy: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     done = abz("export", str(legacy / "search"), "--out", str(out), "--top", "1", "--vocab-size", "200",
-               "--hidden", "16", "--heads", "2", "--intermediate", "32")
+               "--hidden", "16", "--heads", "2", "--intermediate", "32", "--untrained")  # scratch: no weights kept
     assert done.returncode == 0, done.stderr
     written = sorted(out.glob("*/genotype.abz"))
     assert [path.parent.name for path in written] == ["rank1"]

@@ -36,7 +36,7 @@ def search_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_of_a_search_checks_what_compile_checks(search_dir: Path, tmp_path: Path, flags: list[str],
                                                        message: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "best"
-    assert main(["export", str(search_dir), "--out", str(out), *flags]) == 1
+    assert main(["export", str(search_dir), "--out", str(out), "--untrained", *flags]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert message in err and "internal error" not in err
     assert not out.exists()
@@ -45,7 +45,7 @@ def test_export_of_a_search_checks_what_compile_checks(search_dir: Path, tmp_pat
 def test_export_refuses_sizes_no_machine_holds_before_writing(search_dir: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "best"
-    assert main(["export", str(search_dir), "--out", str(out), "--hidden", "65536", "--heads", "1",
+    assert main(["export", str(search_dir), "--out", str(out), "--untrained", "--hidden", "65536", "--heads", "1",
                  "--intermediate", "262144", "--vocab-size", "1000000"]) == 1
     assert "more than this machine's" in " ".join(capsys.readouterr().err.split())
     assert not out.exists()

@@ -294,9 +294,9 @@ def cases() -> list[tuple[str, Args, set[int]]]:
                                                      str(w.root / "out")], {1})
     # unbounded work: refused before anything is allocated
     add("check-layers300", lambda w: ["check", str(w.root / "layers300.abz")], {2})
-    add("export-top-huge", lambda w: ["export", str(w.root / "search"), "--top", "100000000", "--out",
-                                      str(w.root / "out")], {1})
-    add("export-vocab-huge", lambda w: ["export", str(w.root / "search"), "--top", "1", "--vocab-size",
+    add("export-top-huge", lambda w: ["export", str(w.root / "search"), "--top", "100000000", "--untrained",
+                                      "--out", str(w.root / "out")], {1})
+    add("export-vocab-huge", lambda w: ["export", str(w.root / "search"), "--top", "1", "--untrained", "--vocab-size",
                                         "100000000", "--out", str(w.root / "out")], {1})
     add("audit-candidates-huge", lambda w: ["audit", "--supernet", str(w.root / "run"), "--candidates",
                                             "1000000000", "--out", str(w.root / "out")], {1})
