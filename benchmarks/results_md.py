@@ -21,6 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy import stats
+
 from benchmarks.audit_table import interval, markdown
 
 HERE = Path(__file__).resolve().parent
@@ -471,6 +474,18 @@ def audit_history() -> str:
     ])
 
 
+def contrast(finals: dict[str, list[float]], a: str, b: str) -> str:
+    """`a` − `b` of the mean final best: the difference, its Welch 95% interval, the Welch t-test p and an exact
+    two-sided permutation p (every split of the pooled seeds)."""
+    x, y = np.asarray(finals[a]), np.asarray(finals[b])
+    welch = stats.ttest_ind(x, y, equal_var=False)
+    low, high = welch.confidence_interval(0.95)
+    perm = stats.permutation_test((x, y), lambda u, v: np.mean(u) - np.mean(v), permutation_type="independent",
+                                  n_resamples=np.inf, alternative="two-sided")
+    return (f"{a} − {b} {x.mean() - y.mean():+.3f} [{low:+.3f}, {high:+.3f}], Welch p {welch.pvalue:.2f}, "
+            f"permutation p {perm.pvalue:.2f}")
+
+
 def search() -> str:
     parts = ["## Search — OP-NAS vs regularized evolution vs random search"]
     commands = {
@@ -494,6 +509,8 @@ def search() -> str:
         worst = max(o["with_state_ms"] for o in d["overhead_ms"].values())
         goal_share = ("not met: op did not reach it in most seeds" if share is None else
                       f"{'met' if share <= GOAL_OP_SHARE else 'not met'} ({share:.0%} of the budget)")
+        contrasts = "; ".join(contrast(d["final_best"], a, b) for a, b in (("op", "evolution"), ("op", "random"))
+                              if a in d["final_best"] and b in d["final_best"])
         parts += [
             f"### {title}",
             code(commands[name].format(**d)),
@@ -506,8 +523,8 @@ def search() -> str:
             + (f", after {', '.join(map(str, hit))} evaluations" if hit else "")
             + f"; the goal \"within {GOAL_OP_SHARE:.0%} of the budget, median\" is {goal_share}. Largest "
             f"overhead with state writes {worst:.2f} ms: the {GOAL_OVERHEAD_MS:.0f} ms goal is "
-            f"{'met' if worst <= GOAL_OVERHEAD_MS else 'not met'}. Few seeds and overlapping spreads: a "
-            "small-sample result on one fitness.",
+            f"{'met' if worst <= GOAL_OVERHEAD_MS else 'not met'}. Differences of the final best, each with its "
+            f"95% interval (Welch) and tests: {contrasts}. Few seeds: a small-sample result on one fitness.",
             png(name, f"OP vs regularized evolution vs random search, {title}"),
             source(name),
         ]
