@@ -38,15 +38,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_json(name: str, payload: dict[str, Any]) -> Path:
+def write_json(name: str, payload: dict[str, Any], folder: Path | None = None) -> Path:
+    """`<folder>/<name>.json` (default folder: benchmarks/results), with the time, machine and commit."""
     from autobert_zero.io import atomic_write_text
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder = RESULTS if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
                "commit": commit(), **payload}
-    path = RESULTS / f"{name}.json"
+    path = folder / f"{name}.json"
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(RESULTS.parent.parent)}")
+    print(f"\nwrote {path}")
     return path
 
 

@@ -11,6 +11,13 @@ child is canonicalised (graphs merged and renamed) and validated. A proposal tha
 child is invalid or equal to its parent, is a `Rejection` with a reason code: a validator diagnostic code
 (`shape`, `too-large`, ...) or one of `REJECTION_CODES`. `Mutator.mutate` retries until a valid child
 appears and counts the rejections by code.
+
+Every choice from the language (mutation type, op, conv type, kernel, dilation, the layer kind a flip makes)
+goes through a `Chooser` (`priority.py`) as a decision of its kind, drawn from that kind's own stream; where
+an edit applies (layer, node, path, operands) comes from the `site` stream. A `Child` records its decisions
+(`choices`), which the operation priority credits with the child's reward. Within one `mutate` call a
+mutation type rejected `TYPE_REJECTIONS` times is no longer drawn, so a type that cannot give this parent a
+child (and that an unseen-first priority would otherwise draw again and again) does not use up the tries.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import assert_never
 
 from autobert_zero.errors import LanguageError, SearchError
 from autobert_zero.grammar import (
@@ -39,13 +46,16 @@ from autobert_zero.grammar import (
     ShapeRuleError,
     canonicalize,
     infer_shapes,
-    sample_conv,
     sample_graph,
     validate,
 )
 from autobert_zero.grammar.canonical import OccurrencePath, substitute
 
+from .priority import LAYER_KINDS, Chooser
+
 MAX_TRIES = 200
+TYPE_REJECTIONS = 10
+"""Rejections of one mutation type after which one `mutate` call stops drawing it."""
 MUTATED = "mutated"  # temporary name of a layer's own copy of its graph (canonicalisation renames it)
 
 
@@ -84,16 +94,13 @@ REJECTION_CODES = {
 }
 
 
-class OpPolicy(Protocol):
-    """How a mutation chooses among candidate ops: weights (None = uniform)."""
-
-    def weights(self, ops: Sequence[str]) -> list[float] | None: ...
+Choice = tuple[str, str]
+"""(decision kind, option label) of one decision a mutation made."""
 
 
-def choose_op(rng: random.Random, ops: Sequence[str], policy: OpPolicy | None) -> str:
-    """One op of `ops`, uniformly or in proportion to the policy's weights."""
-    weights = policy.weights(ops) if policy is not None else None
-    return rng.choices(list(ops), weights)[0] if weights else rng.choice(list(ops))
+def as_chooser(chooser: Chooser | random.Random) -> Chooser:
+    """A chooser; a bare `random.Random` becomes a uniform one drawing every stream from it."""
+    return chooser if isinstance(chooser, Chooser) else Chooser(0, chooser)
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,11 @@ class Child:
     layer: int
     """Index of the edited layer."""
     ops: tuple[str, ...]
-    """The ops the mutation chose (operation priority credits them with the child's reward)."""
+    """The ops the mutation chose."""
     detail: str
     """What changed, in words."""
+    choices: tuple[Choice, ...] = ()
+    """Every decision the mutation made, (kind, option), its type first (operation priority credits them)."""
 
 
 @dataclass(frozen=True)
@@ -154,31 +163,54 @@ class _Edit:
     layer: int
     ops: tuple[str, ...]
     detail: str
+    choices: tuple[Choice, ...] = ()
 
 
 class Mutator:
-    """Proposes children of a parent within a language; the RNG and the op policy are passed in."""
+    """Proposes children of a parent within a language; the chooser (streams and priorities) is passed in."""
 
     def __init__(self, language: Language, mutations: Sequence[Mutation] = tuple(Mutation)) -> None:
         self.language = language
         self.mutations = tuple(mutations)
 
-    def mutate(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None = None,
+    def mutate(self, parent: Genotype, chooser: Chooser | random.Random,
                rejections: Counter[str] | None = None) -> Child:
         """A valid child of `parent`; rejected proposals are counted by reason code into `rejections`."""
+        chooser = as_chooser(chooser)
+        failed: Counter[Mutation] = Counter()
         for _ in range(MAX_TRIES):
-            result = self.propose(parent, rng, policy)
+            allowed = [m for m in self.mutations if failed[m] < TYPE_REJECTIONS]
+            if not allowed:
+                break
+            result = self.propose(parent, chooser, allowed)
             if isinstance(result, Child):
                 return result
+            failed[result.mutation] += 1
             if rejections is not None:
                 rejections[result.reason] += 1
         raise SearchError(f"no valid child of genotype {parent.id[:12]} in {MAX_TRIES} mutation attempts; the "
                           f"search space (ops, kernels, dilations, max_nodes) may be too narrow for it")
 
-    def propose(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None = None) -> Child | Rejection:
-        """One mutation drawn uniformly from the enabled set, applied once: a valid child or a rejection."""
-        mutation = rng.choice(self.mutations)
-        edit = self._apply(mutation, parent, rng, policy)
+    def applicable(self, parent: Genotype, mutations: Sequence[Mutation] | None = None) -> list[Mutation]:
+        """The mutation types (of `mutations`, default the enabled ones) that have a layer to edit in `parent`."""
+        attention = any(isinstance(layer, AttentionLayer) for layer in parent.layers)
+        convs = [layer for layer in parent.layers if isinstance(layer, ConvLayer)]
+        needs = {Mutation.REPLACE_OP: attention, Mutation.INSERT_NODE: attention, Mutation.DELETE_NODE: attention,
+                 Mutation.REWIRE_OPERAND: attention, Mutation.CONV_TYPE: bool(convs),
+                 Mutation.CONV_KERNEL: bool(convs), Mutation.CONV_DILATION: any(c.kernel != 1 for c in convs),
+                 Mutation.FLIP_LAYER: parent.num_layers > 0, Mutation.COPY_LAYER: parent.num_layers > 1}
+        return [m for m in (self.mutations if mutations is None else mutations) if needs[m]]
+
+    def propose(self, parent: Genotype, chooser: Chooser | random.Random,
+                mutations: Sequence[Mutation] | None = None) -> Child | Rejection:
+        """One mutation type (a `mutation` decision among the applicable ones of `mutations`), applied once: a
+        valid child or a rejection."""
+        chooser = as_chooser(chooser)
+        options = self.applicable(parent, mutations)
+        if not options:
+            return Rejection((mutations or self.mutations)[0], "not-applicable")
+        mutation = chooser.choose("mutation", options)
+        edit = self._apply(mutation, parent, chooser)
         if isinstance(edit, Rejection):
             return edit
         child = canonicalize(edit.genotype, self.language)
@@ -191,25 +223,26 @@ class Mutator:
         parent_id = parent.id if parent.language is self.language else self.language.genotype_id(parent)
         if child.id == parent_id:
             return Rejection(mutation, "unchanged", edit.detail)
-        return Child(child, mutation, edit.layer, edit.ops, edit.detail)
+        choices = (("mutation", mutation.value), *edit.choices)
+        return Child(child, mutation, edit.layer, edit.ops, edit.detail, choices)
 
-    def _apply(self, mutation: Mutation, parent: Genotype, rng: random.Random, policy: OpPolicy | None
-               ) -> _Edit | Rejection:
+    def _apply(self, mutation: Mutation, parent: Genotype, chooser: Chooser) -> _Edit | Rejection:
         """`mutation` applied once to `parent` (the child is not yet canonical or validated)."""
+        rng = chooser.rng("site")
         match mutation:
             case Mutation.REPLACE_OP:
-                return self._edit_site(parent, rng, mutation, lambda site: self._replace_op(site, rng, policy))
+                return self._edit_site(parent, rng, mutation, lambda site: self._replace_op(site, chooser))
             case Mutation.INSERT_NODE:
-                return self._edit_site(parent, rng, mutation, lambda site: self._insert_node(site, rng, policy),
+                return self._edit_site(parent, rng, mutation, lambda site: self._insert_node(site, chooser),
                                        calls_only=False)
             case Mutation.DELETE_NODE:
                 return self._edit_site(parent, rng, mutation, lambda site: self._delete_node(site, rng))
             case Mutation.REWIRE_OPERAND:
                 return self._edit_site(parent, rng, mutation, lambda site: self._rewire_operand(site, rng))
             case Mutation.CONV_TYPE | Mutation.CONV_KERNEL | Mutation.CONV_DILATION:
-                return self._conv_edit(parent, rng, mutation)
+                return self._conv_edit(parent, chooser, mutation)
             case Mutation.FLIP_LAYER:
-                return self._flip_layer(parent, rng, policy)
+                return self._flip_layer(parent, chooser)
             case Mutation.COPY_LAYER:
                 return self._copy_layer(parent, rng)
         assert_never(mutation)
@@ -228,7 +261,7 @@ class Mutator:
             return change
         output = substitute(site.graph.output, site.path, change.node)
         return _Edit(self._with_graph(parent, site.index, output), site.index, change.ops,
-                     f"layer {site.index}: {change.detail}")
+                     f"layer {site.index}: {change.detail}", tuple(("op", op) for op in change.ops))
 
     def _pick_site(self, parent: Genotype, rng: random.Random, mutation: Mutation, *, calls_only: bool = True
                    ) -> _Site | Rejection:
@@ -244,17 +277,17 @@ class Mutator:
         node = rng.choice(graph.calls if calls_only else list(graph.output.walk()))
         return _Site(index, graph, shapes, node, _path_to(graph.output, node, rng))
 
-    def _replace_op(self, site: _Site, rng: random.Random, policy: OpPolicy | None) -> _NodeEdit | Rejection:
+    def _replace_op(self, site: _Site, chooser: Chooser) -> _NodeEdit | Rejection:
         node, shapes = site.call, site.shapes
         operand_shapes = tuple(shapes[a] for a in node.args)
         fits = [op for op in self.language.op_names if op != node.op and _fits(self.language, op, operand_shapes,
                                                                                shapes[node])]
         if not fits:
             return Rejection(Mutation.REPLACE_OP, "no-op-fits", f"{node.op} at {site.path}")
-        op = choose_op(rng, fits, policy)
+        op = chooser.choose("op", fits)
         return _NodeEdit(Call(op, node.args), (op,), f"{node.op} → {op} at {list(site.path)}")
 
-    def _insert_node(self, site: _Site, rng: random.Random, policy: OpPolicy | None) -> _NodeEdit | Rejection:
+    def _insert_node(self, site: _Site, chooser: Chooser) -> _NodeEdit | Rejection:
         target, shapes = site.node, site.shapes
         nodes = _pool(site.graph)
         shape = shapes[target]
@@ -272,8 +305,8 @@ class Mutator:
                 arrangements[op] = options
         if not arrangements:
             return Rejection(Mutation.INSERT_NODE, "no-op-fits", f"above {target}")
-        op = choose_op(rng, list(arrangements), policy)
-        new = Call(op, rng.choice(arrangements[op]))
+        op = chooser.choose("op", list(arrangements))
+        new = Call(op, chooser.rng("site").choice(arrangements[op]))
         return _NodeEdit(new, (op,), f"insert {op} above {_short(target)} at {list(site.path)}")
 
     def _delete_node(self, site: _Site, rng: random.Random) -> _NodeEdit | Rejection:
@@ -296,45 +329,56 @@ class Mutator:
 
     # --- conv and whole-layer edits ---------------------------------------------------------------------
 
-    def _conv_edit(self, parent: Genotype, rng: random.Random, mutation: Mutation) -> _Edit | Rejection:
-        attribute, choices = {
-            Mutation.CONV_TYPE: ("kind", self.language.conv_types),
-            Mutation.CONV_KERNEL: ("kernel", self.language.conv_kernels),
-            Mutation.CONV_DILATION: ("dilation", self.language.conv_dilations),
+    def _conv_edit(self, parent: Genotype, chooser: Chooser, mutation: Mutation) -> _Edit | Rejection:
+        attribute, kind, choices = {
+            Mutation.CONV_TYPE: ("kind", "conv-type", self.language.conv_types),
+            Mutation.CONV_KERNEL: ("kernel", "kernel", self.language.conv_kernels),
+            Mutation.CONV_DILATION: ("dilation", "dilation", self.language.conv_dilations),
         }[mutation]
         layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, ConvLayer)
                   and (mutation is not Mutation.CONV_DILATION or layer.kernel != 1)]
         if not layers:
             return Rejection(mutation, "not-applicable")
-        index = rng.choice(layers)
+        index = chooser.rng("site").choice(layers)
         layer = parent.layers[index]
         assert isinstance(layer, ConvLayer)
         old = getattr(layer, attribute)
         options = [c for c in choices if c != old]
         if not options:
             return Rejection(mutation, "not-applicable", f"only {attribute}={old} is allowed")
-        new = rng.choice(options)
+        new = chooser.choose(kind, options)
         conv = ConvLayer(**{"kind": layer.kind, "kernel": layer.kernel, "dilation": layer.dilation, attribute: new})
-        return _Edit(self._with_layer(parent, index, conv), index, (), f"layer {index}: conv {attribute} {old} → {new}")
+        return _Edit(self._with_layer(parent, index, conv), index, (), f"layer {index}: conv {attribute} {old} → {new}",
+                     ((kind, str(new)),))
 
-    def _flip_layer(self, parent: Genotype, rng: random.Random, policy: OpPolicy | None) -> _Edit | Rejection:
-        index = rng.randrange(parent.num_layers)
-        if isinstance(parent.layers[index], AttentionLayer):
-            conv = sample_conv(rng, self.language)
+    def _flip_layer(self, parent: Genotype, chooser: Chooser) -> _Edit | Rejection:
+        """A `layer-kind` decision (what a layer becomes: attention or conv, among the kinds some layer can
+        become), then a layer of the other kind; a new conv's type, kernel and dilation are decisions too, a
+        new graph's ops are drawn by the op weights (`Chooser.op_weights`)."""
+        rng = chooser.rng("site")
+        present = {"attention" if isinstance(layer, AttentionLayer) else "conv" for layer in parent.layers}
+        target = chooser.choose("layer-kind", [k for k in LAYER_KINDS if ({"attention", "conv"} - {k}) & present])
+        index = rng.choice([i for i, layer in enumerate(parent.layers)
+                            if isinstance(layer, AttentionLayer) == (target == "conv")])
+        if target == "conv":
+            conv = ConvLayer(chooser.choose("conv-type", list(self.language.conv_types)),
+                             chooser.choose("kernel", list(self.language.conv_kernels)),
+                             chooser.choose("dilation", list(self.language.conv_dilations)))
+            choices = (("layer-kind", target), ("conv-type", conv.kind), ("kernel", str(conv.kernel)),
+                       ("dilation", str(conv.dilation)))
             return _Edit(self._with_layer(parent, index, conv), index, (),
-                         f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}")
+                         f"layer {index}: attention → conv {conv.kind} kernel={conv.kernel} dilation={conv.dilation}",
+                         choices)
         names = self.language.op_names
-        weights = policy.weights(names) if policy is not None else None
-        if weights:  # a whole graph needs several ops: the policy's weights, mixed half and half with uniform
-            total = sum(weights)
-            weights = [0.5 / len(names) + 0.5 * w / total for w in weights]
+        weights = chooser.op_weights(names)
         try:
-            graph = sample_graph(rng, MUTATED, language=self.language,
+            graph = sample_graph(chooser.rng("graph"), MUTATED, language=self.language,
                                  weights=dict(zip(names, weights, strict=True)) if weights else None)
         except LanguageError:
             return Rejection(Mutation.FLIP_LAYER, "no-graph")
         ops = tuple(sorted({c.op for c in graph.calls}))
-        return _Edit(self._with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention")
+        return _Edit(self._with_graph(parent, index, graph.output), index, ops, f"layer {index}: conv → attention",
+                     (("layer-kind", target), *(("op", op) for op in ops)))
 
     def _copy_layer(self, parent: Genotype, rng: random.Random) -> _Edit | Rejection:
         if parent.num_layers < 2:

@@ -1,7 +1,10 @@
 """The search loop: aging evolution with operation priority, and its two baselines, in one loop.
 
-Strategies (`search.strategy`): `op` draws the ops of mutations by operation priority; `evolution` draws
-them uniformly (regularized evolution); `random` samples every candidate afresh from the sampler.
+Strategies (`search.strategy`): `op` draws every decision of a mutation (its type, ops, conv type, kernel,
+dilation, layer kind) by operation priority; `evolution` draws them uniformly (regularized evolution);
+`random` samples every candidate afresh from the sampler. Each kind of draw reads its own seeded stream
+(`priority.Chooser`), so the strategies share their random numbers: with the same seed they draw the same
+initial population, and OP and evolution make the same choices wherever the priority's weights are uniform.
 
 The loop works in rounds. Round 0 is the initial population (seed genotype files, then samples up to P).
 Every later round makes `round_size` children, each from a tournament parent of the current population,
@@ -55,9 +58,9 @@ from .fitness import Fitness, Result
 from .history import SCORED, HistoryLine, Status, best_line
 from .mutations import Mutation, Mutator
 from .population import AgingPopulation, Member
-from .priority import OperationPriority, UniformOps
+from .priority import LAYER_KINDS, Chooser, OperationPriority, PriorityChooser
 from .settings import SearchSettings
-from .state import StateStore, rng_from_json, rng_to_json
+from .state import StateStore
 
 PARENT_TRIES = 20
 FAILURES_IN_A_ROW = 10
@@ -83,6 +86,25 @@ def search_space(config: SearchSettings, language: Language) -> Language:
         raise SearchError(f"search config: {error}") from None
 
 
+def raw_reward(reward: str, fitness: float | None, parent_fitness: float | None) -> float | None:
+    """A child's raw reward: its fitness (`fitness`), or its fitness minus its parent's fitness as recorded in
+    the history (`improvement`; 0 for a child without a parent); None for a failed child. With `adapt_steps`
+    > 0 the parent was scored on earlier supernet weights than the child, so the improvement mixes the edit's
+    effect with the supernet's training; with `adapt_steps: 0` both are scored on the same weights."""
+    if fitness is None:
+        return None
+    if reward == "improvement":
+        return fitness - (parent_fitness if parent_fitness is not None else fitness)
+    return fitness
+
+
+def decision_options(space: Language, mutations: Sequence[Mutation]) -> dict[str, list[str]]:
+    """The option labels of every decision kind in a search space (the rows of its priority tables)."""
+    return {"mutation": [m.value for m in mutations], "op": list(space.op_names),
+            "conv-type": [str(k) for k in space.conv_types], "kernel": [str(k) for k in space.conv_kernels],
+            "dilation": [str(d) for d in space.conv_dilations], "layer-kind": list(LAYER_KINDS)}
+
+
 @dataclass
 class RoundEntry:
     """A candidate of the current round: its genotype, how it was made, and its history line once evaluated."""
@@ -97,11 +119,14 @@ class RoundEntry:
     detail: str
     invalid: int
     """Rejected proposals before this candidate was found."""
+    choices: list[list[str]] = field(default_factory=list)
+    """The mutation's decisions, [kind, option] (credited by the operation priority at the end of the round)."""
     record: HistoryLine | None = None
     """The history line once evaluated."""
 
     def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "ops": list(self.ops), "record": self.record.to_json() if self.record else None}
+        return {**vars(self), "ops": list(self.ops), "choices": [list(c) for c in self.choices],
+                "record": self.record.to_json() if self.record else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoundEntry:
@@ -135,16 +160,15 @@ class Search:
         self.num_layers = num_layers
         enabled = [m for m in Mutation if config.mutations is None or m.value in config.mutations]
         self.mutator = Mutator(self.space, enabled)
-        self.priority = OperationPriority(self.space.op_names, c=config.priority_c,
-                                          temperature=config.priority_temperature, reward=config.reward)
-        self.policy = self.priority if config.strategy == "op" else UniformOps()
+        self.options = decision_options(self.space, enabled)
+        """Decision kind → the option labels its priority table keeps."""
         self.seeds = list(seeds)
         for genotype in self.seeds:
             self._check_seed(genotype)
         fitness.check(self.space, num_layers)  # seeds lie in the space, so this covers them too
         # the mutable state, saved after each chunk: the history to history.jsonl, the rest by `state()`
         self.seed = seed
-        self.rng = random.Random(seed)
+        self.chooser = self._new_chooser(seed)
         self.round = 0
         self.history: list[HistoryLine] = []
         self.population = AgingPopulation(config.population_size)
@@ -161,14 +185,34 @@ class Search:
         self._known: dict[str, HistoryLine] = {}
         """id → the first history line of that id (the cache duplicates read)."""
 
+    def _new_chooser(self, seed: int) -> Chooser:
+        c = self.config
+        if c.strategy == "op":
+            return PriorityChooser(seed, self.options, c=c.priority_c, temperature=c.priority_temperature,
+                                   reward=c.reward)
+        return Chooser(seed)
+
+    @property
+    def priority(self) -> OperationPriority:
+        """The op table of the operation priority (an empty one for the other strategies)."""
+        chooser = self.chooser
+        if isinstance(chooser, PriorityChooser):
+            return chooser.tables["op"]
+        return OperationPriority(self.space.op_names)
+
+    @property
+    def rng(self) -> random.Random:
+        """The tournament stream."""
+        return self.chooser.rng("tournament")
+
     # --- state ------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         return {
-            "seed": self.seed, "round": self.round, "evaluations": len(self.history), "rng": rng_to_json(self.rng),
+            "seed": self.seed, "round": self.round, "evaluations": len(self.history),
             "config": asdict(self.config), "num_layers": self.num_layers,
             "population": self.population.to_json(), "pending": [c.to_json() for c in self.pending],
-            "priority": self.priority.to_json(), "rejections": dict(self.rejections),
+            "priority": self.chooser.to_json(), "rejections": dict(self.rejections),
             "fitness_calls": self.fitness_calls, "fitness_seconds": self.fitness_seconds,
             "duplicates": self.duplicates, "supernet": self.supernet,
             "finished": self.finished,
@@ -184,14 +228,14 @@ class Search:
             raise SearchError("the search state was saved under other search settings, so the run cannot continue "
                               "exactly (" + "; ".join(changed) + "); restore the run's config.yaml")
         self.seed, self.round = int(body["seed"]), int(body["round"])
-        self.rng = rng_from_json(body["rng"])
+        self.chooser = self._new_chooser(self.seed)
+        self.chooser.load_json(body["priority"])
         self.history = list(history)
         self._known = {}
         for line in self.history:
             self._known.setdefault(line.id, line)
         self.population = AgingPopulation.from_json(self.config.population_size, body["population"], self.history)
         self.pending = [RoundEntry.from_json(c) for c in body["pending"]]
-        self.priority.load_json(body["priority"])
         self.rejections = Counter(body["rejections"])
         self.fitness_calls, self.duplicates = int(body["fitness_calls"]), int(body["duplicates"])
         self.fitness_seconds = float(body.get("fitness_seconds", 0.0))
@@ -273,8 +317,8 @@ class Search:
         return out
 
     def _sampled(self) -> RoundEntry:
-        g = sample_genotype(self.rng, self.num_layers, language=self.space,
-                            conv_probability=self.config.conv_probability)
+        rng = self.chooser.rng("initial" if self.round == 0 else "sample")
+        g = sample_genotype(rng, self.num_layers, language=self.space, conv_probability=self.config.conv_probability)
         return RoundEntry(g.canonical().to_text(), g.id, None, None, "sample", [], "", 0)
 
     def _children(self) -> list[RoundEntry]:
@@ -287,7 +331,7 @@ class Search:
             for _ in range(PARENT_TRIES):
                 parent = self.population.tournament(self.rng, self.config.tournament_size)
                 try:
-                    child = self.mutator.mutate(self.genotype(parent.genotype), self.rng, self.policy, rejected)
+                    child = self.mutator.mutate(self.genotype(parent.genotype), self.chooser, rejected)
                     break
                 except SearchError:  # this parent has no valid child in the search space: another tournament
                     rejected["stuck-parent"] += 1
@@ -296,7 +340,8 @@ class Search:
                                   f"(search.ops, kernels, dilations, max_nodes, mutations) is too narrow")
             self.rejections.update(rejected)
             out.append(RoundEntry(child.genotype.to_text(), child.genotype.id, parent.id, parent.fitness,
-                                  child.mutation.value, list(child.ops), child.detail, sum(rejected.values())))
+                                  child.mutation.value, list(child.ops), child.detail, sum(rejected.values()),
+                                  [list(choice) for choice in child.choices]))
         return out
 
     def _evaluate_chunk(self) -> None:
@@ -403,8 +448,9 @@ class Search:
             record = candidate.record
             assert record is not None
             fitness = record.scored_fitness
-            if candidate.ops:
-                self.priority.credit(candidate.ops, self.priority.raw_reward(fitness, candidate.parent_fitness))
+            if candidate.choices:
+                raw = raw_reward(self.config.reward, fitness, candidate.parent_fitness)
+                self.chooser.credit(candidate.choices, raw)
             if fitness is not None:
                 self.population.add(Member(candidate.id, candidate.genotype, fitness, record.index))
         self.pending = []

@@ -34,15 +34,20 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.json_files import parse_json, read_json, require_keys, require_mapping, shorten
 
 from .history import HistoryLine
+from .priority import STREAMS
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
 FORMAT = "abz-search-state"
-VERSION = 2
-"""2: the state records the run identity (`run`) and the digest of the history it covers (`history_sha256`)."""
-READ_VERSIONS = (1, 2)
-"""Versions read; version 1 only by report and export (nothing to check a resume or the history against)."""
-RESUMABLE_VERSION = 2
+VERSION = 3
+"""2: the state records the run identity (`run`) and the digest of the history it covers (`history_sha256`);
+3: a priority table per decision kind and the per-kind random streams (`priority`), the decisions of pending
+candidates (`choices`); no single `rng`."""
+READ_VERSIONS = (1, 2, 3)
+"""Versions read; versions 1 and 2 only by report and export (a resume cannot continue their random draws)."""
+IDENTITY_VERSION = 2
+"""The first version that records the run identity and the history digest."""
+RESUMABLE_VERSION = 3
 
 
 def rng_to_json(rng: random.Random) -> list[Any]:
@@ -144,7 +149,7 @@ _INT = (int,)
 _NUMBER = (int, float)
 _NUMBER_OR_NONE = (int, float, type(None))
 _BODY_KEYS: dict[str, type | tuple[type, ...]] = {
-    "seed": _INT, "round": _INT, "evaluations": _INT, "rng": list, "config": dict, "num_layers": _INT,
+    "seed": _INT, "round": _INT, "evaluations": _INT, "config": dict, "num_layers": _INT,
     "population": list, "pending": list, "priority": dict, "rejections": dict, "fitness_calls": _INT,
     "duplicates": _INT, "supernet": (str, type(None)), "finished": bool,
 }
@@ -154,7 +159,7 @@ _CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 _PENDING_KEYS: dict[str, type | tuple[type, ...]] = {
     "genotype": str, "id": str, "parent": (str, type(None)), "parent_fitness": _NUMBER_OR_NONE, "mutation": str,
-    "ops": list, "detail": str, "invalid": _INT, "record": (dict, type(None)),
+    "ops": list, "detail": str, "invalid": _INT, "choices": list, "record": (dict, type(None)),
 }
 _RUN_KEYS: dict[str, type | tuple[type, ...]] = {"config": dict, "supernet": (dict, type(None)), "seeds": list,
                                                   "data": dict}
@@ -176,6 +181,8 @@ def check_body(body: Any, where: str, version: int) -> dict[str, Any]:
     naming the first key that does not fit. What it says about the history is checked with the history
     (`check_against_history`)."""
     body = require_keys(body, where, _BODY_KEYS, SearchError)
+    pending_keys = _PENDING_KEYS if version >= RESUMABLE_VERSION else {
+        k: v for k, v in _PENDING_KEYS.items() if k != "choices"}
     _positive(body, ("round", "evaluations", "fitness_calls", "duplicates"), where)
     if "fitness_seconds" in body:
         require_keys(body, where, {"fitness_seconds": _NUMBER}, SearchError)
@@ -185,33 +192,35 @@ def check_body(body: Any, where: str, version: int) -> dict[str, Any]:
                           f"positive")
     if body["num_layers"] < 1:
         raise SearchError(f"{where}: key 'num_layers' is {body['num_layers']}, expected a positive count")
-    try:
-        rng_from_json(body["rng"])
-    except (TypeError, ValueError, OverflowError, IndexError):
-        raise SearchError(f"{where}: key 'rng' is not a saved random-number state") from None
+    if version < RESUMABLE_VERSION:
+        require_keys(body, where, {"rng": list}, SearchError)
+        _check_rng(body["rng"], f"{where}: key 'rng'")
     for member in body["population"]:
         if not (isinstance(member, list) and len(member) == 3):
             raise SearchError(f"{where}: population member {shorten(member)} is not [id, fitness, index]")
         require_keys(dict(zip(("id", "fitness", "index"), member, strict=True)), f"{where}: population member",
                      {"id": str, "fitness": _NUMBER, "index": _INT}, SearchError)
     for entry in body["pending"]:
-        entry = require_keys(entry, f"{where}: pending candidate", _PENDING_KEYS, SearchError)
-        if set(entry) != set(_PENDING_KEYS):
-            raise SearchError(f"{where}: pending candidate has keys {sorted(entry)}; expected {sorted(_PENDING_KEYS)}")
+        entry = require_keys(entry, f"{where}: pending candidate", pending_keys, SearchError)
+        if set(entry) != set(pending_keys):
+            raise SearchError(f"{where}: pending candidate has keys {sorted(entry)}; expected {sorted(pending_keys)}")
         if not all(isinstance(op, str) for op in entry["ops"]):
             raise SearchError(f"{where}: pending candidate ops {shorten(entry['ops'])} are not all op names")
+        if not all(isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                   for c in entry.get("choices", [])):
+            raise SearchError(f"{where}: pending candidate choices {shorten(entry['choices'])} are not all "
+                              f"[kind, option] pairs")
         if entry["record"] is not None:
             try:
                 HistoryLine.from_json(entry["record"])
             except (ValueError, TypeError) as error:
                 raise SearchError(f"{where}: a pending candidate's record is not a history line ({error})") from None
-    priority = require_keys(body["priority"], f"{where}: priority",
-                            {"counts": dict, "sums": dict, "low": _NUMBER_OR_NONE, "high": _NUMBER_OR_NONE},
-                            SearchError)
-    _str_map(priority["counts"], _INT, f"{where}: priority counts")
-    _str_map(priority["sums"], _NUMBER, f"{where}: priority sums")
-    _str_map(body["rejections"], _INT, f"{where}: rejections")
     if version >= RESUMABLE_VERSION:
+        _check_chooser(body["priority"], f"{where}: priority")
+    else:
+        _check_table(body["priority"], f"{where}: priority")
+    _str_map(body["rejections"], _INT, f"{where}: rejections")
+    if version >= IDENTITY_VERSION:
         require_keys(body, where, {"history_sha256": str, "run": (dict, type(None))}, SearchError)
         if body["run"] is not None:
             run = require_keys(body["run"], f"{where}: run", _RUN_KEYS, SearchError)
@@ -222,6 +231,34 @@ def check_body(body: Any, where: str, version: int) -> dict[str, Any]:
                 if not (isinstance(seed, list) and len(seed) == 2 and all(isinstance(s, str) for s in seed)):
                     raise SearchError(f"{where}: run seeds hold {shorten(seed)}, expected [file, genotype text]")
     return body
+
+
+def _check_rng(value: Any, where: str) -> None:
+    try:
+        rng_from_json(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        raise SearchError(f"{where} is not a saved random-number state") from None
+
+
+def _check_table(value: Any, where: str) -> None:
+    """One priority table (`OperationPriority.to_json`)."""
+    table = require_keys(value, where, {"counts": dict, "sums": dict, "low": _NUMBER_OR_NONE,
+                                        "high": _NUMBER_OR_NONE}, SearchError)
+    _str_map(table["counts"], _INT, f"{where} counts")
+    _str_map(table["sums"], _NUMBER, f"{where} sums")
+
+
+def _check_chooser(value: Any, where: str) -> None:
+    """The streams, divert counts and per-kind tables of a `Chooser.to_json`."""
+    chooser = require_keys(value, where, {"streams": dict, "diverted": dict, "tables": dict}, SearchError)
+    missing = sorted(set(STREAMS) - set(chooser["streams"]))
+    if missing:
+        raise SearchError(f"{where}: streams lack {', '.join(missing)}")
+    for name, state in chooser["streams"].items():
+        _check_rng(state, f"{where}: stream {name!r}")
+    _str_map(chooser["diverted"], _INT, f"{where}: diverted")
+    for kind, table in chooser["tables"].items():
+        _check_table(table, f"{where}: table {kind!r}")
 
 
 def check_against_history(body: Mapping[str, Any], history: Sequence[HistoryLine], where: str) -> None:
@@ -320,7 +357,7 @@ class StateStore:
         lines, covered = self._read_history(body, version)
         check_against_history(body, lines, str(self.state_path))
         self._covered, self._version = covered, version
-        if self.run is None and version >= RESUMABLE_VERSION:
+        if self.run is None and version >= IDENTITY_VERSION:
             self.run = body["run"]
         if repair:
             self.repair()
@@ -334,10 +371,15 @@ class StateStore:
 
     def require_resumable(self) -> None:
         """After `load`: refuse a state of a version that records no run identity to check a resume against."""
-        if self._version < RESUMABLE_VERSION:
+        if self._version < IDENTITY_VERSION:
             raise SearchError(f"{self.state_path} has state version {self._version} (written by an abz before the "
                               f"run identity), so a resume cannot check that it continues the same run; `abz report` "
                               f"and `abz export` still read it; start a new search to go on")
+        if self._version < RESUMABLE_VERSION:
+            raise SearchError(f"{self.state_path} has state version {self._version} (written by an abz before the "
+                              f"per-decision priorities and random streams of version {RESUMABLE_VERSION}), so a "
+                              f"resume cannot continue its random draws exactly; `abz report` and `abz export` still "
+                              f"read it; start a new search to go on")
 
     def repair(self) -> None:
         """Cut the history lines past the loaded state (a kill between the two writes of a save)."""
@@ -385,7 +427,7 @@ class StateStore:
             raise SearchError(f"{self.history_path} has {len(raw)} complete lines but the state covers {count}; the "
                               f"history was cut, so the run cannot be resumed exactly")
         digest = hashlib.sha256(data[:start])
-        if version >= RESUMABLE_VERSION and digest.hexdigest() != body["history_sha256"]:
+        if version >= IDENTITY_VERSION and digest.hexdigest() != body["history_sha256"]:
             raise SearchError(f"{self.history_path}: its first {count} lines are not the ones {STATE_FILE} covers "
                               f"(their sha256 differs from the state's history_sha256): the history was edited or "
                               f"damaged after it was written; restore it from a copy")

@@ -187,10 +187,11 @@ class Evaluator:
             self.supernet, tokenizer = load_supernet(supernet_dir, cfg)
         self.prepared = prepared or prepare_mlm_data(cfg, self.show, tokenizer=tokenizer)
         check_prepared(cfg, self.prepared)
-        self.eval_batches = self.prepared.data.eval_batches(ev.eval_batch_size)
+        self.eval_batches = self.prepared.data.eval_batches(ev.eval_batch_size, ev.eval_offset, ev.eval_limit)
         if not self.eval_batches:
-            raise ConfigError(f"{cfg.source}: data.eval_blocks = {cfg.data.eval_blocks} leaves no held-out blocks "
-                              f"to score candidates on; set it to a positive number")
+            raise ConfigError(f"{cfg.source}: data.eval_blocks = {cfg.data.eval_blocks} with evaluate.eval_offset = "
+                              f"{ev.eval_offset} leaves no held-out blocks to score candidates on (the corpus holds "
+                              f"{len(self.prepared.data.eval_blocks)}); raise data.eval_blocks or lower eval_offset")
         self.init_seed = cfg.seed if ev.init_seed is None else ev.init_seed
         self.cache: dict[str, CandidateResult] = {}
         self.fingerprints: dict[str, str] = {}

@@ -212,6 +212,12 @@ class EvaluateConfig:
     blocks always come from `seed`, so runs with different init seeds are scored on the same data."""
     eval_batch_size: Annotated[int, Gt(0), Le(BIG)] = 32
     """Held-out blocks per forward pass."""
+    eval_offset: Annotated[int, Ge(0), Le(BIG)] = 0
+    """First held-out block scored: a candidate is scored on the held-out blocks [eval_offset, eval_offset +
+    eval_limit). With `data.eval_blocks` larger than the fitness's slice, the blocks past it form a second
+    held-out set the fitness never sees (the search benchmark re-scores final bests there)."""
+    eval_limit: Annotated[int, Gt(0), Le(BIG)] | None = None
+    """Held-out blocks scored from `eval_offset`; null = all the rest."""
     size_prior: SizePrior | None = None
     """Rank combination: null = score is −held-out loss; `params` or `flops` = the score is a weighted mean of
     the candidate's rank by loss and its rank by size (larger ranks higher) among every candidate the

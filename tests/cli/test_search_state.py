@@ -21,6 +21,7 @@ from autobert_zero.cli import main
 from autobert_zero.config.load import config_from_dict, parse_yaml
 from autobert_zero.errors import SearchError
 from autobert_zero.evolve import Search, StateStore, SyntheticFitness
+from autobert_zero.evolve.priority import STREAMS
 from autobert_zero.evolve.settings import SearchSettings
 from autobert_zero.evolve.state import supernet_identity
 from autobert_zero.grammar import default_language
@@ -246,11 +247,12 @@ def test_damaged_lines_past_the_state_are_cut(finished: Path, abz: Any) -> None:
 @pytest.mark.parametrize(("changes", "message"), [
     ({"population": "x"}, "key 'population' should be list"),
     ({"evaluations": "6"}, "key 'evaluations' should be int"),
-    ({"rng": [3, [1, 2], None]}, "key 'rng' is not a saved random-number state"),
+    ({"priority": {"streams": {key: [3, [1, 2], None] for key in STREAMS}, "diverted": {}, "tables": {}}},
+     "is not a saved random-number state"),
+    ({"priority": {"streams": {}, "diverted": {}, "tables": {}}}, "streams lack"),
     ({"pending": [{"genotype": 1}]}, "pending candidate: key 'genotype' should be str"),
     ({"population": [["nobody", 1.0, 3]]}, "population member 'nobody' names history line 3"),
     ({"config": {"strategy": "op"}}, "config: missing key 'evaluations'"),
-    ({"priority": {"counts": {"matmul": 1.5}, "sums": {}, "low": None, "high": None}}, "should be int"),
     ({"run": {"config": {}, "supernet": "here", "seeds": []}}, "run: key 'supernet' should be dict or NoneType"),
 ])
 def test_a_state_with_a_valid_hash_but_a_malformed_body_changes_nothing(finished: Path, abz: Any,
@@ -327,3 +329,20 @@ def test_resume_refuses_a_changed_corpus_naming_the_data_hash(tmp_path: Path, ab
     refused = abz("resume", out)
     assert refused.code == 1 and "the data changed since the search started: data corpus_sha256" in refused.err
     assert files(out) == before
+
+
+def test_a_version_2_search_is_reported_and_exported_but_not_resumed(tmp_path: Path, abz: Any) -> None:
+    """A search written at 50404f4 (state version 2: one random stream, one priority table) is still reported
+    and exported, but a resume is refused naming the version (it cannot continue the per-decision streams of
+    version 3), and nothing changes."""
+    folder = tmp_path / "old"
+    shutil.copytree(FIXTURES / "search-v2-50404f4", folder)
+    (folder / "summary.json").unlink()  # so that `abz resume` reads the state
+    before = files(folder)
+    refused = abz("resume", folder)
+    assert refused.code == 1 and "state version 2" in refused.err, refused.err
+    assert files(folder) == before
+    assert abz("report", folder).code == 0
+    exported = abz("export", folder, "--top", "2", "--no-hf", "--out", tmp_path / "best")
+    assert exported.code == 0, exported.err
+    assert (tmp_path / "best" / "rank1" / "genotype.abz").is_file()

@@ -69,6 +69,15 @@ def test_strategies_share_the_loop(strategy: str) -> None:
     assert search.finished and len(search.population) == SMALL.population_size
 
 
+def test_op_and_evolution_share_the_initial_population_and_first_children() -> None:
+    """Common random numbers: the same seed draws the same initial population for all three strategies, and
+    OP's first child (every table still unseen, so uniform) is evolution's."""
+    runs = {s: run(dataclasses.replace(SMALL, strategy=s)).history for s in ("op", "evolution", "random")}
+    first = [[line.id for line in history[:SMALL.population_size]] for history in runs.values()]
+    assert first[0] == first[1] == first[2]
+    assert runs["op"][SMALL.population_size].id == runs["evolution"][SMALL.population_size].id
+
+
 def test_operation_priority_counts_the_ops_its_children_used() -> None:
     search = run(dataclasses.replace(SMALL, evaluations=80))
     credited = sum(len(line.ops) for line in search.history if line.mutation != "seed")
@@ -229,7 +238,8 @@ def test_chunked_evaluation_gives_the_same_history() -> None:
 
 def test_resume_from_any_saved_point_reproduces_the_history(tmp_path: Path) -> None:
     config = dataclasses.replace(SMALL, evaluations=60, round_size=3)
-    full = run(config, folder=tmp_path / "full").history
+    whole = run(config, folder=tmp_path / "full")
+    full = whole.history
     folder = tmp_path / "cut"
     run(config, folder=folder, stop_after=7)
     for more in (1, 5, 11):
@@ -240,6 +250,8 @@ def test_resume_from_any_saved_point_reproduces_the_history(tmp_path: Path) -> N
     search = Search(config, default_language(), SyntheticFitness(0), seed=0, num_layers=4, store=StateStore(folder))
     search.restore(*StateStore(folder).load())
     assert search.run() == [line.to_json() for line in full] and search.history == full
+    # the per-kind priority tables, their random streams and the divert counts resume exactly too
+    assert search.chooser.to_json() == whole.chooser.to_json() and sum(search.priority.counts.values()) > 0
     on_disk = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert on_disk == [line.to_json() for line in full]
 

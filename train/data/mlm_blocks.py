@@ -113,9 +113,11 @@ class MlmData:
         keys = range(start, start + plan.micro_batch_size)
         return self.masked(self.train_blocks[order.positions(start, plan.micro_batch_size)], keys)
 
-    def eval_batches(self, batch_size: int) -> list[dict[str, torch.Tensor]]:
-        """The held-out blocks in order, masked with fixed seeds (the same every call)."""
-        n = len(self.eval_blocks)
-        return [self.masked(self.eval_blocks[i:i + batch_size],
+    def eval_batches(self, batch_size: int, offset: int = 0, limit: int | None = None
+                     ) -> list[dict[str, torch.Tensor]]:
+        """The held-out blocks [offset, offset + limit) in order (limit None: to the end), each masked with a
+        fixed seed keyed by its position among all held-out blocks (the same every call, whatever the slice)."""
+        n = len(self.eval_blocks) if limit is None else min(len(self.eval_blocks), offset + limit)
+        return [self.masked(self.eval_blocks[i:min(n, i + batch_size)],
                             range(EVAL_STREAM + i, EVAL_STREAM + min(n, i + batch_size)))
-                for i in range(0, n, batch_size)]
+                for i in range(offset, n, batch_size)]
