@@ -26,6 +26,12 @@ Pre-registration (written before the full run; the result is reported whichever 
 - Goal: OP reaches RE's final best in ≤ 60% of the evaluations (median share, permutation p < 0.05) and beats
   RE and RS with primary p < 0.05.
 
+- The recorded run (registered 2026-12-06, before it started): `--fitness evaluate --seeds 10 --evaluations 100
+  --supernet-steps 500 --population 16 --tournament 4`, `configs/search-bench.yaml` (tiny sizes, WikiText-2 +
+  NLTK), reward `improvement`, c 0.5, temperature 0.1 (no ablation run yet). With 10 seeds a one-sided paired
+  test at α 0.05 has 80% power only for d_z ≈ 0.85 or more; a smaller true effect is likely to be missed, and
+  the power analysis says how many seeds the observed effect would need.
+
 Runs are resumable: each (strategy, seed) writes one JSON under `--cache` (default `runs/bench-search/`),
 atomically, when it finishes, with the git commit; a rerun skips what is there (and refuses a cache made with
 other settings). Supernets are cached under `<cache>/supernets/seed<s>/`.
