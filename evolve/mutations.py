@@ -266,9 +266,11 @@ class Mutator:
     def _pick_site(self, parent: Genotype, rng: random.Random, mutation: Mutation, *, calls_only: bool = True
                    ) -> _Site | Rejection:
         """A random attention layer, a random node of its graph (an op node, or any node) and a random
-        occurrence path to it; `not-applicable` when the genotype has no attention layer."""
-        layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, AttentionLayer)]
-        if not layers:
+        occurrence path to it; `not-applicable` when the genotype has no attention layer (with `calls_only`:
+        none whose graph has an op node, e.g. `return V`)."""
+        layers = [i for i, layer in enumerate(parent.layers) if isinstance(layer, AttentionLayer)
+                  and (not calls_only or parent.graph(layer.graph).calls)]
+        if not layers:  # no attention layer (or, for an op edit, none whose graph has an op node)
             return Rejection(mutation, "not-applicable")
         index = rng.choice(layers)
         graph = parent.layer_graph(index)

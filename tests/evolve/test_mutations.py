@@ -115,3 +115,14 @@ def test_rejections_name_their_reason() -> None:
     all_attention = load_genotype(GENOTYPES / "bert.abz")
     result = mutator.propose(all_attention, random.Random(0))
     assert isinstance(result, Rejection) and result.reason == "not-applicable"
+
+
+def test_an_op_edit_of_a_parent_whose_graph_has_no_op_is_not_applicable() -> None:
+    """A parent whose only attention graph is `return V` (valid: no op node) has no site for an op edit: the
+    edit is refused as not applicable (it used to draw from an empty list), and another mutation type goes on."""
+    parent = parse_genotype("attention a { return V }\nbackbone {\n attention a\n conv light kernel=3\n}\n")
+    mutator = Mutator(default_language())
+    for mutation in (Mutation.REPLACE_OP, Mutation.DELETE_NODE, Mutation.REWIRE_OPERAND):
+        rejection = mutator.propose(parent, random.Random(0), [mutation])
+        assert isinstance(rejection, Rejection) and rejection.reason == "not-applicable"
+    assert isinstance(mutator.mutate(parent, random.Random(0)), Child)
