@@ -32,6 +32,10 @@ Pre-registration (written before the full run; the result is reported whichever 
   test at α 0.05 has 80% power only for d_z ≈ 0.85 or more; a smaller true effect is likely to be missed, and
   the power analysis says how many seeds the observed effect would need.
 
+Result of the recorded run (514cf48): goal not met — OP − RE +0.000, Wilcoxon p 0.54; OP − RS +0.001, p 0.19
+(benchmarks/RESULTS.md). Its per-run results are committed in `benchmarks/results/search-op-runs/`: copy them
+into the cache to extend the run (more seeds, `--seeds N`) on a fresh machine; only new seeds train supernets.
+
 Runs are resumable: each (strategy, seed) writes one JSON under `--cache` (default `runs/bench-search/`),
 atomically, when it finishes, with the git commit; a rerun skips what is there (and refuses a cache made with
 other settings). Supernets are cached under `<cache>/supernets/seed<s>/`.

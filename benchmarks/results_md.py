@@ -528,6 +528,11 @@ def search_op() -> str:
                               p_value(r["wilcoxon_p"]), p_value(r["permutation_p"]),
                               "—" if r["seeds_for_80_power"] is None else r["seeds_for_80_power"]])
     reach, goal = d["reach"], d["goal"]
+    population = st["population"]
+    gains = {strategy: statistics.mean(r["curve"][-1] - r["curve"][population - 1] for r in runs.values()
+                                       if r["strategy"] == strategy) for strategy in d["strategies"]}
+    spread = statistics.mean(statistics.stdev(r["rescored"] for r in runs.values() if r["seed"] == seed)
+                             for seed in d["seeds"]) if len(d["strategies"]) > 1 else float("nan")
     command = (f"python -m benchmarks.bench_search --fitness {st['fitness']} --seeds {len(d['seeds'])} "
                f"--evaluations {st['evaluations']} --supernet-steps {st['supernet_steps']} --population "
                f"{st['population']} --tournament {st['tournament']}")
@@ -547,7 +552,14 @@ def search_op() -> str:
         f"{reach['median_share']:.0%} of the budget (permutation p {p_value(reach['permutation_p'])}). Goal "
         f"(≤ 60% and p < 0.05 against both baselines): **{'met' if goal['met'] else 'not met'}** "
         f"(reach ≤ 60%: {goal['reach_share_at_most_0.6']}, beats evolution: "
-        f"{goal['beats_evolution_p_below_0.05']}, beats random: {goal['beats_random_p_below_0.05']}).",
+        f"{goal['beats_evolution_p_below_0.05']}, beats random: {goal['beats_random_p_below_0.05']}). "
+        f"What limits it: after the initial population of {population}, the best fitness rose on average by only "
+        + ", ".join(f"{gain:.4f} ({strategy})" for strategy, gain in gains.items())
+        + f" nats over the remaining {st['evaluations'] - population} evaluations, and the three strategies' "
+        f"re-scored final bests within one seed differ by {spread:.4f} nats (mean SD): with a "
+        f"{st['supernet_steps']}-step supernet the fitness separates little, so this budget cannot tell the "
+        "strategies apart; the fitness itself is the "
+        "subject of the audit work still open.",
         png("search_op_vs_baselines", "OP vs evolution vs random search, best-so-far per seed"),
         source("search_op_vs_baselines"),
     ])
