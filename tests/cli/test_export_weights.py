@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,6 @@ from autobert_zero.cli import main
 from autobert_zero.config.load import load_config
 from autobert_zero.grammar import formula, parse_genotype
 from tests.support.training import tiny_config, tiny_yaml, write_genotype
-
-
-@dataclass
-class Abz:
-    code: int
-    out: str
-    err: str
-    """stderr with its line wrapping undone."""
-
-
-@pytest.fixture()
-def abz(capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*args: object) -> Abz:
-        code = main([str(arg) for arg in args])
-        out, err = capsys.readouterr()
-        return Abz(code, out, " ".join(err.split()))
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from autobert_zero.cli import main
 from autobert_zero.config.load import config_from_dict, parse_yaml
 from autobert_zero.errors import SearchError
 from autobert_zero.evolve import Search, StateStore, SyntheticFitness
@@ -29,23 +28,6 @@ from tests.support.paths import FIXTURES, GENOTYPES, REPO
 from tests.support.training import subprocess_env, write_genotype
 
 LEGACY_SUPERNET = FIXTURES / "legacy-3028dac" / "supernet"
-
-
-@dataclasses.dataclass
-class Abz:
-    code: int
-    out: str
-    err: str
-    """stderr with its line wrapping undone."""
-
-
-@pytest.fixture()
-def abz(capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*args: str) -> Abz:
-        code = main([str(arg) for arg in args])
-        out, err = capsys.readouterr()
-        return Abz(code, out, " ".join(err.split()))
-    return run
 
 
 def abz_process(*args: object) -> subprocess.CompletedProcess[str]:
