@@ -178,14 +178,14 @@ class Chooser:
         """Credit the (kind, option) choices of one evaluated child with its raw reward (uniform: nothing)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"streams": {name: _rng_json(rng) for name, rng in self.streams.items()},
+        return {"streams": {name: rng_to_json(rng) for name, rng in self.streams.items()},
                 "diverted": dict(self.diverted), "tables": {}}
 
     def load_json(self, data: Mapping[str, Any]) -> None:
         """Restore the streams and counters saved by `to_json`."""
         for name, state in data["streams"].items():
             if name in self.streams:
-                self.streams[name].setstate((state[0], tuple(state[1]), state[2]))
+                self.streams[name].setstate(rng_state(state))
         self.diverted = Counter({k: int(v) for k, v in data["diverted"].items()})
 
 
@@ -230,6 +230,12 @@ class PriorityChooser(Chooser):
                 self.tables[kind].load_json(table)
 
 
-def _rng_json(rng: random.Random) -> list[Any]:
+def rng_to_json(rng: random.Random) -> list[Any]:
+    """A generator's state as JSON: [version, internal state, gauss]."""
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
+
+
+def rng_state(data: Sequence[Any]) -> tuple[Any, ...]:
+    """The `random.Random.setstate` argument of a state saved by `rng_to_json`."""
+    return (data[0], tuple(data[1]), data[2])

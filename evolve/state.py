@@ -34,7 +34,7 @@ from autobert_zero.io import atomic_write_text
 from autobert_zero.json_files import parse_json, read_json, require_keys, require_mapping, shorten
 
 from .history import HistoryLine
-from .priority import STREAMS
+from .priority import STREAMS, rng_state
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -48,17 +48,6 @@ READ_VERSIONS = (1, 2, 3)
 IDENTITY_VERSION = 2
 """The first version that records the run identity and the history digest."""
 RESUMABLE_VERSION = 3
-
-
-def rng_to_json(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def rng_from_json(data: list[Any]) -> random.Random:
-    rng = random.Random()
-    rng.setstate((data[0], tuple(data[1]), data[2]))
-    return rng
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -235,7 +224,7 @@ def check_body(body: Any, where: str, version: int) -> dict[str, Any]:
 
 def _check_rng(value: Any, where: str) -> None:
     try:
-        rng_from_json(value)
+        random.Random().setstate(rng_state(value))
     except (TypeError, ValueError, OverflowError, IndexError):
         raise SearchError(f"{where} is not a saved random-number state") from None
 

@@ -19,6 +19,7 @@ from autobert_zero.config.schema import Config, ModelSizes
 from autobert_zero.errors import DataError, GenotypeError
 from autobert_zero.grammar import Genotype, load_genotype
 from autobert_zero.grammar.diagnostics import Diagnostic
+from autobert_zero.json_files import read_json
 
 
 def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:
@@ -101,11 +102,11 @@ EXPECTED = "expected the DIR/final folder written by `abz pretrain` (an autobert
 def _read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise DataError(f"--init folder not found: {folder} ({EXPECTED})")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"--init folder {folder} holds no config.json ({EXPECTED})") from None
-    except (OSError, ValueError) as exc:
+    if not (folder / "config.json").is_file():
+        raise DataError(f"--init folder {folder} holds no config.json ({EXPECTED})")
+    try:  # bounded in depth and size, like every JSON file read
+        config = read_json(folder / "config.json", DataError)
+    except DataError as exc:
         raise DataError(f"--init folder {folder}: config.json is not readable JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("model_type") != "autobert-zero":
         kind = config.get("model_type") if isinstance(config, dict) else None

@@ -159,6 +159,8 @@ def state_files(root: Path) -> None:
             else:
                 write(folder / "rng-rank0.json", DEEP)
             checkpoint.write_manifest(folder)
+    shutil.copytree(root / "run" / "final", root / "deep-config")  # an --init folder whose config.json nests
+    write(root / "deep-config" / "config.json", DEEP)
     write(root / "seed7.yaml", yaml.safe_dump(tiny_dict(root, seed=7), sort_keys=False))
     write(root / "layers300.abz", f"attention a {{ return {CORE} }}\nbackbone {{\n" + "  attention a\n" * 300 + "}\n")
 
@@ -249,6 +251,7 @@ def cases() -> list[tuple[str, Args, set[int]]]:
     add("finetune-init-no-tokenizer", finetune("glue-good", lambda w: w.root / "no-tokenizer"), {1})
     add("finetune-init-is-a-file", finetune("glue-good", lambda w: w.root / "a-file"), {1})
     add("finetune-init-run-folder", finetune("glue-good", lambda w: w.root / "run"), {1})
+    add("finetune-init-deep-config", finetune("glue-good", lambda w: w.root / "deep-config"), {1})
 
     for target in ("a-file", "full"):
         add(f"compile-out-{target}", lambda w, t=target: ["compile", str(w.root / other), "--out", str(w.root / t)],
