@@ -86,7 +86,9 @@ class EvaluatorFitness(Fitness):
         from autobert_zero.train.checkpoint import vocabulary_sha256
 
         prepared = self.evaluator.prepared
-        return {"corpus_sha256": prepared.corpus.fingerprint, "vocab_sha256": vocabulary_sha256(prepared.tokenizer)}
+        held_out = {} if prepared.eval_corpus is None else {"eval_corpus_sha256": prepared.eval_corpus.fingerprint}
+        return {"corpus_sha256": prepared.corpus.fingerprint, "vocab_sha256": vocabulary_sha256(prepared.tokenizer),
+                **held_out}
 
     def remember(self, lines: Sequence[HistoryLine]) -> None:
         """The lines the Evaluator answered itself, as the results it holds: `ok`, `over-limit` (which the search

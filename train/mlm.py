@@ -31,7 +31,7 @@ from autobert_zero.errors import ConfigError
 from autobert_zero.io import atomic_directory, atomic_write_text
 from autobert_zero.run_dir import open_run_dir
 from autobert_zero.train import checkpoint
-from autobert_zero.train.data.corpus import Corpus, load_corpus
+from autobert_zero.train.data.corpus import Corpus, load_corpus, without_texts_of
 from autobert_zero.train.data.mlm_blocks import MlmData
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.data.seeds import DROPOUT, derived_seed
@@ -55,6 +55,8 @@ class PreparedMlm:
     corpus: Corpus
     tokenizer: PreTrainedTokenizerBase
     data: MlmData
+    eval_corpus: Corpus | None = None
+    """The document-disjoint held-out text (`data.eval_corpus`), if any; `corpus` is then training text only."""
 
 
 def prepare_mlm_data(cfg: Config, show_progress: bool = False,
@@ -62,13 +64,17 @@ def prepare_mlm_data(cfg: Config, show_progress: bool = False,
     """The corpus, the tokenizer (the argument, else the config's, else trained and cached) and the MLM
     blocks of a config."""
     text = load_corpus(cfg.data.corpus, cfg.data.text_column)
+    held_out = None
+    if cfg.data.eval_corpus is not None:
+        held_out = load_corpus(cfg.data.eval_corpus, cfg.data.text_column)
+        text = without_texts_of(text, held_out)
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.data.tokenizer, text, cfg.data.vocab_size, cfg.data.lowercase,
                                     cfg.data.tokenizer_cache_dir, show_progress=show_progress)
     tokenizer.model_max_length = cfg.model.max_position_embeddings
     data = MlmData.build(text, tokenizer, cfg.data.max_seq_length, cfg.data.mlm_probability,
-                         cfg.data.eval_blocks, cfg.seed)
-    return PreparedMlm(text, tokenizer, data)
+                         cfg.data.eval_blocks, cfg.seed, held_out)
+    return PreparedMlm(text, tokenizer, data, held_out)
 
 
 def check_prepared(cfg: Config, prepared: PreparedMlm) -> None:
@@ -129,6 +135,7 @@ RESUME_EXEMPT: dict[str, str] = {
     "source": "where the config was read from",
     "genotype": "a path; the genotype itself is in the identity as genotype_id",
     "data.corpus": "a path or name; the text itself is in the identity as data.corpus_sha256",
+    "data.eval_corpus": "paths; the held-out text itself is in the identity as data.eval_corpus_sha256",
     "data.tokenizer": "a path or name; the vocabulary itself is in the identity as vocab_sha256",
     "data.tokenizer_cache_dir": "where a trained vocabulary is cached (vocab_sha256 holds the vocabulary)",
     "supernet.population": "paths; the genotypes themselves are in the identity as candidate_population",
@@ -171,7 +178,9 @@ def mlm_identity(cfg: Config, plan: BatchPlan, prepared: PreparedMlm, world: int
         config=config_identity(cfg, desc),
         derived={"data.corpus_sha256": prepared.corpus.fingerprint, "data.block_length": data.block_length,
                  "data.train_blocks": len(data.train_blocks), "world_size": world,
-                 "train_batch_size": plan.train_batch_size})
+                 "train_batch_size": plan.train_batch_size,
+                 **({"data.eval_corpus_sha256": prepared.eval_corpus.fingerprint}
+                    if prepared.eval_corpus is not None else {})})
 
 
 def stop_step(cfg: Config, max_steps: int | None) -> int:

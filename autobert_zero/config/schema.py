@@ -94,6 +94,10 @@ class DataConfig:
     """Share of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% unchanged)."""
     eval_blocks: Annotated[int, Ge(0), Le(BIG)] = 64
     """Blocks held out of training to measure the final MLM loss (0 = no held-out evaluation)."""
+    eval_corpus: str | list[str] | None = None
+    """Document-disjoint held-out text (file(s)/folder(s), like `corpus`): the held-out blocks come from it
+    alone, every training block from `corpus`, and any line of it that also occurs in `corpus` is dropped from
+    training. null = the held-out blocks are a seeded draw of `corpus`'s own blocks (not document-disjoint)."""
 
 
 @dataclass

@@ -165,3 +165,42 @@ def test_wordpiece_training_gives_the_same_vocabulary_in_every_fresh_process(tmp
     assert len(tokens) == 512 and tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert any(t.startswith("##") and len(t) > 3 for t in tokens)
     assert max(max(t) for t in tokens) < "\U000f0000"  # no private-use spelling left in the vocabulary
+
+
+def test_eval_corpus_gives_document_disjoint_held_out_blocks(tmp_path: Path) -> None:
+    """With `data.eval_corpus` the held-out blocks come from that text alone, and its lines, even when the
+    training folder holds them too, are never trained on; the identity of a run names the held-out text."""
+    from autobert_zero.train.mlm import prepare_mlm_data
+    from tests.support.training import tiny_config
+
+    lines = write_corpus(tmp_path).read_text(encoding="utf-8").splitlines()
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "a.txt").write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")
+    (train_dir / "b.txt").write_text("\n".join(lines[len(lines) // 2:]) + "\n", encoding="utf-8")
+    cfg = tiny_config(tmp_path, data={"corpus": str(train_dir), "eval_corpus": str(train_dir / "b.txt"),
+                                      "eval_blocks": 6, "vocab_size": 400,
+                                      "tokenizer_cache_dir": str(tmp_path / "cache")})
+    prepared = prepare_mlm_data(cfg)
+    assert prepared.eval_corpus is not None
+    assert set(prepared.corpus.dataset["text"]) == set(lines[: len(lines) // 2]) - set(lines[len(lines) // 2:])
+    held_out = {tuple(b.tolist()) for b in prepared.data.eval_blocks}
+    assert len(held_out) == 6
+    again = prepare_mlm_data(cfg)  # seeded: the same blocks every time
+    assert torch.equal(again.data.eval_blocks, prepared.data.eval_blocks)
+    # every held-out block is a block of the held-out file, none of the training text
+    from autobert_zero.train.data.mlm_blocks import tokenize_blocks
+    pool = {tuple(b.tolist()) for b in tokenize_blocks(prepared.eval_corpus, prepared.tokenizer, 32)}
+    assert held_out <= pool
+    assert not held_out & {tuple(b.tolist()) for b in prepared.data.train_blocks}
+
+    too_many = tiny_config(tmp_path, data={"corpus": str(train_dir), "eval_corpus": str(train_dir / "b.txt"),
+                                           "eval_blocks": 100_000, "vocab_size": 400,
+                                           "tokenizer_cache_dir": str(tmp_path / "cache")})
+    with pytest.raises(DataError, match=r"fewer than data\.eval_blocks = 100000"):
+        prepare_mlm_data(too_many)
+    only_held_out = tiny_config(tmp_path, data={"corpus": str(train_dir / "b.txt"),
+                                                "eval_corpus": str(train_dir / "b.txt"), "vocab_size": 400,
+                                                "tokenizer_cache_dir": str(tmp_path / "cache")})
+    with pytest.raises(DataError, match=r"holds no text outside data\.eval_corpus"):
+        prepare_mlm_data(only_held_out)

@@ -225,3 +225,18 @@ def load_corpus(spec: str | list[str] | None, text_column: str = "text") -> Corp
         raise DataError(f"corpus {description} holds no text (every line is empty); expected non-empty lines "
                         f"of text (JSON/TSV: in column '{text_column}')")
     return Corpus(ds, description, fingerprint_texts(ds))
+
+
+def without_texts_of(corpus: Corpus, held_out: Corpus) -> Corpus:
+    """`corpus` less every line that also occurs in `held_out` (so held-out documents are never trained on,
+    even when the training folders contain them); raises `DataError` if nothing is left."""
+    excluded = set(held_out.dataset["text"])
+    kept = corpus.dataset.filter(lambda batch: [t not in excluded for t in batch["text"]], batched=True,
+                                 desc="dropping held-out lines from training")
+    if len(kept) == 0:
+        raise DataError(f"corpus {corpus.description} holds no text outside data.eval_corpus "
+                        f"{held_out.description}; the training and held-out text must differ")
+    dropped = len(corpus.dataset) - len(kept)
+    description = corpus.description if dropped == 0 else (
+        f"{corpus.description} less {dropped} lines of {held_out.description}")
+    return Corpus(kept, description, fingerprint_texts(kept))

@@ -2,7 +2,8 @@
 
 The corpus is tokenized without special tokens, concatenated, and cut into blocks of
 `[CLS] + (max_seq_length − 2) tokens + [SEP]` (the tail that does not fill a block is dropped), so every
-block is full and no padding is needed. A seeded shuffle holds `eval_blocks` out for evaluation.
+block is full and no padding is needed. A seeded shuffle holds `eval_blocks` out for evaluation, drawn from
+the corpus itself or, document-disjoint, from a separate held-out text (`data.eval_corpus`).
 Masking follows BERT (15% of tokens: 80% [MASK], 10% a random token, 10% unchanged), each block with a
 generator seeded from (seed, its stream position): a batch is a pure function of the step, and the same
 global batch is masked the same way however it is split over processes and accumulation steps.
@@ -83,14 +84,26 @@ class MlmData:
 
     @classmethod
     def build(cls, corpus: Corpus, tokenizer: PreTrainedTokenizerBase, max_seq_length: int,
-              probability: float, eval_blocks: int, seed: int) -> MlmData:
+              probability: float, eval_blocks: int, seed: int, eval_corpus: Corpus | None = None) -> MlmData:
+        """Blocks of `corpus`; `eval_blocks` of them held out by a seeded draw, or, with `eval_corpus`
+        (document-disjoint held-out text), every block of `corpus` trained on and `eval_blocks` drawn from the
+        blocks of `eval_corpus` alone."""
         blocks = tokenize_blocks(corpus, tokenizer, max_seq_length)
-        held = min(eval_blocks, len(blocks) // 10)
-        perm = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(derived_seed(seed, HELD_OUT)))
+        generator = torch.Generator().manual_seed(derived_seed(seed, HELD_OUT))
+        if eval_corpus is None:
+            held = min(eval_blocks, len(blocks) // 10)
+            perm = torch.randperm(len(blocks), generator=generator)
+            train, evaluation = blocks[perm[held:]], blocks[perm[:held]]
+        else:
+            pool = tokenize_blocks(eval_corpus, tokenizer, max_seq_length) if eval_blocks else blocks[:0]
+            if len(pool) < eval_blocks:
+                raise DataError(f"data.eval_corpus {eval_corpus.description} gives {len(pool)} blocks of "
+                                f"{max_seq_length} tokens, fewer than data.eval_blocks = {eval_blocks}; give "
+                                f"more held-out text or lower data.eval_blocks")
+            train, evaluation = blocks, pool[torch.randperm(len(pool), generator=generator)[:eval_blocks]]
         special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         assert tokenizer.mask_token_id is not None
-        return cls(blocks[perm[held:]], blocks[perm[:held]], special, tokenizer.mask_token_id, len(tokenizer),
-                   probability, seed)
+        return cls(train, evaluation, special, tokenizer.mask_token_id, len(tokenizer), probability, seed)
 
     @property
     def block_length(self) -> int:
