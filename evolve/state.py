@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autobert_zero.errors import SearchError, SupernetError
+from autobert_zero.errors import AbzError, SearchError, SupernetError
 from autobert_zero.io import atomic_write_text
 from autobert_zero.json_files import parse_json, read_json, require_keys, require_mapping, shorten
 
@@ -449,3 +449,31 @@ def load_verified_history(folder: str | Path) -> tuple[dict[str, Any], list[Hist
     """A search folder's state and the history lines it covers, every file checked (schema, bounded depth,
     the history against the state's digest) and nothing changed: what report and export read."""
     return StateStore(folder).load(repair=False)
+
+
+def checked_supernet(search: Path, folder: str | None, run: Mapping[str, Any] | None, remedy: str
+                     ) -> tuple[Path, Mapping[str, Any]]:
+    """The supernet folder a search was scored with and its recorded identity, after checking it is the one the
+    search recorded (weights sha256 and step); a `SearchError` ending in `remedy` if it is not, or is gone."""
+    recorded = (run or {}).get("supernet")
+    if not isinstance(recorded, Mapping) or folder is None:
+        raise SearchError(f"{search}: its state records no supernet identity (a search from before the run "
+                          f"identity), so the weights of {folder or 'its supernet'} cannot be checked to be the ones "
+                          f"the search scored; {remedy}")
+    path = Path(folder)
+    if not path.is_dir():
+        raise SearchError(f"the supernet {path} that {search} was scored with is gone; {remedy}")
+    try:
+        current = supernet_identity(path)
+    except AbzError as error:
+        raise SearchError(f"the supernet {path} that {search} was scored with cannot be read ({error}); "
+                          f"{remedy}") from None
+    changes = []
+    if current["sha256"] != recorded.get("sha256"):
+        changes.append(f"weights sha256 {str(recorded.get('sha256'))[:12]} -> {current['sha256'][:12]}")
+    if current["step"] != recorded.get("step"):
+        changes.append(f"step {recorded.get('step')} -> {current['step']}")
+    if changes:
+        raise SearchError(f"the supernet {path} changed since {search} scored its candidates ({', '.join(changes)}), "
+                          f"so its weights are not the ones the search scored; {remedy}")
+    return path, recorded

@@ -89,25 +89,42 @@ FINETUNE_OUTPUTS = ("metrics.jsonl", "eval.json", "tensorboard")
 
 
 def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, init_dir: str | os.PathLike[str],
-             out_dir: str | os.PathLike[str], force: bool = False) -> dict[str, Any]:
+             out_dir: str | os.PathLike[str], force: bool = False, select_examples: int | None = None
+             ) -> dict[str, Any]:
     """Fine-tune `init_dir` on GLUE `task` (TSV folders under `data_dir`, or the hub's `glue` if None);
     returns the dev evaluation (also written to `<out_dir>/eval.json`). `init_dir` must pass
-    `check_init_folder`; `out_dir` is opened with `open_run_dir` (refused if non-empty unless `force`)."""
+    `check_init_folder`; `out_dir` is opened with `open_run_dir` (refused if non-empty unless `force`).
+
+    `select_examples`: for choosing hyper-parameters without dev, that many examples of the training split
+    (a fixed draw: seed 0, whatever the config's seed) are held out and scored instead of dev, and the run
+    trains on the rest (`split` in eval.json says "train-slice")."""
     cfg = resolve_config(config)
     spec = get_task(task)
     tokenizer = check_init_folder(Path(init_dir))
     with open_run_dir(out_dir, "abz finetune", force=force, outputs=FINETUNE_OUTPUTS,
                       primary=os.environ.get("RANK", "0") == "0", can_resume=False):
-        return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer)
+        return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer, select_examples)
+
+
+def _splits(spec: GlueTask, data_dir: str | os.PathLike[str] | None, select_examples: int | None) -> tuple[Any, Any]:
+    """(training split, scored split): train and dev, or train less a fixed slice and that slice."""
+    train_split = load_glue_split(spec, "train", data_dir)
+    if select_examples is None:
+        return train_split, load_glue_split(spec, "dev", data_dir)
+    if not 0 < select_examples < len(train_split):
+        raise DataError(f"GLUE task {spec.folder}: cannot hold out {select_examples} of its {len(train_split)} "
+                        f"training examples for selection; expected 1..{len(train_split) - 1}")
+    perm = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0)).tolist()
+    return train_split.select(sorted(perm[select_examples:])), train_split.select(sorted(perm[:select_examples]))
 
 
 def _finetune(cfg: Any, spec: GlueTask, data_dir: str | os.PathLike[str] | None, init: Path, out: Path,
-              tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+              tokenizer: PreTrainedTokenizerBase, select_examples: int | None = None) -> dict[str, Any]:
     rank, world = init_distributed()
     plan = batch_plan(cfg, "finetune", world)
     ft = cfg.finetune
-    train_split = _subsample(load_glue_split(spec, "train", data_dir), ft.max_train_examples, cfg.seed)
-    dev_split = load_glue_split(spec, "dev", data_dir)
+    full_train, dev_split = _splits(spec, data_dir, select_examples)
+    train_split = _subsample(full_train, ft.max_train_examples, cfg.seed)
     train = EncodedSplit(train_split, spec, tokenizer, ft.max_seq_length)
     dev = EncodedSplit(dev_split, spec, tokenizer, ft.max_seq_length)
     if len(train) == 0:
@@ -127,7 +144,8 @@ def _finetune(cfg: Any, spec: GlueTask, data_dir: str | os.PathLike[str] | None,
         metrics = glue_metrics(spec, predict(engine, dev, spec, ft.eval_batch_size), dev.labels.numpy())
         log.scalars({"step": steps, **metrics}, prefix=f"dev_{spec.name}")
     result = {
-        "task": spec.folder, "split": "dev", "metrics": metrics, "score": primary_score(spec, metrics),
+        "task": spec.folder, "split": "dev" if select_examples is None else "train-slice", "metrics": metrics,
+        "score": primary_score(spec, metrics),
         "dev_examples": len(dev), "train_examples": len(train), "steps": steps,
         "train_batch_size": plan.train_batch_size, "init": str(init),
         "config": dataclasses.asdict(cfg.finetune),

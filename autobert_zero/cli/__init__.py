@@ -19,13 +19,14 @@ from types import ModuleType
 
 from autobert_zero.cli import audit as cli_audit
 from autobert_zero.cli import genotype as cli_genotype
+from autobert_zero.cli import retrain as cli_retrain
 from autobert_zero.cli import search as cli_search
 from autobert_zero.cli import supernet as cli_supernet
 from autobert_zero.cli import train as cli_train
 from autobert_zero.cli.exit_codes import ExitCode
 from autobert_zero.errors import AbzError, GenotypeError
 
-FAMILIES: tuple[ModuleType, ...] = (cli_genotype, cli_search, cli_train, cli_supernet, cli_audit)
+FAMILIES: tuple[ModuleType, ...] = (cli_genotype, cli_search, cli_train, cli_supernet, cli_audit, cli_retrain)
 """The command families, each a module whose `register(subparsers)` adds its commands; all are registered."""
 
 

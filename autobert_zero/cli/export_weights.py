@@ -27,7 +27,7 @@ from autobert_zero.cli.genotype import build_model, model_sizes, save_into
 from autobert_zero.cli.options import DEFAULT_VOCAB_SIZE, SIZE_OVERRIDES
 from autobert_zero.errors import AbzError, ConfigError, SearchError
 from autobert_zero.evolve.export import WeightsInfo
-from autobert_zero.evolve.state import supernet_identity
+from autobert_zero.evolve.state import checked_supernet
 from autobert_zero.grammar import Genotype
 from autobert_zero.json_files import read_json
 
@@ -195,28 +195,7 @@ def weights_source(search: Path, cfg: Config, run: Mapping[str, Any] | None,
 
 def _open_supernet(search: Path, cfg: Config, run: Mapping[str, Any] | None, head: str) -> SupernetWeights:
     """The search's supernet, after checking it is the one the search recorded (its weights and step)."""
-    recorded = (run or {}).get("supernet")
-    folder = cfg.search.supernet
     remedy = ("restore the supernet folder the search used, or pass --untrained for randomly initialised "
               "Hugging Face folders (--no-hf: the .abz files and model cards only)")
-    if not isinstance(recorded, Mapping) or folder is None:
-        raise SearchError(f"{search}: its state records no supernet identity (a search from before the run "
-                          f"identity), so the weights of {folder or 'its supernet'} cannot be checked to be the ones "
-                          f"the search scored; pass --untrained, or --no-hf")
-    path = Path(folder)
-    if not path.is_dir():
-        raise SearchError(f"the supernet {path} that {search} was scored with is gone; {remedy}")
-    try:
-        current = supernet_identity(path)
-    except AbzError as error:
-        raise SearchError(f"the supernet {path} that {search} was scored with cannot be read ({error}); "
-                          f"{remedy}") from None
-    changes = []
-    if current["sha256"] != recorded.get("sha256"):
-        changes.append(f"weights sha256 {str(recorded.get('sha256'))[:12]} -> {current['sha256'][:12]}")
-    if current["step"] != recorded.get("step"):
-        changes.append(f"step {recorded.get('step')} -> {current['step']}")
-    if changes:
-        raise SearchError(f"the supernet {path} changed since {search} scored its candidates ({', '.join(changes)}), "
-                          f"so its weights are not the ones the search scored; {remedy}")
+    path, recorded = checked_supernet(search, cfg.search.supernet, run, remedy)
     return SupernetWeights(path, cfg, recorded, head)
