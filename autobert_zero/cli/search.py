@@ -94,11 +94,15 @@ def register(sub: Subparsers) -> None:
                             description="Write OUT/rankN/genotype.abz, a model card OUT/rankN/README.md and a Hugging "
                             "Face folder OUT/rankN/hf for the best genotypes of a search. A search scored through a "
                             "supernet (estimator biws) exports the supernet-inherited weights (with its tokenizer); "
-                            "any other search needs --untrained (random weights) or --no-hf.")
-    export.add_argument("file", metavar="DIR_OR_FILE", help="search folder (or a genotype file: abz compile)")
+                            "any other search needs --untrained (random weights) or --no-hf. From a retrain folder "
+                            "(`abz retrain --out`): the trained models of its best arms by held-out MLM loss.")
+    export.add_argument("file", metavar="DIR_OR_FILE",
+                        help="search or retrain folder (or a genotype file: abz compile)")
     add_out(export, "output folder", metavar="DIR")
     add_top(export, 3, "how many best genotypes (default 3)")
     export.add_argument("--no-hf", action="store_true", help="write only the .abz files and model cards")
+    export.add_argument("--all-seeds", action="store_true",
+                        help="from a retrain folder: every pre-training seed's model (hf-seedS/), not only the best")
     export.add_argument("--untrained", action="store_true",
                         help="randomly initialised Hugging Face folders (seed --seed, sizes of the search config and "
                         "the size flags) instead of the search's weights")
@@ -366,6 +370,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     history, the flags, the weights' source: `cli.export_weights.weights_source`) passes before anything is
     written."""
     source = Path(args.file)
+    from autobert_zero.cli.export_retrain import export_retrain, is_retrain
+
+    if is_retrain(source):
+        return export_retrain(args)
+    if args.all_seeds:
+        raise ConfigError("--all-seeds exports every pre-training seed of a retrain folder (`abz retrain --out`); "
+                          f"{source} is not one")
     if not (source / STATE_FILE).exists() and not (source / HISTORY_FILE).exists():
         if source.is_dir():
             raise SearchError(f"{source} holds no search ({STATE_FILE} is missing) and is not a genotype file")

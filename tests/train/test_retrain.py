@@ -211,3 +211,29 @@ def test_two_workers_split_the_runs_and_give_the_one_worker_results(
     assert ran(first_err) and ran(second_err), (first_err[-1000:], second_err[-1000:])
     assert not ran(first_err) & ran(second_err)
     assert json.loads((out / "results.json").read_text())["analysis"] == results["analysis"]
+
+
+def test_export_of_a_retrain_carries_the_trained_weights(
+        retrained: tuple[Path, Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    tmp, _, results = retrained
+    out = tmp_path / "export"
+    assert main(["export", str(tmp / "out"), "--top", "2", "--out", str(out)]) == 0
+    best = min(results["arms"], key=lambda a: results["analysis"]["arms"][a["name"]]["heldout_loss"]["mean"])
+    card = (out / "rank1" / "README.md").read_text()
+    assert best["name"] in card and "pre-trained from scratch by `abz retrain`" in card
+    assert "held-out MLM loss" in card and "SST-2" in card
+    exported = AutoModelForMaskedLM.from_pretrained(str(out / "rank1" / "hf"))
+    trained = AutoModelForMaskedLM.from_pretrained(str(tmp / "out" / "runs" / best["name"] / "seed0" / "final"))
+    assert all(torch.equal(a, b) for a, b in zip(exported.state_dict().values(), trained.state_dict().values(),
+                                                 strict=True))
+    assert main(["export", str(tmp / "out"), "--top", "1", "--all-seeds", "--out", str(tmp_path / "all")]) == 0
+    assert (tmp_path / "all" / "rank1" / "hf-seed0" / "config.json").is_file()
+    capsys.readouterr()
+    assert main(["export", str(tmp / "out"), "--top", "3", "--out", str(tmp_path / "x")]) == 1
+    assert "is more than the 2 arms" in capsys.readouterr().err
+    assert main(["export", str(tmp / "out"), "--untrained", "--out", str(tmp_path / "y")]) == 1
+    assert "is a retrain" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
