@@ -1,12 +1,13 @@
 """Quick-start benchmark: the README's first command after the install, timed stage by stage.
 
-Runs the four `abz` commands of the quick start (`supernet`, `search`, `report`, `export` with
+Runs the five `abz` commands of the quick start (`supernet`, `search`, `report`, `export`, `retrain` with
 `configs/tiny.yaml`) in a temporary folder, each as a fresh process of the `abz` beside this interpreter, from
 the repository root, with a fresh empty `$HOME` (so the WordPiece tokenizer is trained as in a fresh clone
 rather than read from `~/.cache/autobert_zero`). Records the wall seconds of each stage, the load average
 around the run, and the search's own summary (`summary.json`): the best candidate's fitness and attention
 formulas, the seeds' (vanilla BERT, Figure 7) fitness, and all three scored again on the final supernet
-weights. Writes benchmarks/results/quickstart.json.
+weights; and the retrain's held-out MLM loss of the search's best and of vanilla BERT, trained from scratch at
+equal parameters. Writes benchmarks/results/quickstart.json.
 
     python -m benchmarks.bench_quickstart [--keep DIR]
 """
@@ -34,6 +35,8 @@ STAGES = (
     ("search", ["search", "--config", CONFIG, "--supernet", "{out}/supernet", "--out", "{out}/search"]),
     ("report", ["report", "{out}/search"]),
     ("export", ["export", "{out}/search", "--top", "3", "--out", "{out}/best"]),
+    ("retrain", ["retrain", "{out}/search", "--config", CONFIG, "--out", "{out}/retrain", "--baselines",
+                 "genotypes/bert.abz", "--lrs", "1e-3", "--glue"]),
 )
 
 
@@ -77,6 +80,19 @@ def search_figures(search: Path) -> dict[str, Any]:
             "seeds": seeds, "summary_text": summary["text"]}
 
 
+def retrain_figures(folder: Path) -> dict[str, Any]:
+    """Each retrained arm's held-out MLM loss, sizes and lr (one seed), from the retrain's results.json."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    arms = []
+    for arm in results["arms"]:
+        loss = results["analysis"]["arms"][arm["name"]]["heldout_loss"]["mean"]
+        arms.append({"name": arm["name"], "genotype_id": arm["genotype_id"], "params": arm["params"],
+                     "intermediate_size": arm["intermediate_size"], "lr": arm["lr"], "heldout_loss": loss,
+                     "rescored_loss": arm["rescored_loss"], "search_fitness": arm["search_fitness"]})
+    return {"arms": arms, "steps": results["pretrain_steps"], "heldout_blocks": results["heldout_blocks"],
+            "seeds": results["seeds"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
@@ -100,6 +116,7 @@ def main() -> None:
             if code != 0:
                 sys.exit(f"{name} failed with exit code {code}:\n{output[-4000:]}")
         figures = search_figures(out / "search")
+        retrained = retrain_figures(out / "retrain")
         exported = sorted(p.name for p in (out / "best").iterdir() if p.is_dir())
         hf_folders = sorted(p.parent.name for p in (out / "best").glob("*/hf") if p.is_dir())
     finally:
@@ -110,6 +127,7 @@ def main() -> None:
     print_table("quick start (after the install)", ["stage", "seconds"],
                 [[s["stage"], s["seconds"]] for s in stages] + [["total", total]])
     best = figures["best"]
+    print("retrain, held-out MLM loss: " + "; ".join(f"{a['name']} {a['heldout_loss']:.4f}" for a in retrained["arms"]))
     print(f"\nbest {best['fitness']:.4f} (final supernet {best['final_supernet_score']}); "
           + "; ".join(f"{name} {s['fitness']:.4f} (final {s['final_supernet_score']})"
                       for name, s in figures["seeds"].items()))
@@ -117,7 +135,7 @@ def main() -> None:
         "command": "python -m benchmarks.bench_quickstart", "config": CONFIG, "abz": str(abz),
         "home": "a fresh empty folder (tokenizer trained, no cache)", "cpus": os.cpu_count(),
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
-        "stages": stages, "total_seconds": round(total, 2), "search": figures,
+        "stages": stages, "total_seconds": round(total, 2), "search": figures, "retrain": retrained,
         "export": {"folders": exported, "with_hf": hf_folders,
                    "weights": "supernet-inherited: the supernet's weights and tokenizer, before the search's "
                               "adaptation steps (abz export)"}})
