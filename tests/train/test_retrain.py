@@ -237,3 +237,25 @@ def test_export_of_a_retrain_carries_the_trained_weights(
     assert main(["export", str(tmp / "out"), "--untrained", "--out", str(tmp_path / "y")]) == 1
     assert "is a retrain" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_retrain_continues_from_its_small_result_files_alone(
+        retrained: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Another machine with only the committed result files (no models, no checkpoints) and one fine-tune
+    missing: the resume trains the model that fine-tune needs again, to the same weights, and every figure
+    comes out the same."""
+    import shutil
+
+    tmp, retrain_yaml, results = retrained
+    out = tmp_path / "copy"
+    keep = {"summary.json", "heldout.json", "eval.json", "metrics.jsonl", "retrain.json"}
+    for path in (tmp / "out").rglob("*"):
+        if path.is_file() and path.name in keep and "final" not in path.parts and "checkpoints" not in path.parts:
+            (out / path.relative_to(tmp / "out")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, out / path.relative_to(tmp / "out"))
+    (out / "runs" / "bert" / "seed0" / "glue" / "SST-2-ft1" / "eval.json").unlink()
+    assert main([*_retrain_args(tmp, retrain_yaml, out), "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["analysis"] == results["analysis"]
+    assert (out / "runs" / "bert" / "seed0" / "final" / "config.json").is_file()  # trained again for the fine-tune
+    assert not (out / "runs" / "found-1" / "seed0" / "final").exists()  # not needed: not trained again

@@ -81,8 +81,10 @@ def _saved_candidates(record: dict[str, Any]) -> list[Candidate]:
 
 def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[str], out: str | os.PathLike[str],
             settings: RetrainSettings, top: int = 1, baselines: Sequence[str] = DEFAULT_BASELINES,
-            rescore: bool = True, resume: bool = False) -> dict[str, Any]:
-    """Run (or continue, `resume`) a retrain; returns the results (also `OUT/results.json`)."""
+            rescore: bool = True, resume: bool = False, found: Sequence[Candidate] | None = None) -> dict[str, Any]:
+    """Run (or continue, `resume`) a retrain; returns the results (also `OUT/results.json`). `found`: the found
+    arms chosen by the caller (e.g. across several searches) instead of the search's top `top`; `search` then
+    only labels the retrain."""
     from autobert_zero.train.mlm import PreparedMlm, prepare_mlm_data, resolve_config
 
     cfg = resolve_config(config)
@@ -101,10 +103,11 @@ def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[s
                               f"--resume")
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise SearchError(f"{out_dir} is not empty; give a new --out, or --resume to continue the retrain in it")
-    fixed = baseline_candidates(baselines, [f"found-{i + 1}" for i in range(top)])  # parsed before any work
+    names = [c.name for c in found] if found is not None else [f"found-{i + 1}" for i in range(top)]
+    fixed = baseline_candidates(baselines, names)  # parsed before any work
     if resume:
         found = _saved_candidates(read_json(record_path))
-    else:
+    elif found is None:
         found = found_candidates(search_dir, top, rescore, cfg.logging.progress_bar)
     candidates = [*found, *fixed]
 

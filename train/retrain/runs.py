@@ -14,7 +14,9 @@
 
 Every run's result lives in its folder (`summary.json`, `heldout.json`, `eval.json`), so a killed retrain
 continues from what is there: a pre-training run resumes from its checkpoint (bit for bit, see `mlm.py`), a
-fine-tune without `eval.json` starts again (they are short and deterministic). Several workers may run one
+fine-tune without `eval.json` starts again (they are short and deterministic). Only those small files are
+needed to continue: a model a later phase needs and no longer finds (`final/`) is trained again, to the same
+weights, so a retrain can continue on another machine from its committed result files. Several workers may run one
 retrain at once (the same command started again with `--resume`): each run is claimed by a lock file beside
 its folder, a worker skips what another holds and, before a phase that needs it, waits for it.
 """
@@ -113,14 +115,17 @@ class Runner:
         finally:
             lock.release()
 
-    def pretrain_run(self, folder: Path, arm: Arm, cfg: Config) -> dict[str, Any] | None:
-        """The run's summary: read back when finished, else trained (resumed where it stopped)."""
-        summary = _finished_pretrain(folder, cfg.pretrain.max_steps)
+    def pretrain_run(self, folder: Path, arm: Arm, cfg: Config, need_model: bool = False) -> dict[str, Any]:
+        """The run's summary: read back when finished (and, with `need_model`, its `final/` model is there), else
+        trained (resumed where it stopped). A finished run whose model is gone (only its small result files were
+        kept, e.g. committed from another machine) is trained again: runs are bit-for-bit reproducible, so it
+        is the same model."""
+        summary = _finished_pretrain(folder, cfg.pretrain.max_steps, need_model)
         if summary is not None:
             return summary
         from autobert_zero.train.pretrain import pretrain
 
-        resume = (folder / "checkpoints").is_dir()
+        resume = (folder / "checkpoints").is_dir() and not (folder / "summary.json").is_file()
         return pretrain(cfg, folder, genotype=arm.candidate.genotype, resume=resume, prepared=self.prepared(cfg.seed),
                         force=folder.exists() and not resume)
 
@@ -197,7 +202,7 @@ class Runner:
     def pretrain_and_score(self, folder: Path, arm: Arm, cfg: Config) -> bool:
         if (folder / "heldout.json").is_file() and _finished_pretrain(folder, cfg.pretrain.max_steps):
             return False
-        self.pretrain_run(folder, arm, cfg)
+        self.pretrain_run(folder, arm, cfg, need_model=True)
         atomic_write_text(folder / "heldout.json", json.dumps(self.heldout(folder), indent=1))
         return True
 
@@ -217,13 +222,16 @@ class Runner:
         cfg.finetune = dataclasses.replace(cfg.finetune, lr=lr)
         return cfg
 
-    def finetune_run(self, folder: Path, init: Path, task: str, cfg: Config, select: bool) -> bool:
-        """A fine-tune's eval.json, made unless it is there (a killed fine-tune starts again: it is short)."""
+    def finetune_run(self, folder: Path, arm: Arm, seed: int, task: str, cfg: Config, select: bool) -> bool:
+        """A fine-tune's eval.json, made unless it is there (a killed fine-tune starts again: it is short), from
+        the arm's pre-trained model of `seed` (trained again if only its result files are left)."""
         if (folder / "eval.json").is_file():
             return False
         from autobert_zero.train.finetune import finetune
 
-        finetune(cfg, task, self.settings.glue_data_dir, init, folder, force=folder.exists(),
+        init = self.runs / arm.name / f"seed{seed}"
+        self.pretrain_run(init, arm, self.arm_config(arm, seed, self.chosen_lr[arm.name]), need_model=True)
+        finetune(cfg, task, self.settings.glue_data_dir, init / "final", folder, force=folder.exists(),
                  select_examples=self.settings.select_examples if select else None)
         return True
 
@@ -238,9 +246,8 @@ class Runner:
                 for arm in self.arms:
                     for lr in s.finetune_lrs:
                         folder = self.runs / arm.name / f"seed{base}" / "glue" / f"{task}-select-{_lr_tag(lr)}"
-                        init = self.runs / arm.name / f"seed{base}" / "final"
                         jobs.append((f"{task} lr selection {arm.name} {_lr_tag(lr)}", folder,
-                                     _bind(self.finetune_run, folder, init, task, self.finetune_config(base, lr),
+                                     _bind(self.finetune_run, folder, arm, base, task, self.finetune_config(base, lr),
                                            True)))
                 self.each(jobs)
             tables: dict[str, list[dict[str, Any]]] = {}
@@ -256,12 +263,11 @@ class Runner:
             for arm in self.arms:
                 lr = self.chosen_finetune_lr[task, arm.name]
                 for seed in seeds_of(self.cfg, s):
-                    init = self.runs / arm.name / f"seed{seed}" / "final"
                     for f in range(s.finetune_seeds):
                         folder = self.runs / arm.name / f"seed{seed}" / "glue" / f"{task}-ft{f}"
+                        ft = self.finetune_config(base + f, lr)
                         jobs.append((f"{task} {arm.name} seed {seed} fine-tune {f}", folder,
-                                     _bind(self.finetune_run, folder, init, task, self.finetune_config(base + f, lr),
-                                           False)))
+                                     _bind(self.finetune_run, folder, arm, seed, task, ft, False)))
             self.each(jobs)
             scores: dict[str, dict[int, list[float]]] = {}
             for arm in self.arms:
@@ -279,9 +285,10 @@ def _bind(fn: Callable[..., bool], *args: Any) -> Callable[[], bool]:
     return lambda: fn(*args)
 
 
-def _finished_pretrain(folder: Path, steps: int) -> dict[str, Any] | None:
+def _finished_pretrain(folder: Path, steps: int, need_model: bool = False) -> dict[str, Any] | None:
+    """The summary of a run finished at `steps` (with `need_model`: only if its `final/` model is there too)."""
     path = folder / "summary.json"
-    if not path.is_file() or not (folder / "final").is_dir():
+    if not path.is_file() or (need_model and not (folder / "final" / "config.json").is_file()):
         return None
     summary = read_json(path)
     return summary if summary.get("steps") == steps else None
