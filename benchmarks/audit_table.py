@@ -1,11 +1,15 @@
 """Side-by-side Markdown table of several ranking audits (one column per `audit*.json`), for the README.
 
-Rows: every estimator of the first audit (BIWS per k, cost-matched scratch, parameters, combinations,
-hurdles), then the noise ceiling; cells: Kendall τ with its bootstrap 95% interval. A last column gives the
-seconds per candidate and the cost ratio of the first audit.
+Rows: every estimator of the first audit (BIWS per k, cost-matched scratch, zero-cost proxies, parameters,
+combinations, hurdles), then the noise ceiling; cells: one figure (`--figure`, default Kendall τ; any key of an
+estimator's `figures`, e.g. top_quarter_tau, precision_at_5, regret_at_1, exposure_lift) with its bootstrap 95%
+interval ("?" marks a top-quarter figure the reference cannot resolve). Audits written before the `figures`
+mapping have Kendall τ only. The last columns give the seconds per candidate, the amortised seconds over a
+typical search (when recorded) and the cost ratio of the first audit.
 
     python -m benchmarks.audit_table benchmarks/results/audit-24-pop4k-ref3000.json \\
         benchmarks/results/audit-24-pop4k.json --names reference-3000 reference-1500
+    python -m benchmarks.audit_table benchmarks/results/audit-search.json --figure regret_at_5
 """
 
 from __future__ import annotations
@@ -16,32 +20,48 @@ from pathlib import Path
 from typing import Any
 
 
-def interval(figure: dict[str, Any]) -> str:
-    value, low, high = figure.get("value"), figure.get("low"), figure.get("high")
-    if value is None:
+def interval(figure: dict[str, Any] | None) -> str:
+    if not figure or figure.get("value") is None:
         return "—"
+    value, low, high = figure.get("value"), figure.get("low"), figure.get("high")
+    mark = "?" if figure.get("unresolvable") else ""
     if low is None or high is None:
-        return f"{value:+.2f}"
-    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
+        return f"{value:+.2f}{mark}"
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
 
 
-def markdown(audits: list[dict[str, Any]], names: list[str]) -> str:
+def cell(estimator: dict[str, Any], figure: str) -> dict[str, Any] | None:
+    """One figure of an estimator: from its `figures` mapping, else (older audits) Kendall τ at the top level."""
+    if figure in estimator.get("figures", {}):
+        found: dict[str, Any] = estimator["figures"][figure]
+        return found
+    return estimator.get(figure) if figure == "kendall_tau" else None
+
+
+def ceiling(audit: dict[str, Any], figure: str) -> dict[str, Any] | None:
+    ref = audit["reference"]
+    return ref.get("noise_ceiling", {}).get(figure) or (ref["noise_ceiling_tau"] if figure == "kendall_tau" else None)
+
+
+def markdown(audits: list[dict[str, Any]], names: list[str], figure: str = "kendall_tau") -> str:
     first = audits[0]
-    lines = ["| Kendall τ [95% CI] | " + " | ".join(names) + " | s / candidate | cost ratio |",
-             "|---" * (len(names) + 3) + "|"]
+    lines = [f"| {figure} [95% CI] | " + " | ".join(names) + " | s / candidate | amortised s (search) | cost ratio |",
+             "|---" * (len(names) + 4) + "|"]
     for estimator, figures in first["estimators"].items():
-        cells = [interval(a["estimators"][estimator]["kendall_tau"]) if estimator in a["estimators"] else "—"
+        cells = [interval(cell(a["estimators"][estimator], figure)) if estimator in a["estimators"] else "—"
                  for a in audits]
         label = estimator
         if figures.get("kind") == "scratch":
             label = f"{estimator} ({figures['steps']} steps)"
         ratio = figures.get("cost_ratio")
-        lines.append(f"| {label} | " + " | ".join(cells) +
-                     f" | {figures['seconds_per_candidate']:.2f} | {'' if ratio is None else f'{ratio:.0f}×'} |")
-    ceiling = [interval(a["reference"]["noise_ceiling_tau"]) for a in audits]
+        amortised = figures.get("cost", {}).get("amortised_seconds_over_search")
+        amortised_text = "" if amortised is None else f"{amortised:.2f}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {figures['seconds_per_candidate']:.2f} | "
+                     f"{amortised_text} | {'' if ratio is None else f'{ratio:.0f}×'} |")
+    method = "leave-one-out" if "noise_ceiling" in first["reference"] else "seed 0 vs seed 1"
     ref = first["reference"]
-    lines.append("| noise ceiling (seed 0 vs seed 1) | " + " | ".join(ceiling) +
-                 f" | {ref['seconds_per_candidate']:.1f} (one reference run) | |")
+    lines.append(f"| noise ceiling ({method}) | " + " | ".join(interval(ceiling(a, figure)) for a in audits) +
+                 f" | {ref['seconds_per_candidate']:.1f} (one reference run) | | |")
     return "\n".join(lines)
 
 
@@ -49,11 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audits", nargs="+", help="audit.json files")
     parser.add_argument("--names", nargs="+", help="column names (default: the file names)")
+    parser.add_argument("--figure", default="kendall_tau",
+                        help="which figure of each estimator (a key of its `figures`; default kendall_tau)")
     args = parser.parse_args()
     names = args.names or [Path(p).stem for p in args.audits]
     if len(names) != len(args.audits):
         parser.error(f"{len(args.audits)} audits but {len(names)} names")
-    print(markdown([json.loads(Path(p).read_text()) for p in args.audits], names))
+    print(markdown([json.loads(Path(p).read_text()) for p in args.audits], names, args.figure))
 
 
 if __name__ == "__main__":

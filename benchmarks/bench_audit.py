@@ -1,19 +1,34 @@
 """The ranking audit at full size on real text: a 12-layer BIWS supernet, then `abz audit`.
 
-Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads) on
-WikiText-2 raw + the NLTK corpora of shared/data, unless `--supernet DIR` already holds a finished one (an
-unfinished one is resumed), then runs the audit (`train/audit/run.py`): N candidates, BIWS for each k of
-`audit.biws_steps`, scratch at the same seconds, parameters alone, rank combinations, against scratch
-training of `audit.reference_steps` steps averaged over two seeds. The reference runs are cached in
-`--cache` (default runs/audit-cache), so a killed benchmark continues where it stopped when started again.
-Writes benchmarks/results/audit.json (the audit report plus machine and timings) and audit.png, and prints
-the table. Variants of the supernet (`--per-branch norm ffn uses_v`, `--population [--fair [--fair-exponent
-X]] | --held-out`) go with `--tag NAME` (results audit-NAME.json/png) and their own `--supernet`/`--out`
-folders; they reuse the cached reference runs. `--held-out` trains the supernet on N other candidates (those
-the audit's 2N-candidate set adds), never on the N it ranks: what a search does to a new child.
-`--reference-only` fills the reference cache alone (no supernet), e.g. in a second process while the
-supernet trains; it goes last candidate first while the audit goes first candidate first, and both re-read
-the cache before each run, so they meet halfway and no run is done twice.
+Trains the supernet of `configs/audit.yaml` (12 layers as Figure 7, hidden 64, 2 heads) on WikiText-2 raw +
+the NLTK corpora of shared/data, unless `--supernet DIR` already holds a finished one (an unfinished one is
+resumed), then runs the audit (`train/audit/run.py`): N candidates, BIWS for each k of `audit.biws_steps`,
+scratch at the same seconds, zero-cost proxies, parameters alone, rank combinations, against scratch training
+of `audit.reference_steps` steps averaged over two seeds. The held-out text is document-disjoint
+(`data.eval_corpus`): WikiText-2's test split and two Gutenberg books (`EVAL_TEXTS`), whose lines are dropped
+from the training text (the rest of WikiText-2 raw and NLTK); `--held-out-from-corpus` draws held-out blocks
+from the training corpus instead, as audits before it did. The reference runs are cached in `--cache` (default
+runs/audit-cache), and so are the estimates and the cost timing, so a killed benchmark continues where it
+stopped when started again, with identical figures. Writes benchmarks/results/audit.json (the audit report plus
+machine and timings) and audit.png, and prints the table.
+
+Candidates: the drawn set by default; `--from-search DIR [DIR ...]` draws them from search histories (a third
+from the top decile, a quarter as sibling groups, the rest uniform); `--exposure-control N` adds N one-edit
+mutants of a weak genotype, which `--population` puts into the supernet's population `--exposure-copies` times
+each (over-represented: if a BIWS fitness lifts them, it measures exposure, not quality). `--also-supernet
+DIR ...` audits further finished supernets of the same config beside the trained one (each one's estimates
+made separately, the bootstrap resamples supernets too). `--convergence-check M` trains the reference of a
+seeded subset of M scored candidates at twice its budget and reports whether the two agree (τ ≥ 0.85);
+top-quarter figures are reported unresolvable when the reference seeds' own leave-one-out top-quarter τ is
+below 0.6 (in every audit).
+
+Variants of the supernet (`--per-branch norm ffn uses_v`, `--population [--fair [--fair-exponent X]] |
+--held-out`) go with `--tag NAME` (results audit-NAME.json/png) and their own `--supernet`/`--out` folders; they
+reuse the cached reference runs. `--held-out` trains the supernet on N other candidates (those the audit's
+2N-candidate set adds), never on the N it ranks: what a search does to a new child. `--reference-only` fills
+the reference cache alone (no supernet), e.g. in a second process while the supernet trains; it goes last
+candidate first while the audit goes first candidate first, and both re-read the cache before each run, so they
+meet halfway and no run is done twice.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit     # the full audit
     # or in two processes (both cores): the second fills the reference cache from the other end
@@ -22,6 +37,8 @@ the cache before each run, so they meet halfway and no run is done twice.
     python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
         --biws-steps 0 2 --bootstrap 100 --out /tmp/audit-dry --supernet /tmp/audit-dry-sn \\
         --cache /tmp/audit-dry-cache --results /tmp/audit-dry-results   # a dry run of a few minutes
+    python -m benchmarks.bench_audit --from-search runs/search-a runs/search-b --candidates 24 \\
+        --exposure-control 6 --population --tag search-pop   # the search's own distribution, exposure control
 """
 
 from __future__ import annotations
@@ -37,12 +54,15 @@ from autobert_zero.config.load import load_config
 from autobert_zero.config.paths import data_dir
 from autobert_zero.config.schema import Config
 from autobert_zero.io import atomic_write_text
-from autobert_zero.train.audit.run import audit, fill_reference
+from autobert_zero.train.audit.run import audit, fill_reference, reference_convergence
 from autobert_zero.train.checkpoint import read_latest
 from autobert_zero.train.supernet import train_supernet
 from benchmarks.report import RESULTS, commit, machine
 
 CORPORA = ("wikitext-2-raw", "nltk")
+EVAL_TEXTS = ("wikitext-2-raw/wiki.test.raw", "nltk/gutenberg/austen-persuasion.txt",
+              "nltk/gutenberg/chesterton-thursday.txt")
+"""The document-disjoint held-out text (`data.eval_corpus`), relative to shared/data; dropped from training."""
 
 
 def main() -> None:
@@ -73,15 +93,34 @@ def main() -> None:
                         help="with --fair: override supernet.fair_exponent (power of the exposure weights)")
     parser.add_argument("--reference-only", action="store_true",
                         help="only fill the reference cache (no supernet needed; e.g. while one trains)")
+    parser.add_argument("--from-search", nargs="+", metavar="DIR",
+                        help="draw the candidates from these search folders (top decile, sibling groups, uniform)")
+    parser.add_argument("--exposure-control", type=int, metavar="N",
+                        help="add N one-edit mutants of a weak genotype (BERT, or the searches' weakest)")
+    parser.add_argument("--exposure-copies", type=int, default=4, metavar="K",
+                        help="with --population and --exposure-control: each mutant appears K times in the "
+                             "supernet's population (default 4)")
+    parser.add_argument("--also-supernet", nargs="+", metavar="DIR", default=[],
+                        help="further finished supernets of the same config, audited beside --supernet")
+    parser.add_argument("--convergence-check", type=int, metavar="M",
+                        help="train the reference of M scored candidates at twice its budget; converged at τ ≥ 0.85")
+    parser.add_argument("--held-out-from-corpus", action="store_true",
+                        help="draw held-out blocks from the training corpus (no data.eval_corpus), as earlier audits")
     args = parser.parse_args()
     if args.population and args.held_out:
         parser.error("--population trains on the audit's own candidates, --held-out on others: give one")
+    if args.held_out and args.from_search:
+        parser.error("--held-out draws a second drawn set; with --from-search use --population or neither")
+    if args.exposure_copies < 1:
+        parser.error("--exposure-copies must be at least 1")
     if args.fair and not args.population:
         parser.error("--fair chooses how the audit's population is drawn; it needs --population")
     if args.fair_exponent is not None and not args.fair:
         parser.error("--fair-exponent tempers the --fair weights; it needs --fair")
 
-    cfg = real_text_config(args.config)
+    cfg = real_text_config(args.config, disjoint_held_out=not args.held_out_from_corpus)
+    searches: list[str] = args.from_search or []
+    exposure: int = args.exposure_control or 0
     if args.supernet_steps is not None:
         cfg.pretrain = dataclasses.replace(cfg.pretrain, max_steps=args.supernet_steps,
                                            warmup_steps=min(cfg.pretrain.warmup_steps, args.supernet_steps // 10),
@@ -93,15 +132,17 @@ def main() -> None:
         cfg.audit.reference_warmup_steps = reference_warmup(cfg, args.reference_steps)
 
     if args.reference_only:
-        folder = fill_reference(args.candidates, cfg, cache_dir=args.cache)
+        folder = fill_reference(args.candidates, cfg, cache_dir=args.cache, from_search=searches, exposure=exposure)
         print(f"reference runs of {args.candidates} candidates are in {folder}")
         return
     if args.per_branch is not None:
         cfg.supernet = dataclasses.replace(cfg.supernet, per_branch=list(args.per_branch))
     supernet = Path(args.supernet)
     if args.population:
+        population = write_population(cfg, args.candidates, supernet, copies=args.exposure_copies,
+                                      from_search=searches, exposure=exposure)
         cfg.supernet = dataclasses.replace(cfg.supernet, strategy="fair" if args.fair else "population",
-                                           population=[str(write_population(cfg, args.candidates, supernet))])
+                                           population=[str(population)])
         if args.fair_exponent is not None:
             cfg.supernet.fair_exponent = args.fair_exponent
     elif args.held_out:
@@ -114,9 +155,20 @@ def main() -> None:
     supernet_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    report, table = audit(supernet, args.candidates, args.out, cfg, cache_dir=args.cache, force=True)
+    report, table = audit([supernet, *map(Path, args.also_supernet)], args.candidates, args.out, cfg,
+                          cache_dir=args.cache, force=True, from_search=searches, exposure=exposure)
     audit_seconds = time.perf_counter() - t1
     print(table)
+    if args.convergence_check is not None:
+        t2 = time.perf_counter()
+        audit_cfg = dataclasses.replace(cfg, audit=dataclasses.replace(cfg.audit, cache_dir=args.cache))
+        report["reference_convergence"] = {**reference_convergence(report, supernet, audit_cfg,
+                                                                   subset=args.convergence_check),
+                                           "seconds": round(time.perf_counter() - t2, 1)}
+        check = report["reference_convergence"]
+        verdict = "converged" if check["converged"] else "NOT converged"
+        print(f"reference convergence: τ(reference, 2× reference) = {check['tau']} on "
+              f"{check['scored_at_both_budgets']} candidates ({verdict}, threshold {check['threshold']})")
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -134,10 +186,14 @@ def main() -> None:
     print(f"\nwrote {results / name}.json and .png (supernet {supernet_seconds:.0f} s, audit {audit_seconds:.0f} s)")
 
 
-def real_text_config(path: str) -> Config:
-    """The audit config at `path`, reading WikiText-2 raw + the NLTK corpora of shared/data."""
+def real_text_config(path: str, *, disjoint_held_out: bool = True) -> Config:
+    """The audit config at `path`, reading WikiText-2 raw + the NLTK corpora of shared/data; with
+    `disjoint_held_out`, the held-out blocks come from `EVAL_TEXTS` alone (`data.eval_corpus`), whose lines are
+    dropped from the training text."""
     cfg = load_config(path)
-    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA])
+    held_out = [str(data_dir() / name) for name in EVAL_TEXTS] if disjoint_held_out else None
+    cfg.data = dataclasses.replace(cfg.data, corpus=[str(data_dir() / name) for name in CORPORA],
+                                   eval_corpus=held_out)
     return cfg
 
 
@@ -146,22 +202,28 @@ def reference_warmup(cfg: Config, reference_steps: int) -> int:
     return min(cfg.audit.reference_warmup_steps, reference_steps // 10)
 
 
-def write_population(cfg: Config, count: int, supernet: Path, *, held_out: bool = False) -> Path:
-    """The audit's candidates as .abz files in a folder beside the supernet's (same set as the audit draws);
-    `held_out`: instead the `count` candidates that the audit's set of 2 × `count` adds to them."""
+def write_population(cfg: Config, count: int, supernet: Path, *, held_out: bool = False, copies: int = 1,
+                     from_search: list[str] | None = None, exposure: int = 0) -> Path:
+    """The audit's candidates as .abz files in a folder beside the supernet's (the same set the audit draws,
+    an exposure control's mutants `copies` times each, so the supernet trains them more often);
+    `held_out`: instead the `count` candidates that the audit's drawn set of 2 × `count` adds to them."""
     from autobert_zero.config.paths import resolve_shipped
     from autobert_zero.grammar import load_genotype
     from autobert_zero.train.audit.candidates import candidate_set
+    from autobert_zero.train.audit.run import audit_candidates
 
     layers = load_genotype(resolve_shipped(cfg.genotype)).num_layers
     folder = supernet.with_name(supernet.name + "-population")
-    ranked = candidate_set(layers, count, cfg.seed, neighbours=cfg.audit.neighbours)
+    ranked, _ = audit_candidates(cfg, layers, count, from_search=from_search or [], exposure=exposure)
     if held_out:
         seen = {c.id for c in ranked}
         pool = candidate_set(layers, 2 * count, cfg.seed, neighbours=cfg.audit.neighbours)
         ranked = [c for c in pool if c.id not in seen][:count]
     for c in ranked:
-        atomic_write_text(folder / f"{c.name}.abz", c.genotype.to_text())
+        times = copies if c.kind == "exposure" else 1
+        for copy in range(times):
+            name = c.name if copy == 0 else f"{c.name}-copy{copy + 1}"
+            atomic_write_text(folder / f"{name}.abz", c.genotype.to_text())
     return folder
 
 

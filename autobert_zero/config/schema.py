@@ -248,8 +248,9 @@ class AuditConfig:
     reference_warmup_steps: Annotated[int, Ge(0), Le(BIG)] = 30
     """Linear warm-up steps of the reference runs (the short estimators use `evaluate.warmup_steps`)."""
     reference_seeds: Annotated[list[Seed], MinLen(2)] = field(default_factory=lambda: [0, 1])
-    """Init/data-order seeds of the reference (two or more, distinct): the reference is their mean score and
-    τ between the first two is the noise ceiling."""
+    """Init/data-order seeds of the reference (two or more, distinct): the reference is their mean score; the
+    noise ceiling of every figure is each seed against the mean of the others (leave-one-out; with two seeds,
+    seed vs seed)."""
     biws_steps: Annotated[list[Annotated[int, Ge(0), Le(BIG)]], MinLen(1)] = field(default_factory=lambda: [0, 5, 20])
     """BIWS estimators tried: k steps of training of each inherited candidate (0 = inherit, then score). Each k
     also gets a scratch run at the same seconds per candidate and a rank combination with the size prior."""
@@ -258,10 +259,10 @@ class AuditConfig:
     size_prior: SizePrior = "params"
     """Prior of the rank combinations: `params` or `flops` (forward FLOPs per token)."""
     bootstrap_samples: Annotated[int, Gt(0), Le(1_000_000)] = 1000
-    """Resamples of the bootstrap intervals (seeded by `seed`)."""
+    """Resamples of the bootstrap intervals (seeded by `seed`; candidates, and supernets when several)."""
     cache_dir: str | None = None
-    """Reference results by (genotype id, seed, config hash), reused across audits and after a kill;
-    null = ~/.cache/autobert_zero/audit."""
+    """Reference results by (genotype id, seed, config hash), and the estimates and cost timing of each audit
+    setting (under estimates/), reused across audits and after a kill; null = ~/.cache/autobert_zero/audit."""
 
 
 @dataclass

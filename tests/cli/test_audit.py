@@ -1,5 +1,6 @@
-"""`abz audit` end to end on a microscopic supernet (2 layers, hidden 32), its resume from the reference cache,
-and its bad-input paths (one paragraph, non-zero exit, no traceback)."""
+"""`abz audit` end to end on a microscopic supernet (2 layers, hidden 32), its resume from the caches (identical
+figures), `--from-search` over a synthetic search with two supernets and an exposure control, and its bad-input
+paths (one paragraph, non-zero exit, no traceback)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from autobert_zero.train.supernet import load_supernet, train_supernet
 from tests.support.training import tiny_config, tiny_yaml
 
 AUDIT = {"reference_steps": 4, "reference_warmup_steps": 1, "biws_steps": [0, 2], "bootstrap_samples": 50}
-ESTIMATORS = {"biws_k0", "biws_k2", "scratch_k2", "params", "combo_biws_k0", "combo_biws_k2", "hurdle_biws_k2"}
+ESTIMATORS = {"biws_k0", "biws_k2", "scratch_k2", "params", "group_rule", "combo_biws_k0", "combo_biws_k2",
+              "hurdle_biws_k2", "proxy_init_loss", "proxy_grad_norm", "proxy_synflow"}
+FIGURES = {"kendall_tau", "spearman_rho", "top_half_tau", "top_quarter_tau", "precision_at_5", "regret_at_1",
+           "regret_at_5"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,11 @@ def test_audit_end_to_end_and_resume(tmp: Path, config: Path, supernet_dir: Path
     assert {p.name: p.stat().st_mtime_ns for p in cache.folder.glob("*.json")} == stamp
     second = json.loads((again / "audit.json").read_text(encoding="utf-8"))
     assert [c["reference"] for c in second["candidates"]] == [c["reference"] for c in report["candidates"]]
+    # ... and every figure is identical: the estimates and the cost timing come from their cache too
+    for key in ("estimators", "paired_differences", "reference", "cost_timing", "verdict", "candidates"):
+        assert second[key] == report[key], key
+    for figures in report["estimators"].values():
+        assert set(figures["figures"]) >= FIGURES and figures["cost"]["search_candidates"] == 300
 
     # an existing audit folder is refused without --force and replaced with it
     capsys.readouterr()
@@ -136,3 +145,69 @@ def test_missing_and_corrupt_supernet_folders(tmp: Path, config: Path, supernet_
     (damaged / "config.json").write_text("{oops", encoding="utf-8")
     assert _run("--supernet", str(damaged), "--candidates", "4", "--out", str(tmp / "o3")) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def search_dir(tmp: Path) -> Path:
+    """A finished synthetic 2-layer search (no training), written by the search itself."""
+    from tests.train.audit.test_from_search import write_search
+
+    return write_search(tmp / "search")
+
+
+@pytest.fixture(scope="module")
+def second_supernet(tmp: Path) -> Path:
+    """Another supernet of the same config and tokenizer (a longer run)."""
+    train_supernet(tiny_config(tmp, pretrain={"max_steps": 6, "checkpoint_every": 6}), tmp / "supernet-b")
+    return tmp / "supernet-b"
+
+
+def test_audit_from_search_with_two_supernets_and_an_exposure_control(
+        tmp: Path, config: Path, supernet_dir: Path, second_supernet: Path, search_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp / "from-search"
+    assert _run("--supernet", str(supernet_dir), "--supernet", str(second_supernet), "--config", str(config),
+                "--candidates", "6", "--from-search", str(search_dir), "--exposure-control", "3",
+                "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "lift" in printed and "paired τ differences" in printed
+    report = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    kinds = [c["kind"] for c in report["candidates"]]
+    assert kinds.count("top") >= 2 and kinds.count("sibling") >= 3 and kinds.count("exposure") == 3
+    assert len(kinds) == 9 and report["supernets"] == 2
+    assert report["candidate_source"] == {"from_search": [str(search_dir)]}
+    assert "group_rule" not in report["estimators"]  # no drawn groups in a search's candidates
+    biws = report["estimators"]["biws_k2"]
+    assert biws["supernets"] == 2 and set(biws["figures"]) >= FIGURES | {"sibling_tau", "exposure_lift"}
+    assert report["exposure_control"]["members"] + len(report["excluded"]) >= 3
+    assert "the weakest ok genotype" in report["exposure_control"]["base"]
+    assert all(c["search_fitness"] is not None for c in report["candidates"] if c["kind"] != "exposure")
+    assert len(report["candidates"][0]["scores_by_supernet"]["biws_k0"]) == 2
+
+
+def test_bad_search_folders_are_refused_before_any_output(tmp: Path, config: Path, supernet_dir: Path,
+                                                           search_dir: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    from tests.train.audit.test_from_search import write_search
+
+    cases = [([str(write_search(tmp / "deep", evaluations=20, num_layers=3))], "3-layer candidates but the supernet "
+                                                                             "has 2 layers"),
+             ([str(write_search(tmp / "short", evaluations=4))], "4 distinct `ok` genotypes, fewer than "
+                                                                  "--candidates 6"),
+             ([str(write_search(tmp / "samples", evaluations=8))], "0 parents with at least 3 one-edit `ok` children"),
+             ([str(tmp / "nowhere")], "no such folder")]
+    (tmp / "empty").mkdir()
+    cases += [([str(tmp / "empty")], "is not a readable search")]
+    for folders, message in cases:
+        out = tmp / "refused"
+        assert _run("--supernet", str(supernet_dir), "--config", str(config), "--candidates", "6", "--from-search",
+                    *folders, "--out", str(out)) == 1
+        err = " ".join(capsys.readouterr().err.split())  # the message is wrapped to the terminal
+        assert message in err and "Traceback" not in err and err.count("abz audit: error:") == 1, err
+        assert not out.exists()
+    assert _run("--supernet", str(supernet_dir), "--config", str(config), "--candidates", "4", "--from-search",
+                str(search_dir), "--out", str(tmp / "refused")) == 1
+    assert "--candidates 4 with --from-search" in " ".join(capsys.readouterr().err.split())
+    assert _run("--supernet", str(supernet_dir), "--supernet", str(supernet_dir), "--config", str(config),
+                "--candidates", "4", "--out", str(tmp / "refused")) == 1
+    assert "given twice" in " ".join(capsys.readouterr().err.split())

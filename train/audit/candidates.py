@@ -1,21 +1,29 @@
-"""The ranking audit's candidate set: vanilla BERT, Figure 7, mutated neighbours of Figure 7, random genotypes.
+"""The ranking audit's candidate sets.
 
-All candidates have the supernet's layer count (hidden size and heads come from the config), so size
-confounding is limited to what the layers themselves change. The two shipped genotypes are 12 layers; at
-another depth vanilla BERT repeats its one graph and Figure 7 repeats its 12-layer pattern from the start
-(cut or cycled), which is exact only at 12 layers. Neighbours are one small edit away from Figure 7
-(replace one op, change one conv kernel or type, flip one layer), made by the search's own `Mutator`
-(`evolve/mutations.py`), so close pairs are in the set. Random ones come from the seeded sampler.
+Drawn (the default): vanilla BERT, Figure 7, mutated neighbours of Figure 7, random genotypes. All have the
+supernet's layer count (hidden size and heads come from the config), so size confounding is limited to what the
+layers themselves change. The two shipped genotypes are 12 layers; at another depth vanilla BERT repeats its
+one graph and Figure 7 repeats its 12-layer pattern from the start (cut or cycled), which is exact only at 12
+layers. Neighbours are one small edit away from Figure 7 (replace one op, change one conv kernel or type, flip
+one layer), made by the search's own `Mutator` (`evolve/mutations.py`), so close pairs are in the set; they
+form one sibling group (`Candidate.group` "figure7"). Random ones come from the seeded sampler. The set is a
+pure function of (layer count, size, seed, neighbour count): each kind draws from its own `random.Random`
+keyed by the seed.
 
-The set is a pure function of (layer count, size, seed, neighbour count): each kind draws from its own
-`random.Random` keyed by the seed. Candidates are distinct by canonical id and by function (the
-Evaluator's `genotype_fingerprint`, so none is scored as a duplicate), and every one validates.
+From search histories: see `train/audit/from_search.py` (top decile, sibling groups, uniform).
+
+Exposure control (`exposure_cluster`): N one-edit mutants of a weak genotype (BERT in the drawn set, the
+weakest `ok` genotype of the histories otherwise), kind "exposure", one group; a caller can over-represent
+them in a supernet's training population, and the report measures how far each estimator lifts their rank.
+
+Candidates are distinct by canonical id and by function (the Evaluator's `genotype_fingerprint`, so none is
+scored as a duplicate), and every one validates.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from autobert_zero.config.paths import shipped_file, shipped_names
@@ -44,12 +52,16 @@ class Candidate:
     """One audit candidate and where it came from."""
 
     name: str
-    """Short label: `bert`, `figure7`, `neighbour-3`, `random-7`."""
+    """Short label: `bert`, `figure7`, `neighbour-3`, `random-7`, `top-2`, `sibling-1.3`, `exposure-4`."""
     kind: str
-    """"bert", "figure7", "neighbour" or "random"."""
+    """"bert", "figure7", "neighbour", "random"; from a search "top", "sibling" or "uniform"; "exposure"."""
     genotype: Genotype
     detail: str
-    """How it was made (for a neighbour: the edit, in words)."""
+    """How it was made (for a neighbour: the edit, in words; from a search: the history line)."""
+    group: str | None = None
+    """Sibling group: candidates one edit from the same parent (the parent's id or name); None when in none."""
+    fitness: float | None = None
+    """The search's fitness of a candidate drawn from a history (None otherwise)."""
 
     @property
     def id(self) -> str:
@@ -83,6 +95,29 @@ def neighbour_count(count: int, neighbours: int | None) -> int:
     return wanted
 
 
+class Distinct:
+    """A growing list of candidates distinct by id and by functional fingerprint (`add` refuses a repeat)."""
+
+    def __init__(self, language: Language, existing: Iterable[Candidate] = ()) -> None:
+        self.language = language
+        self.chosen: list[Candidate] = []
+        self.ids: set[str] = set()
+        self.fingerprints: set[str] = set()
+        for candidate in existing:
+            self.ids.add(candidate.id)
+            self.fingerprints.add(genotype_fingerprint(candidate.genotype))
+
+    def add(self, candidate: Candidate) -> bool:
+        key = genotype_fingerprint(candidate.genotype)
+        if candidate.id in self.ids or key in self.fingerprints:
+            return False
+        assert not validate(candidate.genotype, self.language)
+        self.ids.add(candidate.id)
+        self.fingerprints.add(key)
+        self.chosen.append(candidate)
+        return True
+
+
 def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int | None = None,
                   language: Language | None = None) -> list[Candidate]:
     """`count` distinct valid candidates: BERT, Figure 7, `neighbours` (default count // 3) edits of Figure 7
@@ -91,18 +126,8 @@ def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int
     wanted = neighbour_count(count, neighbours)
     if num_layers < 1:
         raise ConfigError(f"the supernet has {num_layers} layers; expected at least 1")
-    chosen: list[Candidate] = []
-    seen: set[str] = set()
-
-    def add(candidate: Candidate) -> bool:
-        key = genotype_fingerprint(candidate.genotype)
-        if candidate.id in {c.id for c in chosen} or key in seen:
-            return False
-        assert not validate(candidate.genotype, language)
-        seen.add(key)
-        chosen.append(candidate)
-        return True
-
+    distinct = Distinct(language)
+    chosen, add = distinct.chosen, distinct.add
     bert = shipped("bert", num_layers)
     figure7 = shipped("autobert_zero", num_layers)
     add(Candidate("bert", "bert", bert, f"genotypes/bert.abz at {num_layers} layers"))
@@ -110,7 +135,7 @@ def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int
     mutator = Mutator(language, NEIGHBOUR_MUTATIONS)
     rng = random.Random(f"audit-neighbours-{seed}")
     _fill(chosen, len(chosen) + wanted, "neighbours of Figure 7",
-          lambda i: _neighbour(mutator, figure7, rng, i), add)
+          lambda i: _neighbour(mutator, figure7, rng, i, "neighbour", "figure7"), add)
     rng_random = random.Random(f"audit-random-{seed}")
     _fill(chosen, count, "random genotypes",
           lambda i: Candidate(f"random-{i}", "random", sample_genotype(rng_random, num_layers, language=language),
@@ -118,9 +143,33 @@ def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int
     return chosen
 
 
-def _neighbour(mutator: Mutator, parent: Genotype, rng: random.Random, index: int) -> Candidate:
+MIN_EXPOSURE = 3
+"""Fewest members of an exposure cluster (a group needs 3 for its within-group τ)."""
+MAX_EXPOSURE = 100
+
+
+def exposure_cluster(base: Genotype, size: int, seed: int, *, label: str, existing: Iterable[Candidate] = (),
+                     language: Language | None = None) -> list[Candidate]:
+    """`size` distinct one-edit mutants of `base` (a weak genotype, named `label`), none equal to a candidate
+    of `existing` (by id or function): kind "exposure", one group."""
+    if not MIN_EXPOSURE <= size <= MAX_EXPOSURE:
+        raise ConfigError(f"--exposure-control {size}: expected {MIN_EXPOSURE} to {MAX_EXPOSURE} mutants (a cluster "
+                          f"of fewer than {MIN_EXPOSURE} has no within-group τ)")
+    language = language or default_language()
+    distinct = Distinct(language, existing)
+    mutator = Mutator(language, NEIGHBOUR_MUTATIONS)
+    rng = random.Random(f"audit-exposure-{seed}")
+    group = f"exposure:{label}"
+    _fill(distinct.chosen, size, f"mutants of {label}",
+          lambda i: _neighbour(mutator, base, rng, i, "exposure", group, f" of {label}"), distinct.add)
+    return distinct.chosen
+
+
+def _neighbour(mutator: Mutator, parent: Genotype, rng: random.Random, index: int, kind: str, group: str,
+               suffix: str = "") -> Candidate:
     child = mutator.mutate(parent, rng)
-    return Candidate(f"neighbour-{index}", "neighbour", child.genotype, f"{child.mutation.value}: {child.detail}")
+    return Candidate(f"{kind}-{index}", kind, child.genotype, f"{child.mutation.value}: {child.detail}{suffix}",
+                     group=group)
 
 
 def _fill(chosen: list[Candidate], until: int, what: str, draw: Callable[[int], Candidate],

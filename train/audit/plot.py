@@ -1,7 +1,11 @@
 """The ranking audit's picture and table, drawn from the `audit.json` mapping alone.
 
 `write_plot` draws one scatter per estimator (its score against the reference score, both higher-is-better,
-vanilla BERT and Figure 7 marked), with τ and its 95% interval in each title; `table` is the printed summary.
+each candidate kind marked), with τ and its 95% interval in each title; `table` is the printed summary: per
+estimator τ with its interval, τ in the top half / top quarter / within sibling groups, precision@5, regret@1
+and @5, the exposure cluster's rank lift (when there is one), marginal and amortised seconds and the cost
+ratio; the leave-one-out noise ceiling of the same figures; then the best BIWS estimator's paired τ
+differences against every rival.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from typing import Any
 from autobert_zero.plotting import pyplot, save_figure
 
 MARKERS = {"bert": ("s", "tab:red"), "figure7": ("*", "tab:green"), "neighbour": ("o", "tab:orange"),
-           "random": ("o", "tab:blue")}
+           "random": ("o", "tab:blue"), "top": ("^", "tab:green"), "sibling": ("o", "tab:orange"),
+           "uniform": ("o", "tab:blue"), "exposure": ("X", "tab:purple")}
+COLUMNS = (("top_half_tau", "top½"), ("top_quarter_tau", "top¼"), ("sibling_tau", "sib"),
+           ("precision_at_5", "P@5"), ("regret_at_1", "reg@1"), ("regret_at_5", "reg@5"), ("exposure_lift", "lift"))
+"""Point figures of the table, by key of `figures`, and their headers."""
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -26,24 +34,56 @@ def interval_text(figure: dict[str, Any]) -> str:
     return text if figure["low"] is None else f"{text} [{_fmt(figure['low'])}, {_fmt(figure['high'])}]"
 
 
+def _cells(figures: dict[str, Any], keys: list[str]) -> str:
+    out = []
+    for key in keys:
+        figure = figures.get(key, {})
+        text = _fmt(figure.get("value"))
+        out.append(f"{text + ('?' if figure.get('unresolvable') else ''):>7}")
+    return " ".join(out)
+
+
 def table(report: dict[str, Any]) -> str:
-    """One row per estimator: τ and ρ with intervals, τ in the best half and within equal-parameter groups,
-    seconds per candidate and the reference/estimator cost ratio; then the noise ceiling."""
-    head = (f"{'estimator':<22} {'kendall tau [95% CI]':<24} {'spearman rho [95% CI]':<24} {'tau top½':>8} "
-            f"{'tau =params':>11} {'s/cand':>8} {'ref/est':>8}")
+    """The summary described in the module docstring."""
+    present = set(report.get("figures", ()))
+    keys = [key for key, _ in COLUMNS if key in present]
+    heads = " ".join(f"{label:>7}" for key, label in COLUMNS if key in present)
+    head = (f"{'estimator':<22} {'kendall tau [95% CI]':<24} {heads} {'s/cand':>8} {'amort.':>8} "
+            f"{'ref/est':>8}")
     rows = [head, "-" * len(head)]
     for name, e in report["estimators"].items():
-        group = e["equal_params_tau"]
-        group_text = _fmt(group["tau"]) + (f" ({group['pairs']})" if group["pairs"] else "")
         ratio = e["cost_ratio"]
-        rows.append(f"{name:<22} {interval_text(e['kendall_tau']):<24} {interval_text(e['spearman_rho']):<24} "
-                    f"{_fmt(e['top_half_tau']):>8} {group_text:>11} {e['seconds_per_candidate']:>8.2f} "
+        amortised = e.get("cost", {}).get("amortised_seconds_over_search")
+        rows.append(f"{name:<22} {interval_text(e['kendall_tau']):<24} {_cells(e.get('figures', {}), keys)} "
+                    f"{e['seconds_per_candidate']:>8.2f} {'—' if amortised is None else f'{amortised:.2f}':>8} "
                     f"{'—' if ratio is None else f'{ratio:.1f}×':>8}")
     ref = report["reference"]
     rows.append("-" * len(head))
+    ceiling = ref.get("noise_ceiling", {"kendall_tau": ref["noise_ceiling_tau"]})
+    rows.append(f"{'noise ceiling (LOO)':<22} {interval_text(ceiling['kendall_tau']):<24} {_cells(ceiling, keys)}")
     rows.append(f"reference: scratch {ref['steps']} steps × seeds {ref['seeds']}, {ref['seconds_per_candidate']:.1f} "
-                f"s per candidate and seed; noise ceiling (τ seed vs seed) {interval_text(ref['noise_ceiling_tau'])}; "
-                f"{report['scored']} candidates scored, {len(report['excluded'])} excluded")
+                f"s per candidate and seed; noise ceiling (τ seed vs the mean of the others) "
+                f"{interval_text(ref['noise_ceiling_tau'])}; {report['scored']} candidates scored, "
+                f"{len(report['excluded'])} excluded")
+    if not ref.get("top_quarter_resolvable", True):
+        rows.append("top¼ marked '?': unresolvable (the reference seeds' own top-quarter τ is below 0.6)")
+    if "exposure_control" in report:
+        exposure = report["exposure_control"]
+        rows.append(f"exposure control: {exposure['members']} mutants of {exposure['base']}; lift = their mean rank "
+                    f"under the reference − under the estimator (mean reference rank "
+                    f"{exposure['mean_rank_reference']})")
+    best = report.get("verdict", {}).get("best_biws")
+    pairs = report.get("paired_differences", {})
+    if best:
+        rows.append(f"paired τ differences, {best} − rival [95% CI]:")
+        for rival in report["estimators"]:
+            diff = pairs.get(f"{best} - {rival}", {}).get("kendall_tau")
+            if diff is None and f"{rival} - {best}" in pairs:
+                other = pairs[f"{rival} - {best}"]["kendall_tau"]
+                diff = {k: (None if v is None else -v) for k, v in other.items() if k in ("value", "low", "high")}
+                diff["low"], diff["high"] = diff["high"], diff["low"]
+            if diff is not None:
+                rows.append(f"  {rival:<22} {interval_text(diff)}")
     return "\n".join(rows)
 
 

@@ -1,4 +1,6 @@
-"""The audit's report, outputs, reference cache, config hash and cost matching, on measured-looking numbers."""
+"""The audit's report, outputs, reference and estimate caches, config hash and cost matching, on measured-looking
+numbers: figures against scipy, sibling groups, the exposure control's lift, paired differences, two supernets,
+amortised costs, the unresolvable top quarter, and identical figures from a second run over filled caches."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from autobert_zero.config.load import config_from_dict
 from autobert_zero.config.schema import Config
 from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.grammar import Genotype
-from autobert_zero.train.audit.candidates import candidate_set
+from autobert_zero.train.audit.candidates import candidate_set, exposure_cluster
 from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
 from autobert_zero.train.audit.run import (
     MIN_STEP_SECONDS,
@@ -67,7 +69,7 @@ def test_report_figures_match_scipy_and_failures_are_handled() -> None:
     assert e["kendall_tau"]["value"] == pytest.approx(stats.kendalltau(biws, ref).statistic, abs=1e-4)
     assert e["spearman_rho"]["value"] == pytest.approx(stats.spearmanr(biws, ref).statistic, abs=1e-4)
     assert e["failed"] == 1 and e["cost_ratio"] == pytest.approx(20.0)
-    assert set(report["estimators"]) == {"biws_k0", "params", "combo_biws_k0"}
+    assert set(report["estimators"]) == {"biws_k0", "params", "group_rule", "combo_biws_k0"}
     for figures in report["estimators"].values():
         assert set(figures) >= ESTIMATOR_KEYS
     params_tau = stats.kendalltau([inputs.params[i] for i in ok], ref).statistic
@@ -263,6 +265,7 @@ class FakeBackend:
     slower than a long one, as under load); records every step count asked for."""
 
     num_layers = 2
+    identity = "fake supernet"
 
     class Tokenizer:
         all_special_tokens = ("[PAD]",)
@@ -286,6 +289,11 @@ class FakeBackend:
                                     flops_per_token=2.0))
         return outcomes
 
+    def zero_cost(self, genotype: Genotype, seed: int) -> dict[str, Outcome]:
+        self.asked.append(("zero-cost", 0))
+        quality = int(genotype.id[6:12], 16) / 16**6
+        return {"grad_norm": Outcome(quality, None, 0.01), "synflow": Outcome(1 - quality, None, 0.01)}
+
 
 def test_audit_under_load_asks_for_no_more_steps_than_the_reference(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
@@ -298,3 +306,137 @@ def test_audit_under_load_asks_for_no_more_steps_than_the_reference(tmp_path: Pa
     assert 1 <= matched["steps"] <= cfg.audit.reference_steps and matched["max_steps"] == 4
     timing = report["cost_timing"]
     assert timing["floored"] and timing["repeats"] == 3 and timing["long_steps"] == 4
+
+
+def _grouped_inputs(supernets: int = 2) -> AuditInputs:
+    """8 drawn candidates (5 neighbours of Figure 7: one sibling group) and 3 exposure mutants of BERT; three
+    reference seeds; a BIWS estimate per supernet that favours the exposure cluster, a fair scratch estimate."""
+    drawn = candidate_set(2, 10, seed=0, neighbours=5)
+    cluster = exposure_cluster(drawn[0].genotype, 3, 0, label="bert", existing=drawn)
+    candidates = [*drawn, *cluster]
+    n = len(candidates)
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=n)
+    truth[-3:] -= 3.0  # the cluster is weak under the reference
+    reference = {s: [Outcome(float(v), -float(v), 10.0) for v in truth + rng.normal(scale=0.05, size=n)]
+                 for s in (0, 1, 2)}
+    rows = []
+    for _ in range(supernets):
+        biws = truth + rng.normal(scale=0.3, size=n)
+        biws[-3:] += 10.0  # exposure: the supernet's fitness lifts the over-trained cluster to the top
+        rows.append([Outcome(float(v), -float(v), 0.5) for v in biws])
+    scratch = [Outcome(float(v), -float(v), 2.0) for v in truth + rng.normal(scale=0.3, size=n)]
+    params = [1000 + 10 * (i % 4) for i in range(n)]
+    return AuditInputs(candidates=candidates, params=params, flops_per_token=[2.0 * p for p in params],
+                       reference=reference, reference_steps=100,
+                       estimators={"biws_k0": EstimatorRun(rows[0], {"kind": "biws", "k": 0},
+                                                           replicas=rows if supernets > 1 else (),
+                                                           uses_supernet=True),
+                                   "scratch_k5": EstimatorRun(scratch, {"kind": "scratch", "steps": 5})},
+                       combine=["biws_k0"], hurdles=[("biws_k0", "scratch_k5")], bootstrap_samples=100, seed=0,
+                       supernets=supernets, supernet_seconds=300.0, exposure_base="bert")
+
+
+def test_groups_exposure_paired_differences_and_two_supernets() -> None:
+    inputs = _grouped_inputs()
+    report = build_report(inputs)
+    names = list(report["estimators"])
+    assert names == ["biws_k0", "scratch_k5", "params", "group_rule", "combo_biws_k0", "hurdle_biws_k0"]
+    assert report["supernets"] == 2 and report["figures"] == [
+        "kendall_tau", "spearman_rho", "top_half_tau", "top_quarter_tau", "precision_at_5", "regret_at_1",
+        "regret_at_5", "sibling_tau", "exposure_lift"]
+    for e in report["estimators"].values():
+        assert set(e["figures"]) == set(report["figures"])
+        assert all(set(f) >= {"value", "low", "high"} for f in e["figures"].values())
+    biws = report["estimators"]["biws_k0"]
+    assert biws["supernets"] == 2 and report["estimators"]["scratch_k5"]["supernets"] == 1
+    ref = np.mean([[-o.eval_loss for o in inputs.reference[s]] for s in (0, 1, 2)], axis=0)  # type: ignore[operator]
+    per_supernet = [stats.kendalltau([o.score for o in row], ref).statistic
+                    for row in inputs.estimators["biws_k0"].rows()]
+    assert biws["kendall_tau"]["value"] == pytest.approx(np.mean(per_supernet), abs=1e-4)  # the mean over supernets
+    # exposure: the BIWS estimate lifts the cluster (positive, interval above 0), the fair scratch one does not
+    lift = report["exposure_control"]["lift"]
+    assert lift["biws_k0"]["low"] > 0 and lift["biws_k0"]["value"] > lift["scratch_k5"]["value"]
+    assert report["exposure_control"]["members"] == 3 and report["exposure_control"]["base"] == "bert"
+    assert report["exposure_control"]["mean_rank_reference"] > 8  # the cluster is at the bottom of 13
+    # every estimator against every rival, every figure, on the same resamples
+    pairs = report["paired_differences"]
+    assert len(pairs) == len(names) * (len(names) - 1) // 2 and "biws_k0 - scratch_k5" in pairs
+    diff = pairs["biws_k0 - scratch_k5"]["exposure_lift"]
+    assert diff["value"] == pytest.approx(lift["biws_k0"]["value"] - lift["scratch_k5"]["value"], abs=1e-3)
+    assert diff["low"] > 0
+    # sibling groups: the neighbours of Figure 7 and the exposure cluster
+    assert {c["group"] for c in report["candidates"]} == {None, "figure7", "exposure:bert"}
+    # costs: a supernet's seconds amortised over the audit's 13 candidates and over a 300-candidate search
+    cost = biws["cost"]
+    assert cost["marginal_seconds"] == pytest.approx(0.5) and cost["supernet_seconds"] == pytest.approx(300.0)
+    assert cost["amortised_seconds_over_audit"] == pytest.approx(0.5 + 300.0 / 13, abs=1e-4)
+    assert cost["amortised_seconds_over_search"] == pytest.approx(0.5 + 1.0) and cost["search_candidates"] == 300
+    scratch_cost = report["estimators"]["scratch_k5"]["cost"]
+    assert scratch_cost["amortised_seconds_over_search"] == scratch_cost["marginal_seconds"] == pytest.approx(2.0)
+    assert report["estimators"]["hurdle_biws_k0"]["supernets"] == 2  # derived per supernet
+    assert report["estimators"]["combo_biws_k0"]["cost"]["supernet_seconds"] == pytest.approx(300.0)
+    row = report["candidates"][0]
+    assert len(row["scores_by_supernet"]["biws_k0"]) == 2 and "scratch_k5" not in row["scores_by_supernet"]
+    # the noise ceiling: leave-one-out over the three seeds, every figure
+    ceiling = report["reference"]["noise_ceiling"]
+    assert set(ceiling) == set(report["figures"]) and ceiling["kendall_tau"]["value"] > 0.8
+    assert report["noise_ceiling_tau"] == ceiling["kendall_tau"]["value"]
+    table_text = write_outputs_table(report)
+    assert "lift" in table_text and "paired τ differences" in table_text and "noise ceiling (LOO)" in table_text
+
+
+def write_outputs_table(report: dict[str, Any]) -> str:
+    from autobert_zero.train.audit.plot import table
+
+    return table(report)
+
+
+def test_top_quarter_is_unresolvable_when_the_reference_seeds_disagree_there() -> None:
+    inputs = _grouped_inputs(supernets=1)
+    n = len(inputs.candidates)
+    order = np.arange(n, dtype=float)
+    swapped = order.copy()
+    top = np.argsort(-order)[:4]
+    swapped[top] = swapped[top[::-1]]  # the seeds agree everywhere but in the best quarter, which one reverses
+    reference = {0: [Outcome(float(v), -float(v), 1.0) for v in order],
+                 1: [Outcome(float(v), -float(v), 1.0) for v in swapped]}
+    report = build_report(dataclasses.replace(inputs, reference=reference))
+    assert report["reference"]["top_quarter_resolvable"] is False
+    assert report["reference"]["noise_ceiling"]["top_quarter_tau"]["value"] == -1.0
+    assert all(e["figures"]["top_quarter_tau"].get("unresolvable") for e in report["estimators"].values())
+    assert "unresolvable" not in report["estimators"]["biws_k0"]["figures"]["kendall_tau"]
+    assert "unresolvable" in write_outputs_table(report)
+    resolved = build_report(inputs)  # three nearly equal seeds: resolvable
+    assert resolved["reference"]["top_quarter_resolvable"] is True
+    assert not any("unresolvable" in e["figures"]["top_quarter_tau"] for e in resolved["estimators"].values())
+
+
+def test_a_second_audit_over_filled_caches_gives_identical_figures(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg.audit.reference_steps, cfg.audit.reference_warmup_steps = 4, 1
+    cfg.audit.biws_steps, cfg.audit.bootstrap_samples, cfg.audit.cache_dir = [0, 2], 30, str(tmp_path / "cache")
+    first_backend = FakeBackend()
+    first = run_audit(first_backend, cfg, 5, show=False)  # type: ignore[arg-type]
+    assert {"proxy_init_loss", "proxy_grad_norm", "proxy_synflow"} <= set(first["estimators"])
+    assert ("scratch", 0) in first_backend.asked and ("zero-cost", 0) in first_backend.asked
+    again_backend = FakeBackend()
+    again = run_audit(again_backend, cfg, 5, show=False)  # type: ignore[arg-type]
+    assert again_backend.asked == []  # everything came from the caches: reference, estimates, timing
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    # a damaged estimate entry is run again (and reported), the figures stay the same
+    entry = next((Path(first["estimate_cache"])).rglob("*-seed*.json"))
+    entry.write_text("{", encoding="utf-8")
+    third_backend = FakeBackend()
+    third = run_audit(third_backend, cfg, 5, show=False)  # type: ignore[arg-type]
+    assert len(third_backend.asked) == 1
+    assert third["estimators"] == first["estimators"]
+    # a damaged cost timing is measured again (the fake backend's seconds are scripted: the same timing)
+    timing = next(Path(first["estimate_cache"]).glob("timing-*.json"))
+    timing.write_text(json.dumps({"key": "x", "timing": {}, "digest": "y"}), encoding="utf-8")
+    fourth_backend = FakeBackend()
+    fourth = run_audit(fourth_backend, cfg, 5, show=False)  # type: ignore[arg-type]
+    assert fourth_backend.asked and {steps for _, steps in fourth_backend.asked} <= {1, 4}  # the timed runs only
+    assert "ignoring cached cost timing" in capsys.readouterr().err
+    assert fourth["estimators"] == first["estimators"] and fourth["cost_timing"] == first["cost_timing"]
