@@ -6,8 +6,9 @@
    while the sweep stays within one pass over the training blocks (recorded as `fresh`), so a held-out
    estimate drawn from training text; the document-disjoint held-out text is never used to choose.
 2. `pretrain`: per arm and seed (`seed + i`), the configured budget at the arm's lr and FFN width.
-3. `heldout`: each final model's MLM loss on one fixed set of held-out blocks and masks (the base seed's),
-   the same for every arm and seed, so differences are paired by construction.
+3. `heldout`: each final model's MLM loss on one fixed set of held-out blocks and masks (the base seed's,
+   from `evaluate.eval_offset`, `eval_limit` of them), the same for every arm and seed, so differences are
+   paired by construction.
 4. `select`: per GLUE task and arm, fine-tuning lrs tried on the base seed's model, scored on a slice of the
    task's training split (`finetune(select_examples=...)`), never on dev.
 5. `finetune`: per task, arm, pre-training seed and fine-tuning seed, dev metrics at the chosen lr.
@@ -38,6 +39,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from autobert_zero.config.schema import Config
+from autobert_zero.errors import ConfigError
 from autobert_zero.io import atomic_write_text
 from autobert_zero.json_files import read_json
 from autobert_zero.train.retrain.arms import Arm
@@ -207,15 +209,22 @@ class Runner:
         return True
 
     def heldout(self, folder: Path) -> dict[str, Any]:
-        """The final model's MLM loss on the base seed's held-out blocks and masks."""
+        """The final model's MLM loss on the base seed's held-out blocks [evaluate.eval_offset, + eval_limit)
+        (all by default; an offset keeps blocks a search scored on out of the retrain's endpoint) and masks,
+        in batches of `pretrain.micro_batch_size` (as `abz pretrain` scores its held-out loss)."""
         from autobert_zero.compiler.hf_model import AutoBertZeroForMaskedLM
-        from autobert_zero.train.mlm import evaluate_mlm
+        from autobert_zero.train.mlm import mean_loss
 
         data = self.prepared(self.cfg.seed).data
+        ev = self.cfg.evaluate
+        batches = data.eval_batches(self.cfg.pretrain.micro_batch_size, ev.eval_offset, ev.eval_limit)
+        if not batches:
+            raise ConfigError(f"{self.cfg.source}: no held-out block from evaluate.eval_offset = {ev.eval_offset} "
+                              f"(data.eval_blocks = {len(data.eval_blocks)}); the retrain scores its models there")
         model = AutoBertZeroForMaskedLM.from_pretrained(str(folder / "final"))
-        loss = evaluate_mlm(model, data, self.cfg.pretrain.micro_batch_size)  # as `abz pretrain` scores it
-        return {"heldout_loss": loss, "heldout_blocks": len(data.eval_blocks),
-                "heldout_document_disjoint": self.cfg.data.eval_corpus is not None}
+        blocks = sum(len(b["input_ids"]) for b in batches)
+        return {"heldout_loss": mean_loss(model, batches), "heldout_blocks": blocks,
+                "heldout_offset": ev.eval_offset, "heldout_document_disjoint": self.cfg.data.eval_corpus is not None}
 
     def finetune_config(self, seed: int, lr: float) -> Config:
         cfg = dataclasses.replace(self.cfg, seed=seed)
