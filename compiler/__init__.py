@@ -8,6 +8,11 @@ extract, and `shared_weight`, the one rule of which shared weight a candidate in
 converts a `BertModel`; `analysis` and `functional_id` (the functional fingerprint) measure a genotype;
 `op_impls` holds the torch implementation of each primitive op.
 
+The `portable_*` modules are the runtime the package's models are made of (op implementations, the
+program → fx core builder, layers, heads, config fields, HF model classes) and import only torch,
+transformers and each other: `remote_code` copies them verbatim into every saved folder, with the genotype
+pre-parsed into `config.json`, so the folder loads with plain transformers (`trust_remote_code=True`).
+
 The names below are imported on first use (module `__getattr__`), so `import autobert_zero.compiler` and
 the torch-free `analysis` (parameters and FLOPs from sizes) do not import torch or transformers. The first
 use of a Hugging Face name (the config, the models, `from_hf_bert`, the supernet) registers the

@@ -3,7 +3,8 @@
 `build_encoder(genotype, settings)` is the compiler's entry point from IR to modules; `build_layer` builds
 one position. Sizes are checked here (a `CompileError` names the bad value). Modules are created with
 PyTorch's default initialisation switched off (`transformers.initialization.no_init_weights`) and then
-initialised once, BERT's way (`init_encoder_module`), or left for the HF model's `post_init`.
+initialised once, BERT's way (`init_encoder_module`), or left for the HF model's `post_init`. The modules
+(`Encoder`, layers, mixers) are `portable_layers`' classes, which exported folders build from `config.json`.
 """
 
 from __future__ import annotations
@@ -21,36 +22,12 @@ from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language
 from .analysis import check_sizes, language_of
 from .conv import ConvMixer
 from .layers import AttentionMixer, EncoderLayer, LayerSettings
+from .portable_layers import Encoder, init_encoder_module
+
+__all__ = ["Encoder", "build_encoder", "build_layer", "check_settings", "init_encoder_module"]
 
 LAYER_NORM_POSITIONS = ("post", "pre")
 M = TypeVar("M", bound=nn.Module)
-
-
-class Encoder(nn.Module):
-    """The stack of layers (`layers.{i}`), plus a final LayerNorm in pre-LN mode."""
-
-    def __init__(self, layers: list[EncoderLayer], final_norm: nn.LayerNorm | None) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-        self.final_norm = final_norm
-
-    def forward(
-        self, hidden: torch.Tensor, keep: torch.Tensor, all_hidden: list[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """hidden (B, L, h), keep (B, L) bool (True at real tokens) → (B, L, h).
-
-        With `all_hidden`, each layer's input and the final output are appended to it (HF's
-        `output_hidden_states`).
-        """
-        for layer in self.layers:
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-            hidden = layer(hidden, keep)
-        if self.final_norm is not None:
-            hidden = self.final_norm(hidden)
-        if all_hidden is not None:
-            all_hidden.append(hidden)
-        return hidden
 
 
 def check_settings(settings: LayerSettings) -> None:
@@ -107,23 +84,6 @@ def build_encoder(
         final_norm = (nn.LayerNorm(settings.hidden_size, eps=settings.layer_norm_eps)
                       if settings.layer_norm_position == "pre" else None)
     return _initialise(Encoder(layers, final_norm), init_std)
-
-
-def init_encoder_module(module: nn.Module, std: float) -> None:
-    """BERT's initialisation of one module: Linear/kernels N(0, std), zero biases, LayerNorm 1/0.
-
-    Uses `nn.init` functions looked up at call time, so inside HF's weight initialisation loaded
-    weights stay untouched.
-    """
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, ConvMixer):
-        nn.init.normal_(module.depthwise_weight, mean=0.0, std=std)
 
 
 def _layer(genotype: Genotype, index: int, settings: LayerSettings, language: Language) -> EncoderLayer:

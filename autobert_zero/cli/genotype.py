@@ -230,9 +230,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     with open_run_dir(out, "abz compile", force=args.force, can_resume=False) as run:
         written = save_into(model, run.path)
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {', '.join(written)} into {out} ({type(model).__name__}, {genotype.num_layers} layers, "
+    model_files = [name for name in written if not name.endswith(".py")]
+    scripts = len(written) - len(model_files)
+    code = f" and its remote code ({scripts} .py files)" if scripts else ""
+    print(f"wrote {', '.join(model_files)}{code} into {out} ({type(model).__name__}, {genotype.num_layers} layers, "
           f"{params:,} parameters); load it with transformers.AutoModel.from_pretrained after "
-          "`autobert_zero.register_auto_classes()`", file=sys.stdout)
+          "`autobert_zero.register_auto_classes()`"
+          + (", or without autobert_zero with trust_remote_code=True" if code else ""), file=sys.stdout)
     return ExitCode.OK
 
 

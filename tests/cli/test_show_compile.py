@@ -75,8 +75,8 @@ def test_compile_force_replaces_its_files_and_leaves_no_staging_folder(tmp_path:
     code = main(["compile", str(GENOTYPES / "bert.abz"), "--out", str(out), "--force", "--hidden", "16", "--heads",
                  "2", "--intermediate", "32", "--vocab-size", "50"])
     assert code == 0, capsys.readouterr().err
-    assert "wrote config.json, model.safetensors into" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES) == [
+    assert "wrote config.json, model.safetensors and its remote code" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES and p.suffix != ".py") == [
         "config.json", "model.safetensors", "notes.txt"]  # no staging folder or temporary left, under any name
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "config.json").read_text())["hidden_size"] == 16
