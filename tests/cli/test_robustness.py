@@ -295,6 +295,21 @@ def cases() -> list[tuple[str, Args, set[int]]]:
         add(f"report-{search}", lambda w, r=search: ["report", str(w.root / r)], {1})
         add(f"export-{search}", lambda w, r=search: ["export", str(w.root / r), "--top", "2", "--no-hf", "--out",
                                                      str(w.root / "out")], {1})
+    # retrain: not a search, a search with lying files, no results to resume, a baseline that does not parse,
+    # --top beyond the scored candidates
+    retrain = ["--config", "{config}", "--out", "{out}", "--no-rescore", "--glue", "--lrs", "1e-3"]
+
+    def retrain_args(w: World, search: str, *extra: str) -> list[str]:
+        words = [part.format(config=w.config, out=w.root / "out") for part in retrain]
+        return ["retrain", str(w.root / search), *words, *extra]
+
+    for target in ("missing-run", "a-file", "full", "run", "search-edited", "search-deep"):
+        add(f"retrain-{target}", lambda w, t=target: retrain_args(w, t), {1})
+    add("retrain-top-huge", lambda w: retrain_args(w, "search", "--top", "1000"), {1})
+    add("retrain-bad-baseline", lambda w: retrain_args(w, "search", "--baselines", str(w.root / "genotypes" /
+                                                                                        "latin1.abz")), {2})
+    add("retrain-resume-nothing", lambda w: retrain_args(w, "search", "--resume"), {1})
+    add("retrain-seeds-without-eval-corpus", lambda w: retrain_args(w, "search", "--seeds", "3"), {1})
     # unbounded work: refused before anything is allocated
     add("check-layers300", lambda w: ["check", str(w.root / "layers300.abz")], {2})
     add("export-top-huge", lambda w: ["export", str(w.root / "search"), "--top", "100000000", "--untrained",
