@@ -125,8 +125,9 @@ def model_card(line: Mapping[str, Any], rank: int, search: Path, weights: Weight
         load = ("`AutoModelForMaskedLM.from_pretrained(\"hf\")` and `AutoTokenizer.from_pretrained(\"hf\")`"
                 if facts.tokenizer else "`AutoModel.from_pretrained(\"hf\")` (no tokenizer: the vocabulary size is "
                 f"{s['vocab_size']}, `--vocab-size`)")
-        out.append(f"- `hf/`: a Hugging Face `{facts.model_class}` folder; load it with {load} after "
-                   f"`autobert_zero.register_auto_classes()`")
+        out.append(f"- `hf/`: a Hugging Face `{facts.model_class}` folder; load it with {load}: with "
+                   f"`trust_remote_code=True` where only torch and transformers are installed (the folder carries "
+                   f"its modeling code), or after `autobert_zero.register_auto_classes()`")
     else:
         out.append("- no Hugging Face folder (exported with `--no-hf`)")
     out += ["", "## Architecture", "", f"{genotype.num_layers} layers:", "", *layer_lines(genotype), "",

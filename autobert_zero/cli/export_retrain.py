@@ -74,8 +74,10 @@ def model_card(results: Mapping[str, Any], arm: Mapping[str, Any], rank: int, so
              f"Genotype id `{arm['genotype_id']}`. Weights: **pre-trained from scratch by `abz retrain`** "
              f"({results['pretrain_steps']} steps), not inherited from a supernet.", "", "## Files", "",
              "- `genotype.abz`: the genotype"]
-    lines += [f"- `{name}/`: {what}; load with `AutoModelForMaskedLM.from_pretrained(\"{name}\")` and "
-              f"`AutoTokenizer.from_pretrained(\"{name}\")` after `import autobert_zero`" for name, what in
+    lines += [f"- `{name}/`: {what}; load with `AutoModelForMaskedLM.from_pretrained(\"{name}\", "
+              f"trust_remote_code=True)` (only torch and transformers needed: the folder carries its modeling code; "
+              f"or after `import autobert_zero` without it) and `AutoTokenizer.from_pretrained(\"{name}\")`"
+              for name, what in
               exported.items()]
     lines += ["", "## Architecture", "", f"{genotype.num_layers} layers:", "", *layer_lines(genotype), "",
               "```", arm["genotype"].strip(), "```", "",
