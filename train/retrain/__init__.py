@@ -54,12 +54,17 @@ def check_glue(tasks: Sequence[str], data_dir: str | None) -> None:
                                 f"{data_dir}); drop the task from --glue or point --glue-data at them")
 
 
-def _record(search: Path, cfg: Config, arms: Sequence[Arm], settings: RetrainSettings) -> dict[str, Any]:
+def _record(search: Path, cfg: Config, arms: Sequence[Arm], settings: RetrainSettings, prepared: Any
+            ) -> dict[str, Any]:
+    from autobert_zero.train.checkpoint import vocabulary_sha256
     from autobert_zero.train.mlm import config_identity
 
+    held_out = prepared.eval_corpus.fingerprint if prepared.eval_corpus is not None else None
     record = {"version": RECORD_VERSION, "search": str(search.resolve()),
               "config": config_identity(cfg, "pretrain"),
-              "data": {"corpus": cfg.data.corpus, "eval_corpus": cfg.data.eval_corpus},
+              "data": {"corpus": cfg.data.corpus, "eval_corpus": cfg.data.eval_corpus,
+                       "corpus_sha256": prepared.corpus.fingerprint, "eval_corpus_sha256": held_out,
+                       "vocab_sha256": vocabulary_sha256(prepared.tokenizer)},
               "arms": [arm.to_json() for arm in arms], "settings": settings.to_json()}
     return dict(json.loads(json.dumps(record)))  # as it reads back (tuples become lists)
 
@@ -128,7 +133,7 @@ def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[s
                               f"({arm.params:,} at FFN width {arm.intermediate_size}, {arm.params_ratio - 1:+.1%}); "
                               f"its token mixers alone outweigh the budget: raise model.intermediate_size in "
                               f"{cfg.source}")
-    record = _record(search_dir, cfg, arms, settings)
+    record = _record(search_dir, cfg, arms, settings, prepared(cfg.seed))
     if resume:
         changes = _differences(read_json(record_path), record)
         if changes:
