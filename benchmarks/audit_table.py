@@ -43,10 +43,17 @@ def ceiling(audit: dict[str, Any], figure: str) -> dict[str, Any] | None:
     return ref.get("noise_ceiling", {}).get(figure) or (ref["noise_ceiling_tau"] if figure == "kendall_tau" else None)
 
 
+FIGURE_LABELS = {"kendall_tau": "Kendall τ"}
+
+
 def markdown(audits: list[dict[str, Any]], names: list[str], figure: str = "kendall_tau") -> str:
     first = audits[0]
-    lines = [f"| {figure} [95% CI] | " + " | ".join(names) + " | s / candidate | amortised s (search) | cost ratio |",
-             "|---" * (len(names) + 4) + "|"]
+    amortised = {estimator: figures.get("cost", {}).get("amortised_seconds_over_search")
+                 for estimator, figures in first["estimators"].items()}
+    with_amortised = any(v is not None for v in amortised.values())  # audits before the cost mapping have none
+    extra = ["s / candidate", *(["amortised s (search)"] if with_amortised else []), "cost ratio"]
+    lines = [f"| {FIGURE_LABELS.get(figure, figure)} [95% CI] | " + " | ".join([*names, *extra]) + " |",
+             "|---" * (len(names) + 1 + len(extra)) + "|"]
     for estimator, figures in first["estimators"].items():
         cells = [interval(cell(a["estimators"][estimator], figure)) if estimator in a["estimators"] else "—"
                  for a in audits]
@@ -54,14 +61,16 @@ def markdown(audits: list[dict[str, Any]], names: list[str], figure: str = "kend
         if figures.get("kind") == "scratch":
             label = f"{estimator} ({figures['steps']} steps)"
         ratio = figures.get("cost_ratio")
-        amortised = figures.get("cost", {}).get("amortised_seconds_over_search")
-        amortised_text = "" if amortised is None else f"{amortised:.2f}"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {figures['seconds_per_candidate']:.2f} | "
-                     f"{amortised_text} | {'' if ratio is None else f'{ratio:.0f}×'} |")
+        costs = [f"{figures['seconds_per_candidate']:.2f}"]
+        if with_amortised:
+            value = amortised[estimator]
+            costs.append("" if value is None else f"{value:.2f}")
+        costs.append("" if ratio is None else f"{ratio:.0f}×")
+        lines.append(f"| {label} | " + " | ".join([*cells, *costs]) + " |")
     method = "leave-one-out" if "noise_ceiling" in first["reference"] else "seed 0 vs seed 1"
     ref = first["reference"]
     lines.append(f"| noise ceiling ({method}) | " + " | ".join(interval(ceiling(a, figure)) for a in audits) +
-                 f" | {ref['seconds_per_candidate']:.1f} (one reference run) | | |")
+                 f" | {ref['seconds_per_candidate']:.1f} (one reference run) |" + " |" * (len(extra) - 1))
     return "\n".join(lines)
 
 

@@ -246,7 +246,8 @@ def quickstart() -> str:
     return "\n\n".join([
         "## Quick start",
         code(q["command"]),
-        "The four `abz` commands of the README's first quick-start command, after the install (not timed here), "
+        f"The {len(q['stages'])} `abz` commands of the README's first quick-start command, after the install (not "
+        "timed here), "
         f"each a fresh process on `{q['config']}`, with an empty `$HOME` so the tokenizer is trained as in a fresh "
         f"clone; {q['cpus']} CPUs, load average {q['load_average_1min']['before']} before and "
         f"{q['load_average_1min']['after']} after" + (f": {q['conditions']}." if q.get("conditions") else "."),
@@ -261,8 +262,23 @@ def quickstart() -> str:
         "One run, one seed, a 300-step supernet: this shows the pipeline, not a discovery. "
         f"`abz export` wrote {len(q['export']['folders'])} folders ({', '.join(q['export']['folders'])}), "
         f"each with a Hugging Face folder ({q['export']['weights']}).",
+        *quickstart_retrain(q.get("retrain")),
         source("quickstart") + (f" ({q['commit_note']}.)" if q.get("commit_note") else ""),
     ])
+
+
+def quickstart_retrain(r: Json | None) -> list[str]:
+    """The quick start's `abz retrain` stage: each arm trained from scratch at equal parameters (one seed)."""
+    if not r:
+        return []
+    rows = [[a["name"], f"{a['params']:,}", a["intermediate_size"],
+             "—" if a["rescored_loss"] is None else f"{a['rescored_loss']:.3f}", f"{a['heldout_loss']:.4f}"]
+            for a in r["arms"]]
+    return [f"`abz retrain` trained the search's best (picked by its loss re-scored on held-out blocks the "
+            f"search never scored) and vanilla BERT from scratch at equal parameters, {r['steps']} steps, "
+            f"seed {', '.join(map(str, r['seeds']))}, and scored both on {r['heldout_blocks']} held-out blocks:",
+            table(["arm", "parameters", "FFN width", "re-scored supernet loss", "held-out MLM loss"], rows),
+            "One seed: no interval, no test; a difference of a few hundredths is within seed noise at this size."]
 
 
 def audit_current() -> str:
