@@ -4,9 +4,10 @@
 baselines, each sized to the first baseline's parameters), runs every pre-training and fine-tuning run as an
 ordinary run folder (`runs.py`: an lr sweep per arm, N seeds, the fixed held-out loss, GLUE with the
 fine-tuning lr chosen on a slice of train), and writes `OUT/results.json`, `OUT/report.md` and plots
-(`report.py`). `OUT/retrain.json`, written before the first run, records what the retrain is (the search, the
-config, the arms, the settings); `--resume` refuses a folder whose record differs from the command's, naming
-each difference, and otherwise continues exactly where a killed retrain stopped.
+(`report.py`). `OUT/retrain.json`, written before the first run, records what the retrain is (the config,
+the text and vocabulary hashes, the arms, the settings; and, not compared, where the search and the GLUE data
+were); `--resume` refuses a folder whose record differs from the command's, naming each difference, and
+otherwise continues exactly where a killed retrain stopped.
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ def _record(search: Path, cfg: Config, arms: Sequence[Arm], settings: RetrainSet
     from autobert_zero.train.mlm import config_identity
 
     held_out = prepared.eval_corpus.fingerprint if prepared.eval_corpus is not None else None
-    record = {"version": RECORD_VERSION, "search": str(search.resolve()),
+    settings_json = settings.to_json()
+    glue_data = settings_json.pop("glue_data_dir")
+    record = {"version": RECORD_VERSION, "about": {"search": str(search.resolve()), "glue_data_dir": glue_data},
               "config": config_identity(cfg, "pretrain"),
               "data": {"corpus": cfg.data.corpus, "eval_corpus": cfg.data.eval_corpus,
                        "corpus_sha256": prepared.corpus.fingerprint, "eval_corpus_sha256": held_out,
                        "vocab_sha256": vocabulary_sha256(prepared.tokenizer)},
-              "arms": [arm.to_json() for arm in arms], "settings": settings.to_json()}
+              "arms": [arm.to_json() for arm in arms], "settings": settings_json}
     return dict(json.loads(json.dumps(record)))  # as it reads back (tuples become lists)
 
 
@@ -74,7 +77,8 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
     before, after = flatten(saved), flatten(current)
     return [f"{key}: {before.get(key, '(absent)')!r:.60} -> {after.get(key, '(absent)')!r:.60}"
-            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+            for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key) and not key.startswith("about.")]
 
 
 def _saved_candidates(record: dict[str, Any]) -> list[Candidate]:
