@@ -5,9 +5,10 @@ size (see `autobert_zero.train.retrain`).
         [--baselines FILE ...] [--glue TASK ...] [--lrs LR ...] [--resume]
 
 Several workers: start the same command again with `--resume` (in another shell or on another machine that
-shares the folder); each run folder is claimed by a lock, so the workers split the runs between them. Under
-the `deepspeed` launcher every process would join one data-parallel group, so the command refuses a world
-size above 1.
+shares the folder); each run folder is claimed by a lock, so the workers split the runs between them. Under a
+launcher (`deepspeed --num_gpus N --no_local_rank --module autobert_zero.cli retrain ...`, or torchrun) each
+process becomes such a worker: it leaves the launcher's process group (every run trains in one process),
+rank 0 starts the retrain and the others join it once its `retrain.json` is written.
 """
 
 from __future__ import annotations
@@ -37,14 +38,43 @@ def _positive_float(text: str) -> float:
     return value
 
 
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                      "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK", "CROSS_SIZE")
+"""What a launcher sets for a process group; a retrain worker drops them and trains each run alone."""
+JOIN_TIMEOUT_S = 6 * 3600
+
+
+def _as_worker() -> int:
+    """Under a launcher: this process's rank, after leaving the launcher's group (each run then trains in one
+    process, on a free port of its own); 0 without a launcher."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    rank = int(os.environ.get("RANK", "0"))
+    for name in LAUNCHER_VARIABLES:
+        os.environ.pop(name, None)
+    return rank
+
+
+def _wait_for_record(out: str) -> None:
+    """A worker of rank > 0 waits until rank 0 has written the retrain's record (after its re-scoring)."""
+    import time
+
+    from autobert_zero.train.retrain import RECORD_FILE
+
+    record = os.path.join(out, RECORD_FILE)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while not os.path.isfile(record):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{record} did not appear within {JOIN_TIMEOUT_S} s: rank 0 of the launcher never "
+                              f"started the retrain this worker was to join")
+        time.sleep(2)
+
+
 def _retrain(args: argparse.Namespace) -> int:
     from autobert_zero.config.load import load_config
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("abz retrain runs each pre-training run in one process; under a launcher every process "
-                          "would join one data-parallel group. Start the command once per worker instead (the "
-                          "second and later with --resume): the workers split the runs by locking each run folder")
-    cfg = load_config(args.config)
+    rank = _as_worker()
+    cfg = load_config(args.config, world_size=1)
     from autobert_zero.config.paths import data_dir
     from autobert_zero.train.retrain import DEFAULT_BASELINES, DEFAULT_GLUE, RetrainSettings, retrain
     from autobert_zero.train.retrain.report import arm_table, contrast_table
@@ -57,12 +87,21 @@ def _retrain(args: argparse.Namespace) -> int:
         seeds=args.seeds, lrs=lrs, sweep_steps=args.sweep_steps or max(1, cfg.pretrain.max_steps // 4),
         glue_tasks=glue, glue_data_dir=glue_data, finetune_seeds=args.finetune_seeds, finetune_lrs=ft_lrs,
         select_examples=args.select_examples)
-    results = retrain(args.search, cfg, args.out, settings, top=args.top,
-                      baselines=args.baselines or DEFAULT_BASELINES, rescore=not args.no_rescore, resume=args.resume)
-    for line in [*arm_table(results), "", *contrast_table(results)]:
-        report(line)
-    report(f"written to {args.out}/results.json, {args.out}/report.md"
-           + "".join(f", {args.out}/{name}" for name in results["plots"]))
+    resume = args.resume
+    if rank > 0:
+        _wait_for_record(args.out)
+        resume = True
+    from autobert_zero.cli.search import search_language_of_config
+    from autobert_zero.grammar import using_language
+
+    with using_language(search_language_of_config(cfg, args.search)):
+        results = retrain(args.search, cfg, args.out, settings, top=args.top,
+                          baselines=args.baselines or DEFAULT_BASELINES, rescore=not args.no_rescore, resume=resume)
+    if rank == 0:
+        for line in [*arm_table(results), "", *contrast_table(results)]:
+            report(line)
+        report(f"written to {args.out}/results.json, {args.out}/report.md"
+               + "".join(f", {args.out}/{name}" for name in results["plots"]))
     return ExitCode.OK
 
 

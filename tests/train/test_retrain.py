@@ -206,7 +206,7 @@ def test_two_workers_split_the_runs_and_give_the_one_worker_results(
     assert first.returncode == 0 and second.returncode == 0, first_err[-2000:] + second_err[-2000:]
 
     def ran(err: str) -> set[str]:
-        return {line.split("] ", 1)[1].rsplit(":", 1)[0] for line in err.splitlines() if line.startswith("[")}
+        return {line.split("] ", 1)[1].rsplit(":", 1)[0] for line in err.splitlines() if "(worker pid " in line}
 
     assert ran(first_err) and ran(second_err), (first_err[-1000:], second_err[-1000:])
     assert not ran(first_err) & ran(second_err)
@@ -259,3 +259,25 @@ def test_a_retrain_continues_from_its_small_result_files_alone(
     assert resumed["analysis"] == results["analysis"]
     assert (out / "runs" / "bert" / "seed0" / "final" / "config.json").is_file()  # trained again for the fine-tune
     assert not (out / "runs" / "found-1" / "seed0" / "final").exists()  # not needed: not trained again
+
+
+@pytest.mark.slow  # about 40 s: two processes under the deepspeed launcher
+def test_under_the_launcher_each_process_is_a_worker(retrained: tuple[Path, Path, dict[str, Any]]) -> None:
+    """`deepspeed --num_gpus 2 ... retrain`: the two processes split the runs (none runs twice) and the results
+    equal the one-process retrain's."""
+    import shutil as sh
+
+    from autobert_zero.train.engine import free_port
+
+    tmp, retrain_yaml, results = retrained
+    out = tmp / "launched"
+    launcher = sh.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
+    done = subprocess.run([launcher, "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
+                           "--module", "autobert_zero.cli", *_retrain_args(tmp, retrain_yaml, out)],
+                          cwd=REPO, capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "(worker pid " in line]
+    ran = [line.split("] ", 1)[1].rsplit(":", 1)[0] for line in lines]
+    assert ran and len(ran) == len(set(ran)), ran  # every run once
+    assert len({line.rsplit("pid ", 1)[1] for line in lines}) == 2  # by both processes
+    assert json.loads((out / "results.json").read_text())["analysis"] == results["analysis"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -142,7 +143,8 @@ class Runner:
                         continue
                     started = time.perf_counter()
                     if job():
-                        self.log(f"[{i + 1}/{total}] {label}: {time.perf_counter() - started:.1f} s")
+                        self.log(f"[{i + 1}/{total}] {label}: {time.perf_counter() - started:.1f} s "
+                                 f"(worker pid {os.getpid()})")
 
     # -- phases ---------------------------------------------------------------------------------------------
     def sweep(self) -> dict[str, list[dict[str, Any]]]:
