@@ -70,14 +70,47 @@ def skip_shm_comm_build() -> None:
     table[SHM_COMM_OP] = False
 
 
+PORT_ATTEMPTS = 5
+"""Rendezvous ports tried by a process alone that picked its own (a free port can be taken before it listens)."""
+
+
+def _port_taken(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "eaddrinuse" in text or "address already in use" in text or "failed to listen" in text
+
+
 def init_distributed() -> tuple[int, int]:
-    """Join (or, alone, create) the process group; returns (rank, world_size)."""
+    """Join (or, alone, create) the process group; returns (rank, world_size).
+
+    Under a launcher (`deepspeed`, `torchrun`, one node or several) the group comes from the environment it
+    sets: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT. Without one, a group of one process on
+    127.0.0.1 and a free port (or MASTER_PORT, if set); a free port another process takes before ours listens
+    is replaced by another (up to `PORT_ATTEMPTS` tries). A rendezvous port given by a launcher or MASTER_PORT
+    that another program holds is a `TrainingError` naming the port, within seconds (torch's store fails to
+    listen; it does not wait)."""
+    picked = "RANK" not in os.environ and "MASTER_PORT" not in os.environ  # the port is ours to choose
     if "RANK" not in os.environ:  # no launcher: a group of one, as deepspeed would otherwise ask mpi4py
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     skip_shm_comm_build()
-    if not dist.is_initialized():
-        deepspeed.init_distributed(verbose=False)
+    for attempt in range(PORT_ATTEMPTS):
+        if dist.is_initialized():
+            break
+        try:
+            deepspeed.init_distributed(verbose=False)
+        except RuntimeError as exc:  # torch.distributed.DistNetworkError is one
+            if not _port_taken(exc):
+                raise
+            if picked and attempt + 1 < PORT_ATTEMPTS:  # another process took the free port first: pick again
+                os.environ["MASTER_PORT"] = str(free_port())
+                continue
+            port, addr = os.environ.get("MASTER_PORT"), os.environ.get("MASTER_ADDR")
+            raise TrainingError(
+                f"the rendezvous port MASTER_PORT={port} on {addr} is already in use (another job on this node?): "
+                f"{str(exc).strip().splitlines()[0][:200]}. Give every job sharing a node its own port: "
+                f"`deepspeed --master_port P ...` or `torchrun --master_port P ...` (before the script or "
+                f"--module), or, for one process without a launcher, unset MASTER_PORT (abz then picks a free "
+                f"one)") from None
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -53,3 +53,28 @@ def test_the_shm_comm_switch_fails_loudly_when_deepspeed_changes(monkeypatch: py
     if get_accelerator().get_op_builder("ShareMemCommBuilder") is not None:  # the CPU accelerator has the op
         with pytest.raises(TrainingError, match=r"now called 'deepspeed_shm_comm'"):
             engine.skip_shm_comm_build()
+
+
+RACE = """
+import socket, sys
+from autobert_zero.train import engine
+held = socket.socket(); held.bind(("127.0.0.1", 0)); held.listen()
+ports = [held.getsockname()[1]]  # the first "free" port is taken before the store listens on it
+real = engine.free_port
+engine.free_port = lambda: ports.pop() if ports else real()
+print(engine.init_distributed())
+"""
+
+
+def test_a_free_port_taken_before_the_store_listens_is_replaced() -> None:
+    """Alone, abz picks its rendezvous port; when another process takes it first, it picks another instead of
+    failing (as a search did when a test suite ran beside it)."""
+    import subprocess
+    import sys
+
+    from tests.support.training import subprocess_env
+
+    env = {k: v for k, v in subprocess_env().items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("(0, 1)")
