@@ -11,7 +11,8 @@ PRE-REGISTRATION (written before any run of this benchmark; the commit that adds
 - Searches: OP-NAS (`strategy: op`) and random search (`strategy: random`), search seeds 0, 1, 2, each seed
   with its own uniform-sampling supernet (2,000 steps) shared by both strategies; 100 evaluations each,
   initial population sampled (no BERT, no Figure 7 seed); plus one attention-free OP search (seed 0,
-  conv layers only: `conv_probability: 1`, conv mutations only). Fitness: BIWS k = 0 on the first 512
+  conv layers only: `conv_probability: 1`, conv mutations only). Fitness: BIWS k = 0 (no supernet
+  adaptation between rounds, see the amendment) on the first 512
   held-out blocks (the search-benchmark preset's estimator; the audit of #15 on the search's own
   distribution has not run yet, so this is the current default, not "the audit's best").
 - Arms: found-op = the genotype with the lowest held-out loss re-scored on blocks 512-1023 (never used by
@@ -31,6 +32,13 @@ PRE-REGISTRATION (written before any run of this benchmark; the commit that adds
 - Goal (issue #16): found-op − bert < 0 on held-out loss and > 0 on the GLUE average, each with its 95%
   interval excluding 0. Reported whichever way it comes out, with where found-op stands against Figure 7
   and the random-search winner.
+
+AMENDMENT (06:20, after the first search, before any arm was chosen): `search.adapt_steps` 0 (was 10, the
+tiny preset's). The searches' fitness trained the supernet between rounds, but that adapted supernet is not
+saved, so the re-score read the supernet as it was before the search: op-seed0's top 8 re-scored within
+0.0013 nats of each other (6.9221-6.9234) against fitness spread 0.05, i.e. the pick among them would have
+been noise. With adaptation off, fitness and re-score use one supernet. That first op-seed0 run is kept in
+benchmarks/results/end-to-end/discarded/ and is not used.
 
 Pieces and resumption: every stage keeps small per-run results under benchmarks/results/end-to-end/
 (committed as they come, with the commit each ran on): each search's top 8 with their re-scored losses,
