@@ -15,6 +15,7 @@ come within the tolerance (its mixer alone outweighs the target) is reported as 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,10 @@ def rescore_best(search: Path, lines: Sequence[HistoryLine], run: Any, show_prog
     if ev.estimator == "biws":
         path, _ = checked_supernet(search, cfg.search.supernet, run, remedy)
         supernet = str(path)
+    if supernet is not None and cfg.search.adapt_steps:
+        print(f"note: {search} trained its supernet between rounds (search.adapt_steps {cfg.search.adapt_steps}) "
+              f"and did not save it; the re-score uses the supernet as saved, before that training, so it may "
+              f"separate the search's best less well than the fitness did", file=sys.stderr)
     end = ev.eval_offset + ev.eval_limit
     cfg.evaluate = dataclasses.replace(ev, eval_offset=end, eval_limit=None, size_prior=None, glue_task=None)
     evaluator = Evaluator(cfg, supernet, show_progress=show_progress)
