@@ -36,7 +36,7 @@ from autobert_zero.grammar import (
     Input,
     Language,
     Shape,
-    default_language,
+    current_language,
     infer_shapes,
 )
 from autobert_zero.grammar.ir import topological_order
@@ -65,7 +65,7 @@ def compile_core(
 
     Raises `CompileError` for a graph the op table cannot compile (unknown op, shape mismatch, output
     not L×d; a parsed genotype has been validated, so these only guard hand-built IR) and for an op of a
-    custom language without a registered implementation (`register_op_impl`).
+    custom language without an implementation (the language's own, `Language.impls`, else `register_op_impl`).
     """
     return compile_graph(graph, head_dim, fused=fused, language=language)[0]
 
@@ -78,14 +78,14 @@ def compile_graph(
     language: Language | None = None,
 ) -> tuple[fx.GraphModule, Program]:
     """`compile_core`'s core together with the program it was built from (cached together; do not mutate)."""
-    language = language or default_language()
+    language = language or current_language()
     names = sorted({c.op for c in graph.calls})
     try:
         specs = tuple(language.ops[op] for op in names)
     except KeyError as error:
         raise CompileError(f"attention graph {graph.name!r} uses op {error.args[0]!r}, which the op table "
                            f"does not define; known ops: {', '.join(language.ops)}") from None
-    impls = {op: op_impl(op) for op in names}
+    impls = {op: language.impls[op] if op in language.impls else op_impl(op) for op in names}
     key = (graph.output, head_dim, fused, specs, tuple(impls.values()))
     cached = _CACHE.get(key)
     if cached is not None:

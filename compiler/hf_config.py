@@ -12,7 +12,8 @@ import functools
 from typing import Any
 
 from autobert_zero.errors import ConfigError
-from autobert_zero.grammar import Genotype, parse_genotype
+from autobert_zero.grammar import Genotype, Language, parse_genotype
+from autobert_zero.grammar.loading import language_from_record
 
 from . import portable_config
 
@@ -25,19 +26,31 @@ class AutoBertZeroConfig(portable_config.AutoBertZeroConfig):
 
     The layers come from `genotype` (text); `compiled_genotype` and `auto_map` read from an exported folder
     are ignored here and not written back (`to_dict`): every save writes them anew from the model.
+
+    `language` is the record of a custom language (`grammar.loading`; None: the built-in language), set from
+    the genotype's language by `from_genotype`; the genotype text is parsed in the language it describes.
+    Rebuilding a language whose record holds op code needs consent (`trust_remote_code=True` when loading).
     """
+
+    language: dict[str, Any] | None = None
 
     @classmethod
     def from_genotype(cls, genotype: Genotype, **kwargs: Any) -> AutoBertZeroConfig:
         """A config holding `genotype` (printed to text) and the given sizes."""
-        return cls(genotype=genotype.to_text(), **kwargs)
+        return cls(genotype=genotype.to_text(), language=language_record(genotype), **kwargs)
+
+    def resolved_language(self) -> Language:
+        """The language of `language` (the built-in one when None), rebuilt once per process (consent needed
+        for a record that holds op code, see `grammar.loading.language_from_record`)."""
+        where = f"{getattr(self, '_name_or_path', '') or 'the model'}/config.json"
+        return language_from_record(self.language, where=where)
 
     def parsed_genotype(self) -> Genotype:
         """The genotype IR (parsed and validated once per distinct text; raises `GenotypeError`)."""
         if not self.genotype.strip():
             raise ConfigError("AutoBertZeroConfig.genotype is empty: set it to a genotype text, e.g. the "
                               "contents of genotypes/bert.abz, or use AutoBertZeroConfig.from_genotype(ir)")
-        return _parse(self.genotype)
+        return _parse(self.genotype, self.resolved_language())
 
     @property
     def num_hidden_layers(self) -> int:
@@ -58,6 +71,12 @@ class AutoBertZeroConfig(portable_config.AutoBertZeroConfig):
         return output
 
 
+def language_record(genotype: Genotype) -> dict[str, Any] | None:
+    """The record of the language `genotype` was built with (None: the built-in language)."""
+    language = genotype.language
+    return language.record if isinstance(language, Language) else None
+
+
 @functools.lru_cache(maxsize=64)
-def _parse(text: str) -> Genotype:
-    return parse_genotype(text, "<config.genotype>")
+def _parse(text: str, language: Language) -> Genotype:
+    return parse_genotype(text, "<config.genotype>", language=language)

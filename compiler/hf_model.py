@@ -20,6 +20,8 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
+from autobert_zero.grammar.loading import trust_language_code
+
 from . import portable_model
 from .backbone import build_encoder
 from .hf_config import AutoBertZeroConfig
@@ -32,6 +34,13 @@ class AutoBertZeroPreTrainedModel(portable_model.AutoBertZeroPreTrainedModel):
     config_class = AutoBertZeroConfig
     config: AutoBertZeroConfig
     check_weights_on_load = False  # as before: `abz finetune` / `abz evaluate` refuse unmatched weights themselves
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`; with `trust_remote_code=True`, a custom language whose record in
+        config.json holds op code is rebuilt from it (without, its loading is refused naming config.json)."""
+        with trust_language_code(bool(kwargs.get("trust_remote_code"))):
+            return super().from_pretrained(*args, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         """`PreTrainedModel.save_pretrained`, then the remote code that loads the folder without this package

@@ -6,8 +6,10 @@ an op runs: the built-in implementations live in `portable_ops` (a function on (
 never touches the batch/head axes and receives the keyword `d=head_dim` when the op's
 `OpSpec.needs_head_dim` is set; that module travels verbatim into exported folders), re-exported here.
 
-A custom language adds its op's implementation with `register_op_impl(name, fn)`; compiling a graph that
-uses an op without one raises `CompileError` naming the op and this function (README "Adding a primitive
+A language built from an op module (`grammar/loading.py`, config section `language:`) carries its ops'
+implementations (`Language.impls`), which the compiler uses before this registry. In Python, a custom
+language may instead add its op's implementation here with `register_op_impl(name, fn)`; compiling a graph
+that uses an op without one raises `CompileError` naming the op and this function (README "Adding a primitive
 op"). An export writes the source of each custom implementation into the folder (`remote_code`).
 """
 

@@ -15,6 +15,7 @@ so a source that does not even define its function is caught at export time, not
 
 from __future__ import annotations
 
+import dis
 import inspect
 import math
 import textwrap
@@ -104,8 +105,11 @@ def _function_source(op: str, fn: Callable[..., Any]) -> tuple[str, set[str]]:
 
 
 def _global_names(code: types.CodeType) -> Iterator[str]:
-    """Names a code object (and the code nested in it) may look up as globals."""
-    yield from code.co_names
+    """Names a code object (and the code nested in it) looks up as globals (not attribute names such as the
+    `gelu` of `torch.nn.functional.gelu`, which `co_names` also lists)."""
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(instruction.argval, str):
+            yield instruction.argval
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from _global_names(const)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from transformers.activations import ACT2FN
 
@@ -195,6 +196,11 @@ class EncoderLayer(nn.Module):
 class Encoder(nn.Module):
     """The stack of layers (`layers.{i}`), plus a final LayerNorm in pre-LN mode."""
 
+    gradient_checkpointing = False
+    """While training, run each layer under `torch.utils.checkpoint` (its activations recomputed in the backward
+    pass instead of kept: less memory, about one more forward of compute, the same results). Set by
+    `model.gradient_checkpointing_enable()` (transformers) or by abz's `model.gradient_checkpointing` key."""
+
     def __init__(self, layers: list[EncoderLayer], final_norm: nn.LayerNorm | None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -208,10 +214,16 @@ class Encoder(nn.Module):
         With `all_hidden`, each layer's input and the final output are appended to it (HF's
         `output_hidden_states`).
         """
+        checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
             if all_hidden is not None:
                 all_hidden.append(hidden)
-            hidden = layer(hidden, keep)
+            if checkpoint:  # transformers sets `_gradient_checkpointing_func` (its kwargs); else torch's default
+                run = getattr(self, "_gradient_checkpointing_func", None)
+                hidden = (run(layer, hidden, keep) if run is not None
+                          else torch.utils.checkpoint.checkpoint(layer, hidden, keep, use_reentrant=False))
+            else:
+                hidden = layer(hidden, keep)
         if self.final_norm is not None:
             hidden = self.final_norm(hidden)
         if all_hidden is not None:

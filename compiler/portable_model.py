@@ -51,6 +51,7 @@ class AutoBertZeroPreTrainedModel(PreTrainedModel):
     base_model_prefix = "autobert"
     _no_split_modules = ["Embeddings", "EncoderLayer"]  # noqa: RUF012
     accepts_loss_kwargs = False  # the loss is a plain mean: Trainer must not rescale it
+    supports_gradient_checkpointing = True  # the Encoder's `gradient_checkpointing`
     check_weights_on_load: ClassVar[bool] = True
     """`from_pretrained` refuses encoder weights that do not fit `config.json` (`check_loaded_weights`)."""
 

@@ -22,12 +22,14 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from autobert_zero.errors import CompileError
+from autobert_zero.grammar import Language
 
 from . import portable_layers
 from .conv import ConvMixer
@@ -58,7 +60,7 @@ def write_remote_code(model: nn.Module, folder: str | os.PathLike[str]) -> bool:
     the model cannot be described, in which case the folder is left as `save_pretrained` wrote it."""
     try:
         compiled = compiled_genotype(model)
-        impls = custom_impls(compiled)
+        impls = custom_impls(compiled, getattr(getattr(model, "config", None), "resolved_language", None))
         custom = custom_ops_module(impls) if impls else None
     except NotPortableError as error:
         logger.warning("%s is saved without remote code (it loads only where autobert_zero is installed): %s",
@@ -107,13 +109,14 @@ def compiled_genotype(model: nn.Module) -> dict[str, Any]:
     return {"format": FORMAT, "head_dim": head_dim, "graphs": graphs, "layers": layers}
 
 
-def custom_impls(compiled: dict[str, Any]) -> dict[str, Any]:
-    """The implementations (registered now, `op_impls`) of the ops `compiled` uses that are not the built-in ones;
-    `NotPortableError` for an op without one."""
+def custom_impls(compiled: dict[str, Any], language: Callable[[], Language] | None = None) -> dict[str, Any]:
+    """The implementations (the model's language's own, `Language.impls`, else registered now, `op_impls`) of the
+    ops `compiled` uses that are not the built-in ones; `NotPortableError` for an op without one."""
     ops = {step["op"] for program in compiled["graphs"].values() for step in program["steps"]
            if step["step"] == "op"}
+    own = language().impls if language is not None else {}
     try:
-        impls = {op: op_impl(op) for op in sorted(ops)}
+        impls = {op: own[op] if op in own else op_impl(op) for op in sorted(ops)}
     except CompileError as error:
         raise NotPortableError(str(error)) from None
     return {op: impl for op, impl in impls.items() if BUILTIN_IMPLS.get(op) is not impl}

@@ -41,7 +41,6 @@ from autobert_zero.grammar import (
     ConvLayer,
     Genotype,
     Language,
-    default_language,
     sample_genotype,
 )
 
@@ -207,7 +206,7 @@ class AutoBertZeroSupernetForMaskedLM(AutoBertZeroForMaskedLM):
 
     def __init__(self, config: AutoBertZeroConfig, language: Language | None = None,
                  per_branch: tuple[str, ...] | None = None) -> None:
-        self.language = language or default_language()
+        self.language = language or config.resolved_language()
         if per_branch is not None:
             config.supernet_per_branch = list(per_branch)
         self.per_branch = tuple(getattr(config, "supernet_per_branch", ()) or ())

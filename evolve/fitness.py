@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, default_language, infer_shapes
+from autobert_zero.grammar import AttentionLayer, ConvLayer, Genotype, Language, current_language, infer_shapes
 
 from .history import HistoryLine
 
@@ -105,7 +105,7 @@ class SyntheticFitness(Fitness):
 
     def __init__(self, seed: int = 0, language: Language | None = None, *, hidden: int = 64,
                  seq_len: int = 64, noise: float = 0.02) -> None:
-        self.language = language or default_language()
+        self.language = language or current_language()
         rng = random.Random(f"synthetic-fitness-{seed}")
         self.op_value = {op: rng.gauss(0.0, 1.0) for op in self.language.op_names}
         self.kernel_value = {k: rng.gauss(0.0, 0.5) for k in self.language.conv_kernels}

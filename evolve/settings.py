@@ -90,3 +90,9 @@ class SearchSettings:
     `synthetic`: a deterministic pure-python stand-in (tests, loop benchmarks; not a model-quality measure)."""
     supernet: str | None = None
     """Folder of a trained supernet (`abz supernet --out`), needed by `evaluate.estimator: biws`."""
+    candidate_timeout_s: Annotated[float, Gt(0), Le(1e9)] | None = None
+    """Seconds the `evaluate` fitness may spend on one candidate (building it, its training steps, its held-out
+    loss); one that takes longer is recorded `failed` ("timed out after N s") and the search goes on. Checked
+    before every training step and before the held-out loss, so a straggler stops within one step of the
+    limit; under a launcher each rank checks its own candidates. null = no limit. Wall time is not
+    reproducible: with a limit the history may differ between runs (a resume keeps what the history holds)."""

@@ -95,8 +95,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between two run identities (`run` of a state), one "key old -> new" per difference:
-    config keys by their dotted name, then the supernet's weights and step, then the data and vocabulary
-    hashes the fitness reads."""
+    config keys by their dotted name, then the supernet's weights and step, the language's grammar and op
+    sha256s, then the data and vocabulary hashes the fitness reads."""
     before, after = flatten(saved.get("config") or {}), flatten(current.get("config") or {})
     changes = [f"{key} {shorten(before.get(key, '(absent)'))} -> {shorten(after.get(key, '(absent)'))}"
                for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
@@ -110,6 +110,9 @@ def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[st
                 changes.append(f"supernet weights sha256 {before_hash} -> {after_hash}")
             if old.get("step") != new.get("step"):
                 changes.append(f"supernet step {old.get('step')} -> {new.get('step')}")
+    from autobert_zero.grammar.loading import language_changes
+
+    changes += language_changes(saved.get("language"), current.get("language"))
     old_data, new_data = saved.get("data") or {}, current.get("data") or {}
     changes += [f"data {key} {str(old_data.get(key, '(absent)'))[:12]} -> {str(new_data.get(key, '(absent)'))[:12]}"
                 for key in sorted(set(old_data) | set(new_data)) if old_data.get(key) != new_data.get(key)]

@@ -19,7 +19,7 @@ from .ir import (
     Layer,
     Span,
 )
-from .language import Language, default_language
+from .language import Language, current_language, default_language, using_language
 from .ops import (
     CONV_DILATIONS,
     CONV_KERNELS,
@@ -44,7 +44,7 @@ __all__ = [
     "OUTPUT_SHAPE", "POSITION_AXIS",
     "AttentionGraph", "AttentionLayer", "Call", "ConvLayer", "Diagnostic", "Expr", "Genotype", "Input",
     "Language", "Layer", "OpSpec", "Shape", "ShapeRuleError", "Span",
-    "canonical_graph", "canonicalize", "default_language", "formula", "genotype_id", "infer_shapes",
+    "canonical_graph", "canonicalize", "current_language", "default_language", "formula", "genotype_id", "infer_shapes",
     "load_genotype", "parse_genotype", "parse_with_diagnostics", "print_genotype", "print_graph", "read_genotype_text",
-    "sample_conv", "sample_genotype", "sample_graph", "validate", "validate_graph",
+    "sample_conv", "sample_genotype", "sample_graph", "using_language", "validate", "validate_graph",
 ]

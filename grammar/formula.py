@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from .ir import AttentionGraph, Call, Expr
-from .language import Language, default_language
+from .language import Language, current_language
 from .ops import FUNCTION_FORM
 
 
 def formula(graph: AttentionGraph | Expr, language: Language | None = None) -> str:
     """The graph's output as a formula; operands get parentheses only where precedence needs them."""
-    ops = (language or default_language()).ops
+    ops = (language or current_language()).ops
     output = graph.output if isinstance(graph, AttentionGraph) else graph
     memo: dict[Expr, str] = {}
 

@@ -7,10 +7,12 @@ sampler and mutations all take the language as a parameter.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lark import Lark
 
@@ -43,6 +45,8 @@ class Language:
         max_layers: int = MAX_LAYERS,
         conv_kernels: tuple[int, ...] = CONV_KERNELS,
         conv_dilations: tuple[int, ...] = CONV_DILATIONS,
+        impls: Mapping[str, Callable[..., Any]] | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> None:
         self.grammar_text = GRAMMAR_PATH.read_text(encoding="utf-8") if grammar is None else grammar
         """The grammar source, as given (the record of which search space a result belongs to)."""
@@ -66,6 +70,17 @@ class Language:
         """Most layers a backbone of this language may have (`MAX_LAYERS` at most)."""
         self.conv_kernels = tuple(conv_kernels)
         self.conv_dilations = tuple(conv_dilations)
+        self.impls: dict[str, Callable[..., Any]] = dict(impls or {})
+        """How the language's own ops run, by op name (opaque callables: the compiler uses them before its
+        registry, `compiler/op_impls.py`); empty for a language whose ops are all built in."""
+        self.record: dict[str, Any] | None = dict(record) if record is not None else None
+        """What the language was made from (grammar text, op module source or plugin, sha256s; see
+        `grammar.loading`), recorded with everything it makes; None for the built-in language."""
+
+    @property
+    def sha256(self) -> str | None:
+        """The language's identity (`record["sha256"]`); None for the built-in language."""
+        return None if self.record is None else str(self.record["sha256"])
 
     @property
     def op_names(self) -> tuple[str, ...]:
@@ -151,6 +166,26 @@ def _subset(what: str, chosen: Sequence[T], available: tuple[T, ...]) -> tuple[T
 def default_language() -> Language:
     """The shipped language (built once per process)."""
     return Language()
+
+
+_ACTIVE: contextvars.ContextVar[Language | None] = contextvars.ContextVar("abz_active_language", default=None)
+
+
+def current_language() -> Language:
+    """The language that text is parsed in when no language is named: the one `using_language` made active,
+    else the built-in language."""
+    return _ACTIVE.get() or default_language()
+
+
+@contextlib.contextmanager
+def using_language(language: Language) -> Iterator[Language]:
+    """Within the block, `parse_genotype`/`load_genotype`/`formula` without a `language=` use `language` (a
+    command sets the language of its config or folder once, for code that parses genotype text deep down)."""
+    token = _ACTIVE.set(language)
+    try:
+        yield language
+    finally:
+        _ACTIVE.reset(token)
 
 
 ir.set_default_language(default_language)  # the language of a `Genotype` built without one

@@ -37,7 +37,7 @@ from .diagnostics import (
     unknown_op_message,
 )
 from .ir import AttentionGraph, AttentionLayer, Call, ConvLayer, Expr, Genotype, Input, Layer, Span
-from .language import Language, default_language
+from .language import Language, current_language
 from .validate import validate
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def parse_with_diagnostics(
     text: str, source_name: str = "<genotype>", *, language: Language | None = None
 ) -> tuple[Genotype | None, list[Diagnostic]]:
     """Parse and validate; return the genotype (None if it could not be built) and all diagnostics."""
-    language = language or default_language()
+    language = language or current_language()
     if "\x00" in text:
         return None, [Diagnostic("encoding", "NUL byte in the text: this looks like a binary file, not a genotype",
                                  *line_column(text, text.index("\x00")))]

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ import torch.distributed as dist
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from autobert_zero.config.load import BatchPlan
-from autobert_zero.errors import TrainingError
+from autobert_zero.errors import ConfigError, TrainingError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,6 +112,44 @@ def init_distributed() -> tuple[int, int]:
                 f"--module), or, for one process without a launcher, unset MASTER_PORT (abz then picks a free "
                 f"one)") from None
     return dist.get_rank(), dist.get_world_size()
+
+
+def zero_stage(section: Mapping[str, Any]) -> int:
+    """The ZeRO stage a `deepspeed:` section asks for (0 when it names none)."""
+    return int(section.get("zero_optimization", {}).get("stage", 0))
+
+
+ZERO3_COMMANDS = "`abz pretrain` and `abz finetune`"
+"""Where ZeRO-3 works: the loops that gather the partitioned weights for their export (`full_weights`) and
+touch the model only through its forward. The supernet (which swaps candidates' modules in and out and
+shares their weights) and candidate evaluation (rank-local engines, weights extracted from a supernet) do not."""
+
+
+def check_zero_stage(section: Mapping[str, Any], command: str) -> None:
+    """Refuse ZeRO-3 for `command` (one other than those of `ZERO3_COMMANDS`), naming the stages that work."""
+    if zero_stage(section) == 3:
+        raise ConfigError(f"deepspeed.zero_optimization.stage = 3 (ZeRO-3) is supported by {ZERO3_COMMANDS} only, "
+                          f"not by {command}: its weights are swapped and shared between candidates, which "
+                          f"ZeRO-3's partitioned parameters do not allow; use stage 0, 1 or 2 (2 partitions "
+                          f"gradients and optimizer states)")
+
+
+@contextlib.contextmanager
+def full_weights(engine: Any) -> Iterator[None]:
+    """Within the block, the engine's module holds its full weights on every rank, also under ZeRO-3, which
+    keeps only a 1/world_size slice of each weight per rank (`deepspeed.zero.GatheredParameters`; read-only:
+    changes made inside are dropped). Collective under ZeRO-3: every rank must enter the block, even those
+    that only wait while rank 0 saves. Stages 0–2 hold full weights anyway: nothing to do."""
+    if engine.zero_optimization_stage() != 3:
+        yield
+        return
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+        yield
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Number of parameters of a model, also while ZeRO-3 has partitioned them (`ds_numel`: the full size)."""
+    return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
 
 
 def _alone() -> bool:
@@ -208,10 +246,14 @@ def deepspeed_config(section: dict[str, Any], plan: BatchPlan) -> dict[str, Any]
 
 
 def build_engine(model: PreTrainedModel, section: dict[str, Any], plan: BatchPlan, lr: float,
-                 weight_decay: float, total_steps: int, warmup_steps: int, mpu: RankLocal | None = None) -> Any:
+                 weight_decay: float, total_steps: int, warmup_steps: int, mpu: RankLocal | None = None,
+                 allow_zero3: bool = False) -> Any:
     """`deepspeed.initialize` the model; returns the engine (a `DeepSpeedEngine`). With `mpu` (a `RankLocal`,
     whose `active()` block must enclose this call and the training) the engine is this rank's alone and
-    `plan` must be a world-size-1 plan."""
+    `plan` must be a world-size-1 plan. ZeRO-3 only with `allow_zero3` (from the loops of `ZERO3_COMMANDS`,
+    which export through `full_weights`); otherwise stage 3 gets `check_zero_stage`'s refusal."""
+    if not allow_zero3 or mpu is not None:
+        check_zero_stage(section, "this run (candidate evaluation, search or supernet training)")
     config = deepspeed_config(section, plan)
     optimizer = None if "optimizer" in config else torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
 

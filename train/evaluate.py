@@ -12,7 +12,9 @@ higher-is-better: −loss, or a rank combination with a size prior (`evaluate.si
 candidate this Evaluator has scored, so a score is comparable across calls of one Evaluator), or, with a
 second stage (`evaluate.glue_task`), the GLUE dev score of a short fine-tune. A NaN/inf loss, or a second
 stage that cannot score (missing data, a non-finite dev score), makes a candidate `failed` with the reason and
-the run goes on. Results are cached by genotype id; a candidate
+the run goes on; so does a candidate past `candidate_timeout_s` (`search.candidate_timeout_s`: checked before
+every training step and before the held-out loss; reason "timed out after N s"). Results are cached by
+genotype id; a candidate
 whose functional fingerprint equals an evaluated one's is a `duplicate` naming its twin and sharing its
 score. Evaluation never changes the supernet, and a candidate's score is a function of the supernet's weights
 and the genotype alone (every candidate trains a copy with the same seeds), so a resumed search that rebuilds
@@ -31,7 +33,10 @@ dropout seed, so the scores equal the one-process scores (bit for bit on the sam
 `biws` with 0 steps needs no engine at all. Only a GLUE second stage (`evaluate.glue_task`), whose fine-tune
 runs data-parallel, keeps every rank scoring every candidate together. `adapt` trains the supernet
 data-parallel over all ranks. Each split call logs (DEBUG, logger `autobert_zero.train.evaluate`) how many
-candidates this rank scored.
+candidates this rank scored. A rank never leaves the others waiting in the gather: a candidate that fails
+(cannot be built, NaN loss, out of memory, past its time limit) is a `failed` result like any other, and any
+other error of a rank's share (a bug) is gathered too and raised on every rank alike (`TrainingError`), as
+one process raises it; a time limit on candidates scored together is decided together (`_check_time`).
 """
 
 from __future__ import annotations
@@ -54,11 +59,19 @@ from tqdm.auto import tqdm
 
 from autobert_zero.config.load import BatchPlan, batch_plan
 from autobert_zero.config.schema import Config
-from autobert_zero.errors import AbzError, ConfigError
+from autobert_zero.errors import AbzError, ConfigError, TrainingError
 from autobert_zero.grammar import AttentionLayer, Genotype, Language, parse_genotype
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.data.seeds import DROPOUT, derived_seed
-from autobert_zero.train.engine import RankLocal, build_engine, init_distributed, round_robin, unwrap
+from autobert_zero.train.engine import (
+    RankLocal,
+    build_engine,
+    check_zero_stage,
+    init_distributed,
+    mean_over_ranks,
+    round_robin,
+    unwrap,
+)
 from autobert_zero.train.loop import LoopSettings, NonFiniteLoss, TrainLoop
 from autobert_zero.train.mlm import (
     PreparedMlm,
@@ -100,6 +113,15 @@ class CandidateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class CandidateTimeout(AbzError):
+    """A candidate's scoring passed the Evaluator's `timeout_s` (`search.candidate_timeout_s`): it is recorded
+    `failed` with this message as the reason."""
+
+    def __init__(self, limit: float, where: str) -> None:
+        self.limit, self.where = limit, where
+        super().__init__(f"timed out after {limit:g} s (search.candidate_timeout_s), stopped before {where}")
 
 
 class _Action(enum.Enum):
@@ -166,8 +188,18 @@ class Evaluator:
     """Prepared data, tokenizer, supernet and result cache for scoring candidates (see the module doc)."""
 
     def __init__(self, config: Config | str | os.PathLike[str], supernet_dir: str | os.PathLike[str] | None = None,
-                 *, prepared: PreparedMlm | None = None, show_progress: bool = False) -> None:
+                 *, prepared: PreparedMlm | None = None, show_progress: bool = False,
+                 candidate_timeout_s: float | None = None) -> None:
         self.cfg = cfg = resolve_config(config)
+        check_zero_stage(cfg.deepspeed, "candidate evaluation (`abz evaluate`, `abz search`, `abz audit`)")
+        self.timeout_s = candidate_timeout_s
+        """Seconds one candidate's scoring may take (`search.candidate_timeout_s`; see `CandidateTimeout`)."""
+        self._deadline: float | None = None
+        """While a candidate is scored under a limit: the `time.perf_counter()` it must finish by."""
+        from autobert_zero.config.language import language_from_config
+
+        self.language = language_from_config(cfg)
+        """The language of the config (a supernet must have been trained in it)."""
         ev = cfg.evaluate
         if ev.estimator == "biws" and supernet_dir is None:
             raise ConfigError("evaluate.estimator = 'biws' needs a supernet: pass --supernet DIR (the --out folder "
@@ -258,11 +290,24 @@ class Evaluator:
         genotypes r, r + world, …, and the results are all-gathered back into list order."""
         if not self.split:
             return self._score_share(genotypes)
-        results = round_robin(genotypes, self._score_share)
+        gathered = round_robin(genotypes, self._share_or_error)
+        errors = [item for item in gathered if isinstance(item, str)]
+        if errors:  # every rank raises the same error, after the gather: none is left waiting in a collective
+            raise TrainingError(f"scoring a candidate raised {errors[0]}")
+        results = [item for item in gathered if isinstance(item, CandidateResult)]
         if genotypes:
             log.debug("rank %d of %d scored %d of %d candidates", self.rank, self.world,
                       len(genotypes[self.rank::self.world]), len(genotypes))
         return results
+
+    def _share_or_error(self, genotypes: list[Genotype]) -> list[CandidateResult | str]:
+        """This rank's share, or (an error `_scored` does not turn into a failed candidate: a bug) the error
+        as text in every slot, which the gather hands to every rank."""
+        try:
+            return list(self._score_share(genotypes))
+        except Exception as exc:
+            log.exception("rank %d of %d: scoring its share of the candidates raised", self.rank, self.world)
+            return [f"{type(exc).__name__} on rank {self.rank}: {exc}"] * len(genotypes)
 
     def _score_share(self, genotypes: list[Genotype]) -> list[CandidateResult]:
         return [self._scored(genotype) for genotype in tqdm(
@@ -271,12 +316,17 @@ class Evaluator:
     def _scored(self, genotype: Genotype) -> CandidateResult:
         t0 = time.perf_counter()
         result = CandidateResult(genotype.id, genotype.to_text(), None, None, None, None, 0.0, "failed")
+        self._deadline = None if self.timeout_s is None else t0 + self.timeout_s
         try:
             self._score(genotype, result)
         except NonFiniteLoss as exc:
             result.reason = f"training loss became {exc.loss} at step {exc.step}"
+        except CandidateTimeout as exc:
+            result.reason = str(exc)
         except (AbzError, RuntimeError, ValueError) as exc:  # a candidate that cannot be built or run
             result.reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._deadline = None
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -289,6 +339,7 @@ class Evaluator:
             result.params = count_parameters(model)
             result.flops_per_token = flops_per_token(genotype, model.config, self.prepared.data.block_length).per_token
             model = self.train(model, ev.steps, self.init_seed, f"train {genotype.id[:8]}")
+            self._check_time("the held-out loss")
             loss = mean_loss(model, self.eval_batches)
         if not math.isfinite(loss):  # results hold finite numbers only (a history line refuses others)
             result.reason = f"held-out loss is {loss}"
@@ -329,10 +380,27 @@ class Evaluator:
                                   cfg.evaluate.warmup_steps, mpu=local)
             order = StreamOrder(len(data.train_blocks), seed)
             torch.manual_seed(derived_seed(seed, rank, DROPOUT))
-            TrainLoop(engine, lambda step: mlm_step(engine, data, order, plan, step, rank),
+
+            def step_fn(step: int) -> float:
+                self._check_time(f"training step {step + 1} of {steps}")
+                return mlm_step(engine, data, order, plan, step, rank)
+
+            TrainLoop(engine, step_fn,
                       LoopSettings(stop=steps, desc=desc, progress_bar=self.show and steps >= LONG_RUN),
                       rank=self.rank).run()
         return unwrap(engine)
+
+    def _check_time(self, where: str) -> None:
+        """Raise `CandidateTimeout` when the candidate being scored is past its deadline (no-op without one).
+        Where the ranks score a candidate together (no split under a launcher) they decide together: all stop
+        once any rank is past it, at the same check, so no collective is left half-done."""
+        if self._deadline is None or self.timeout_s is None:
+            return
+        over = time.perf_counter() > self._deadline
+        if self.world > 1 and not self.split:
+            over = mean_over_ranks(float(over)) > 0
+        if over:
+            raise CandidateTimeout(self.timeout_s, where)
 
     def _glue(self, model: Any) -> float:
         """The dev score of a short fine-tune (`finetune:` section) of the trained candidate."""
@@ -373,7 +441,7 @@ class Evaluator:
                 continue
             self.cache[result.id] = result
             try:
-                fp = genotype_fingerprint(parse_genotype(result.genotype))
+                fp = genotype_fingerprint(parse_genotype(result.genotype, language=self.language))
             except (AbzError, RuntimeError, ValueError):
                 continue
             self.fingerprints.setdefault(fp, result.id)

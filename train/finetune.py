@@ -30,7 +30,7 @@ from autobert_zero.train.data.seeds import FINETUNE_DROPOUT, FINETUNE_ORDER, FIN
 from autobert_zero.train.engine import build_engine, init_distributed, unwrap
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate
 from autobert_zero.train.mlm import resolve_config
-from autobert_zero.train.models import build_classifier, check_init_folder
+from autobert_zero.train.models import build_classifier, check_init_folder, set_gradient_checkpointing
 from autobert_zero.train.run_log import RunLog
 
 
@@ -89,21 +89,29 @@ FINETUNE_OUTPUTS = ("metrics.jsonl", "eval.json", "tensorboard")
 
 
 def finetune(config: Any, task: str, data_dir: str | os.PathLike[str] | None, init_dir: str | os.PathLike[str],
-             out_dir: str | os.PathLike[str], force: bool = False, select_examples: int | None = None
-             ) -> dict[str, Any]:
+             out_dir: str | os.PathLike[str], force: bool = False, select_examples: int | None = None,
+             trust_language_code: bool = False) -> dict[str, Any]:
     """Fine-tune `init_dir` on GLUE `task` (TSV folders under `data_dir`, or the hub's `glue` if None);
     returns the dev evaluation (also written to `<out_dir>/eval.json`). `init_dir` must pass
     `check_init_folder`; `out_dir` is opened with `open_run_dir` (refused if non-empty unless `force`).
 
     `select_examples`: for choosing hyper-parameters without dev, that many examples of the training split
     (a fixed draw: seed 0, whatever the config's seed) are held out and scored instead of dev, and the run
-    trains on the rest (`split` in eval.json says "train-slice")."""
+    trains on the rest (`split` in eval.json says "train-slice").
+
+    The genotype's language comes from `init_dir`'s config.json; op code it carries runs only with
+    `trust_language_code` (or when the config's own `language:` is that language)."""
+    from autobert_zero.config.language import language_from_config
+    from autobert_zero.grammar.loading import trust_language_code as trusting
+
     cfg = resolve_config(config)
     spec = get_task(task)
-    tokenizer = check_init_folder(Path(init_dir))
-    with open_run_dir(out_dir, "abz finetune", force=force, outputs=FINETUNE_OUTPUTS,
-                      primary=os.environ.get("RANK", "0") == "0", can_resume=False):
-        return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer, select_examples)
+    language_from_config(cfg)  # the user's own language: a folder made with it needs no consent
+    with trusting(trust_language_code):
+        tokenizer = check_init_folder(Path(init_dir))
+        with open_run_dir(out_dir, "abz finetune", force=force, outputs=FINETUNE_OUTPUTS,
+                          primary=os.environ.get("RANK", "0") == "0", can_resume=False):
+            return _finetune(cfg, spec, data_dir, Path(init_dir), Path(out_dir), tokenizer, select_examples)
 
 
 def _splits(spec: GlueTask, data_dir: str | os.PathLike[str] | None, select_examples: int | None) -> tuple[Any, Any]:
@@ -133,7 +141,9 @@ def _finetune(cfg: Any, spec: GlueTask, data_dir: str | os.PathLike[str] | None,
     steps = ft.epochs * math.ceil(len(train) / plan.train_batch_size)
     steps = min(steps, ft.max_steps) if ft.max_steps else steps
     model = build_classifier(init, spec.num_labels, cfg.seed)
-    engine = build_engine(model, cfg.deepspeed, plan, ft.lr, ft.weight_decay, steps, int(steps * ft.warmup_ratio))
+    set_gradient_checkpointing(model, cfg.model.gradient_checkpointing)
+    engine = build_engine(model, cfg.deepspeed, plan, ft.lr, ft.weight_decay, steps, int(steps * ft.warmup_ratio),
+                          allow_zero3=True)
     torch.manual_seed(derived_seed(cfg.seed, rank, FINETUNE_DROPOUT))
     order = StreamOrder(len(train), derived_seed(cfg.seed, FINETUNE_ORDER))
     settings = LoopSettings(stop=steps, desc=f"finetune {spec.folder}", log_every=cfg.logging.log_every,

@@ -16,6 +16,11 @@
   results in order through torch.distributed, so every rank's search sees every result and the history
   equals the one-process history.
 
+Under a launcher a search whose rounds are split refuses a `search.round_size` that is not a multiple of
+the process count (`check_round_split`: it would leave ranks idle every round; refused, not rounded up, so a
+config's history does not depend on the process count). `search.candidate_timeout_s` limits each candidate's
+scoring by the Evaluator (`Evaluator.timeout_s`): a straggler is recorded `failed` and the gather goes on.
+
 torch is imported here only when needed, never by `autobert_zero.evolve`.
 """
 
@@ -35,9 +40,14 @@ if TYPE_CHECKING:
 
 def build_fitness(cfg: Config, world_size: int = 1, show_progress: bool = False) -> Fitness:
     """The fitness the config's `search.fitness` names (its choices, and `search.adapt_strategy`'s, are the
-    config schema's to check)."""
+    config schema's to check). Under a launcher (`world_size` > 1) a fitness that splits each round across
+    the ranks refuses a round size they cannot share evenly (`check_round_split`)."""
+    check_round_split(cfg, world_size)
     if cfg.search.fitness == "synthetic":
-        fitness = SyntheticFitness(cfg.seed, hidden=cfg.model.hidden_size, seq_len=cfg.data.max_seq_length)
+        from autobert_zero.config.language import language_from_config
+
+        fitness = SyntheticFitness(cfg.seed, language_from_config(cfg), hidden=cfg.model.hidden_size,
+                                   seq_len=cfg.data.max_seq_length)
         if world_size > 1:
             return RankSplitFitness(fitness, round_chunk(cfg))
         return fitness
@@ -47,7 +57,8 @@ def build_fitness(cfg: Config, world_size: int = 1, show_progress: bool = False)
         raise ConfigError(f"{cfg.source}: search.adapt_steps = {cfg.search.adapt_steps} trains a supernet between "
                           f"rounds; name its folder in search.supernet (from `abz supernet --out`), or set "
                           f"adapt_steps: 0")
-    evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress)
+    evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress,
+                          candidate_timeout_s=cfg.search.candidate_timeout_s)
     split = evaluator.split and cfg.evaluate.size_prior is None
     return EvaluatorFitness(evaluator, round_chunk(cfg) if split else 1)
 
@@ -56,6 +67,35 @@ def round_chunk(cfg: Config) -> int:
     """Candidates handed over per call when they are split across ranks: a whole round (or the initial
     population, which is larger)."""
     return max(cfg.search.round_size, cfg.search.population_size)
+
+
+def splits_rounds(cfg: Config, world_size: int) -> bool:
+    """Whether the search's fitness deals each round's candidates out over `world_size` ranks: the synthetic
+    fitness and the Evaluator do under a launcher, except with a GLUE second stage (every rank scores every
+    candidate) or a size prior (one candidate per call); see the module doc."""
+    if world_size <= 1:
+        return False
+    return cfg.search.fitness == "synthetic" or (cfg.evaluate.glue_task is None and cfg.evaluate.size_prior is None)
+
+
+def check_round_split(cfg: Config, world_size: int) -> None:
+    """Refuse (`ConfigError`) a search that splits its rounds over `world_size` ranks (`splits_rounds`) when
+    `search.round_size` is not a multiple of it: some ranks would sit idle in every round. Refused rather
+    than rounded up, so that a config's history never depends on how many processes run it (the one-process
+    history is the history of every process count that divides the round size). Checked for `abz search`
+    and `abz resume` alike, before anything is built; the initial population (`population_size`) is one
+    call and may be uneven."""
+    size = cfg.search.round_size
+    if not splits_rounds(cfg, world_size) or size % world_size == 0:
+        return
+    up = -(-size // world_size) * world_size
+    counts = ", ".join(str(n) for n in [n for n in range(1, min(size, 64) + 1) if size % n == 0][:8])
+    raise ConfigError(f"{cfg.source}: search.round_size = {size} does not split evenly over the {world_size} "
+                      f"processes of this launcher (each round's candidates are dealt out over them, so every "
+                      f"round {world_size - size % world_size} of them would wait idle for the others' last "
+                      f"candidate); set search.round_size to a multiple of {world_size} (e.g. {up}) for a new "
+                      f"search, or run this one with a process count that divides {size} ({counts}): its "
+                      f"history is the same at any of them")
 
 
 class EvaluatorFitness(Fitness):

@@ -36,7 +36,7 @@ from autobert_zero.train.data.mlm_blocks import MlmData
 from autobert_zero.train.data.order import StreamOrder
 from autobert_zero.train.data.seeds import DROPOUT, derived_seed
 from autobert_zero.train.data.tokenizer import build_tokenizer
-from autobert_zero.train.engine import build_engine, init_distributed, unwrap
+from autobert_zero.train.engine import build_engine, full_weights, init_distributed, parameter_count, unwrap
 from autobert_zero.train.loop import LoopSettings, TrainLoop, accumulate, to_device
 from autobert_zero.train.run_log import RunLog, logged_loss
 
@@ -134,6 +134,9 @@ def export_model(model: Any, tokenizer: Any, folder: Path) -> None:
 RESUME_EXEMPT: dict[str, str] = {
     "source": "where the config was read from",
     "genotype": "a path; the genotype itself is in the identity as genotype_id",
+    "language.grammar": "a path; the grammar itself is in the identity as language.grammar_sha256",
+    "language.ops": "a path or module; its source is in the identity as language.ops_sha256",
+    "language.plugin": "a plugin name; its name, version and source are in the identity as language.ops_sha256",
     "data.corpus": "a path or name; the text itself is in the identity as data.corpus_sha256",
     "data.eval_corpus": "paths; the held-out text itself is in the identity as data.eval_corpus_sha256",
     "data.tokenizer": "a path or name; the vocabulary itself is in the identity as vocab_sha256",
@@ -143,6 +146,7 @@ RESUME_EXEMPT: dict[str, str] = {
     "pretrain.keep_checkpoints": "how many checkpoints stay on disk",
     "logging": "what is logged and shown (metrics.jsonl frequency, TensorBoard, progress bar)",
     "deepspeed.steps_per_print": "DeepSpeed's console logging",
+    "model.gradient_checkpointing": "recomputes activations in the backward pass: the same losses, less memory",
     "deepspeed.wall_clock_breakdown": "DeepSpeed's timing report",
     "finetune": "read by `abz finetune` only",
     "search": "read by `abz search` only",
@@ -171,7 +175,9 @@ def mlm_identity(cfg: Config, plan: BatchPlan, prepared: PreparedMlm, world: int
     """The run identity of an MLM run (`checkpoint.run_identity`): every config key that shapes the run
     (`config_identity`), the genotype id, the vocabulary and corpus hashes and the batch layout — what, if
     changed, would continue other weights, or change the data order or the loss curve — so `--resume`
-    refuses a change, naming each key."""
+    refuses a change, naming each key. A custom language adds its grammar and op sha256s (`language.*_sha256`)."""
+    from autobert_zero.grammar.loading import record_hashes
+
     data = prepared.data
     return checkpoint.run_identity(
         genotype_id=model.config.parsed_genotype().id, tokenizer=prepared.tokenizer,
@@ -179,6 +185,7 @@ def mlm_identity(cfg: Config, plan: BatchPlan, prepared: PreparedMlm, world: int
         derived={"data.corpus_sha256": prepared.corpus.fingerprint, "data.block_length": data.block_length,
                  "data.train_blocks": len(data.train_blocks), "world_size": world,
                  "train_batch_size": plan.train_batch_size,
+                 **record_hashes(getattr(model.config, "language", None)),
                  **({"data.eval_corpus_sha256": prepared.eval_corpus.fingerprint}
                     if prepared.eval_corpus is not None else {})})
 
@@ -237,7 +244,7 @@ def _run_mlm(cfg: Config, out: Path, model: PreTrainedModel, prepared: PreparedM
     order = StreamOrder(len(data.train_blocks), cfg.seed)
     tokens_per_step = plan.train_batch_size * data.block_length
     engine = build_engine(model, cfg.deepspeed, plan, cfg.pretrain.lr, cfg.pretrain.weight_decay,
-                          cfg.pretrain.max_steps, cfg.pretrain.warmup_steps)
+                          cfg.pretrain.max_steps, cfg.pretrain.warmup_steps, allow_zero3=desc == "pretrain")
     torch.manual_seed(derived_seed(cfg.seed, rank, DROPOUT))  # dropout differs per rank
 
     def step_fn(step: int) -> float:
@@ -272,10 +279,12 @@ def _run_mlm(cfg: Config, out: Path, model: PreTrainedModel, prepared: PreparedM
         "tokens_per_s": tokens_per_step * (stop - start) / result.seconds if stop > start else None,
         "world_size": world, "train_batch_size": plan.train_batch_size, "block_length": data.block_length,
         "train_blocks": len(data.train_blocks), "vocab_size": len(tokenizer),
-        "num_parameters": sum(p.numel() for p in unwrap(engine).parameters()),
+        "num_parameters": parameter_count(unwrap(engine)),
         **hooks.summary, "corpus": text.description, "final_dir": str(out / "final"),
     }
+    with full_weights(engine):  # ZeRO-3: every rank gathers, rank 0 saves the whole model
+        if rank == 0:
+            export_model(engine, tokenizer, out / "final")
     if rank == 0:
-        export_model(engine, tokenizer, out / "final")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary

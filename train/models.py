@@ -17,28 +17,31 @@ from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroForMaskedLM, 
 from autobert_zero.config.paths import resolve_shipped
 from autobert_zero.config.schema import Config, ModelSizes
 from autobert_zero.errors import DataError, GenotypeError
-from autobert_zero.grammar import Genotype, load_genotype
+from autobert_zero.grammar import Genotype, Language, current_language, load_genotype
 from autobert_zero.grammar.diagnostics import Diagnostic
 from autobert_zero.json_files import read_json
 
 
-def load_genotype_file(path: str | os.PathLike[str]) -> Genotype:
-    """The genotype of a file (relative paths: the working directory, then the shipped copy); GenotypeError
-    (exit 2, as for `abz compile`) when it is missing, unreadable, or does not parse or validate."""
+def load_genotype_file(path: str | os.PathLike[str], language: Language | None = None) -> Genotype:
+    """The genotype of a file (relative paths: the working directory, then the shipped copy) in `language` (default:
+    the active one, `grammar.using_language`); GenotypeError (exit 2, as for `abz compile`) when it is missing,
+    unreadable, or does not parse or validate."""
     resolved = resolve_shipped(path)
     if not resolved.is_file():
         problem = Diagnostic("io", f"genotype file not found: {path} (expected a .abz file such as "
                                    f"genotypes/bert.abz)")
         raise GenotypeError([problem], str(path))
-    return load_genotype(resolved)
+    return load_genotype(resolved, language=language)
 
 
 def resolve_genotype(cfg: Config, genotype: Genotype | str | os.PathLike[str] | None = None) -> Genotype:
-    """The genotype to train: an object as is, else a file (the argument, or the config's `genotype`).
-    The config is only read."""
+    """The genotype to train: an object as is, else a file (the argument, or the config's `genotype`) in the
+    config's language (`language:`). The config is only read."""
     if isinstance(genotype, Genotype):
         return genotype
-    return load_genotype_file(cfg.genotype if genotype is None else genotype)
+    from autobert_zero.config.language import language_from_config
+
+    return load_genotype_file(cfg.genotype if genotype is None else genotype, language_from_config(cfg))
 
 
 def model_kwargs(sizes: ModelSizes, vocab_size: int, pad_token_id: int) -> dict[str, Any]:
@@ -59,16 +62,31 @@ def model_kwargs(sizes: ModelSizes, vocab_size: int, pad_token_id: int) -> dict[
 
 def mlm_config(genotype: Genotype | str, sizes: ModelSizes, vocab_size: int, pad_token_id: int
                ) -> AutoBertZeroConfig:
-    """The model config of a masked-LM model (sparse MLM logits for training) of a genotype (IR or text)."""
-    text = genotype.to_text() if isinstance(genotype, Genotype) else genotype
-    return AutoBertZeroConfig(genotype=text, sparse_mlm_logits=True, **model_kwargs(sizes, vocab_size, pad_token_id))
+    """The model config of a masked-LM model (sparse MLM logits for training) of a genotype (IR, or text of the
+    active language), recording the genotype's language."""
+    if isinstance(genotype, Genotype):
+        return AutoBertZeroConfig.from_genotype(genotype, sparse_mlm_logits=True,
+                                                **model_kwargs(sizes, vocab_size, pad_token_id))
+    return AutoBertZeroConfig(genotype=genotype, language=current_language().record, sparse_mlm_logits=True,
+                              **model_kwargs(sizes, vocab_size, pad_token_id))
 
 
 def build_mlm_model(genotype: Genotype | str, sizes: ModelSizes, vocab_size: int, pad_token_id: int,
                     seed: int = 0) -> PreTrainedModel:
-    """A freshly initialised masked-LM model of the genotype (IR or text) at the given sizes (seeded)."""
+    """A freshly initialised masked-LM model of the genotype (IR or text) at the given sizes (seeded), with
+    activation checkpointing if `sizes.gradient_checkpointing`."""
     torch.manual_seed(seed)
-    return AutoBertZeroForMaskedLM(mlm_config(genotype, sizes, vocab_size, pad_token_id))
+    model = AutoBertZeroForMaskedLM(mlm_config(genotype, sizes, vocab_size, pad_token_id))
+    set_gradient_checkpointing(model, sizes.gradient_checkpointing)
+    return model
+
+
+def set_gradient_checkpointing(model: torch.nn.Module, enabled: bool) -> None:
+    """Switch activation checkpointing (`model.gradient_checkpointing`) on or off in every encoder of `model`:
+    the modules with a `gradient_checkpointing` flag (`portable_layers.Encoder`). It acts in training mode only."""
+    for module in model.modules():
+        if hasattr(module, "gradient_checkpointing"):
+            setattr(module, "gradient_checkpointing", enabled)  # noqa: B010 (mypy: nn.Module attributes are modules)
 
 
 def build_classifier(init_dir: str | os.PathLike[str], num_labels: int, seed: int = 0) -> PreTrainedModel:
@@ -159,9 +177,13 @@ def _listing(names: list[str], limit: int = 4) -> str:
 
 
 def check_init_folder(folder: str | Path) -> PreTrainedTokenizerBase:
-    """Check `folder` as described in the module docstring; returns its tokenizer."""
+    """Check `folder` as described in the module docstring; returns its tokenizer. A custom language recorded
+    in its config.json is rebuilt first (its op code runs only under `grammar.loading.trust_language_code`)."""
+    from autobert_zero.grammar.loading import language_from_record
+
     folder = Path(folder)
     config = _read_config(folder)
+    language_from_record(config.get("language"), where=f"--init folder {folder / 'config.json'}")
     saved, expected = _backbone(_saved_shapes(folder)), _genotype_shapes(config)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))

@@ -48,7 +48,7 @@ from autobert_zero.config.load import BatchPlan, config_from_dict
 from autobert_zero.config.paths import resolve_shipped
 from autobert_zero.config.schema import POPULATION_STRATEGIES, SIZE_KEYS, Config
 from autobert_zero.errors import AbzError, ConfigError, TrainingError
-from autobert_zero.grammar import ConvLayer, Genotype
+from autobert_zero.grammar import ConvLayer, Genotype, Language
 from autobert_zero.json_files import read_json
 from autobert_zero.run_dir import check_out_dir
 from autobert_zero.train.data.mlm_blocks import MlmData
@@ -60,14 +60,16 @@ from autobert_zero.train.data.seeds import (
     CANDIDATE_SCHEDULE,
     derived_seed,
 )
-from autobert_zero.train.engine import build_engine, init_distributed
+from autobert_zero.train.engine import build_engine, check_zero_stage, init_distributed
 from autobert_zero.train.loop import LoopSettings, TrainLoop
 from autobert_zero.train.mlm import MlmHooks, mlm_step, prepare_or_check, resolve_config, run_mlm, stop_step
 from autobert_zero.train.models import load_genotype_file, mlm_config, resolve_genotype
 
 
-def read_population(entries: Sequence[str], where: str = "supernet.population") -> list[Genotype]:
-    """Genotypes from .abz files, folders of .abz files and .txt lists of .abz paths (see the config key)."""
+def read_population(entries: Sequence[str], where: str = "supernet.population",
+                    language: Language | None = None) -> list[Genotype]:
+    """Genotypes from .abz files, folders of .abz files and .txt lists of .abz paths (see the config key), in
+    `language` (default: the active one)."""
     genotypes: list[Genotype] = []
     for entry in entries:
         path = resolve_shipped(entry)
@@ -75,12 +77,12 @@ def read_population(entries: Sequence[str], where: str = "supernet.population") 
             files = sorted(path.glob("*.abz"))
             if not files:
                 raise ConfigError(f"{where}: folder {entry} holds no .abz genotype files")
-            genotypes += [load_genotype_file(f) for f in files]
+            genotypes += [load_genotype_file(f, language) for f in files]
         elif path.suffix == ".txt" and path.is_file():
             lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            genotypes += [load_genotype_file(path.parent / line) for line in lines if line]
+            genotypes += [load_genotype_file(path.parent / line, language) for line in lines if line]
         else:
-            genotypes.append(load_genotype_file(entry))
+            genotypes.append(load_genotype_file(entry, language))
     return genotypes
 
 
@@ -167,6 +169,7 @@ def train_supernet(config: Config | str | os.PathLike[str], out_dir: str | os.Pa
                    resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train the supernet of the config (`abz supernet`); returns the summary (also `<out>/summary.json`)."""
     cfg = resolve_config(config)
+    check_zero_stage(cfg.deepspeed, "`abz supernet`")  # early: before data and model
     if corpus is not None:
         cfg.data = dataclasses.replace(cfg.data, corpus=corpus)
     sn = cfg.supernet
@@ -176,8 +179,11 @@ def train_supernet(config: Config | str | os.PathLike[str], out_dir: str | os.Pa
     stop = stop_step(cfg, max_steps)
     out = Path(out_dir)
     check_out_dir(out, "abz supernet", force=force, resume=resume)  # early: before data and model
+    from autobert_zero.config.language import language_from_config
+
     host = resolve_genotype(cfg, None)
-    population = read_population(sn.population) if sn.strategy in POPULATION_STRATEGIES else []
+    language = language_from_config(cfg)
+    population = read_population(sn.population, language=language) if sn.strategy in POPULATION_STRATEGIES else []
     for g in population:
         if g.num_layers != host.num_layers:
             raise ConfigError(f"{cfg.source}: supernet.population holds a {g.num_layers}-layer genotype "
@@ -264,12 +270,32 @@ def _refuse_unmatched_weights(root: Path, info: dict[str, Any]) -> None:
                                     f"describes ({'; '.join(problems)})")
 
 
+def supernet_language(folder: str | os.PathLike[str]) -> Language:
+    """The language recorded in `<folder>/final/config.json` (op code it carries runs only under
+    `grammar.loading.trust_language_code`, unless this process built that language already)."""
+    from autobert_zero.grammar.loading import language_from_record
+
+    path = Path(folder) / "final" / "config.json"
+    if not path.is_file():
+        raise _supernet_error(Path(folder), "no final/config.json")
+    try:
+        data = read_json(path, TrainingError)
+    except TrainingError as problem:
+        raise _supernet_error(Path(folder), str(problem)) from None
+    return language_from_record(data.get("language") if isinstance(data, dict) else None,
+                                where=f"supernet folder {folder}: final/config.json")
+
+
 def load_supernet(folder: str | os.PathLike[str], cfg: Config) -> tuple[Any, Any]:
-    """(supernet, tokenizer) from `<folder>/final`; sizes must equal the config's `model:` section."""
+    """(supernet, tokenizer) from `<folder>/final`; sizes and language must equal the config's (`model:`,
+    `language:`). A custom language is rebuilt from final/config.json's record: its op code runs only under
+    `grammar.loading.trust_language_code`, unless the config names the same language."""
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from autobert_zero.compiler import AutoBertZeroConfig, AutoBertZeroSupernetForMaskedLM
+    from autobert_zero.config.language import language_from_config
+    from autobert_zero.grammar.loading import language_changes, language_from_record
 
     root = Path(folder)
     final = root / "final"
@@ -287,6 +313,12 @@ def load_supernet(folder: str | os.PathLike[str], cfg: Config) -> tuple[Any, Any
         saved = AutoBertZeroConfig.from_pretrained(str(final))
         if not hasattr(saved, "supernet_per_branch"):
             raise _supernet_error(root, "final/ holds a stand-alone model, not a supernet")
+        expected = language_from_config(cfg)
+        language = language_from_record(saved.language, where=f"supernet folder {root}: final/config.json")
+        changed = language_changes(language.record, expected.record)
+        if changed:
+            raise ConfigError(f"{cfg.source}: the language differs from the supernet's in {root} ({'; '.join(changed)})"
+                              f"; use the `language:` section the supernet was trained with ({root}/config.json)")
         differ = [f"model.{k}: checkpoint {getattr(saved, k)}, config {getattr(cfg.model, k)}"
                   for k in SIZE_KEYS if getattr(saved, k) != getattr(cfg.model, k)]
         if differ:

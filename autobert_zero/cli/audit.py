@@ -7,7 +7,7 @@ bootstrap); `--from-search DIR [DIR ...]` draws the candidates from search histo
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autobert_zero.cli.exit_codes import ExitCode
 from autobert_zero.cli.options import (
@@ -17,6 +17,7 @@ from autobert_zero.cli.options import (
     add_config,
     add_force,
     add_out,
+    add_trust,
     report,
 )
 
@@ -25,14 +26,36 @@ if TYPE_CHECKING:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from autobert_zero.grammar import using_language
+    from autobert_zero.grammar.loading import trust_language_code
     from autobert_zero.train.audit.run import audit
 
-    summary, text = audit(args.supernet, args.candidates, args.out, args.config, cache_dir=args.cache,
-                          force=args.force, show=not args.quiet, from_search=args.from_search or (),
-                          exposure=args.exposure_control or 0)
+    with trust_language_code(args.trust_language_code), using_language(_language(args)):
+        summary, text = audit(args.supernet, args.candidates, args.out, args.config, cache_dir=args.cache,
+                              force=args.force, show=not args.quiet, from_search=args.from_search or (),
+                              exposure=args.exposure_control or 0)
     report(text)
     report(f"wrote {args.out}/audit.json and {args.out}/audit.png ({summary['scored']} candidates scored)")
     return ExitCode.OK
+
+
+def _language(args: argparse.Namespace) -> Any:
+    """The audit's language: --config's `language:` section, else the first supernet's record (op code it
+    carries runs only with --trust-language-code)."""
+    from autobert_zero.config.language import language_from_config
+    from autobert_zero.config.load import load_config
+    from autobert_zero.errors import TrainingError
+    from autobert_zero.grammar import default_language
+    from autobert_zero.grammar.loading import trust_language_code
+    from autobert_zero.train.supernet import supernet_language
+
+    if args.config is not None:
+        return language_from_config(load_config(args.config))
+    with trust_language_code(args.trust_language_code):
+        try:
+            return supernet_language(args.supernet[0])
+        except TrainingError:  # no supernet there: the audit's own checks name the folder
+            return default_language()
 
 
 def register(subparsers: Subparsers) -> None:
@@ -69,4 +92,5 @@ def register(subparsers: Subparsers) -> None:
     a.add_argument("--cache", metavar="DIR", help="reference cache folder (overrides audit.cache_dir)")
     add_force(a, "replace audit.json/audit.png in a non-empty --out")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_trust(a, "the --supernet folders (without --config) and --from-search folders")
     a.set_defaults(func=_audit)

@@ -22,6 +22,7 @@ from autobert_zero.cli.options import (
     add_force,
     add_head,
     add_json,
+    add_language,
     add_out,
     add_seed,
     add_size_arguments,
@@ -35,6 +36,7 @@ from autobert_zero.grammar import (
     ConvLayer,
     Diagnostic,
     Genotype,
+    Language,
     default_language,
     formula,
     load_genotype,
@@ -55,6 +57,7 @@ def register(sub: Subparsers) -> None:
     add_json(check, "print one JSON array with a report per file")
     check.add_argument("--max-nodes", type=SchemaInt("--max-nodes", "SearchSettings", "max_nodes"), default=None,
                        help="graph-size limit (default: the language's)")
+    add_language(check)
     check.set_defaults(func=cmd_check)
 
     show = sub.add_parser("show", help="formulas, parameters and FLOPs per layer; draw the attention graphs")
@@ -65,6 +68,7 @@ def register(sub: Subparsers) -> None:
     add_vocab_size(show)
     show.add_argument("--dot", metavar="PATH", help="write the attention graphs as Graphviz DOT")
     show.add_argument("--svg", metavar="PATH", help="write the attention graphs as an SVG drawing")
+    add_language(show)
     show.set_defaults(func=cmd_show)
 
     compile_ = sub.add_parser("compile", help="write a Hugging Face model folder",
@@ -77,6 +81,7 @@ def register(sub: Subparsers) -> None:
     add_seed(compile_)
     add_force(compile_, "write into a non-empty --out folder, replacing only the files compile writes")
     add_size_arguments(compile_)
+    add_language(compile_)
     compile_.set_defaults(func=cmd_compile)
 
 
@@ -84,8 +89,22 @@ def register(sub: Subparsers) -> None:
 # check
 
 
-def check_file(path: str, max_nodes: int | None) -> tuple[Genotype | None, list[Diagnostic]]:
-    language = default_language()
+def command_language(args: argparse.Namespace) -> Language:
+    """The language of a genotype command: `--language FILE`'s section, else the `--config` file's (`show`,
+    `compile`, `export FILE`), else the built-in language. The user named it: no consent is asked."""
+    if getattr(args, "language", None) is None and getattr(args, "config", None) is None:
+        return default_language()
+    from autobert_zero.config.language import language_from_config
+    from autobert_zero.config.load import load_config, load_language_section
+
+    if getattr(args, "language", None) is not None:
+        return language_from_config(load_language_section(args.language))
+    return language_from_config(load_config(args.config))
+
+
+def check_file(path: str, max_nodes: int | None, language: Language | None = None
+               ) -> tuple[Genotype | None, list[Diagnostic]]:
+    language = language or default_language()
     if max_nodes is not None:
         language = language.with_limits(max_nodes=max_nodes)
     path = str(resolve_shipped(path))
@@ -100,8 +119,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.max_nodes is not None and args.max_nodes < 1:
         raise ConfigError(f"--max-nodes must be at least 1, got {args.max_nodes}")
     reports: list[dict[str, Any]] = []
+    language = command_language(args)
     for path in args.files:
-        genotype, errors = check_file(path, args.max_nodes)
+        genotype, errors = check_file(path, args.max_nodes, language)
         reports.append({"file": path, "valid": not errors, "id": genotype.id if genotype else None,
                         "errors": [e.to_json() for e in errors]})
         if not args.json:
@@ -151,7 +171,7 @@ def model_sizes(model: ModelSizes, args: argparse.Namespace) -> dict[str, int]:
 def build_config(genotype: Genotype, sizes: dict[str, int], vocab_size: int) -> Any:
     from autobert_zero.compiler import AutoBertZeroConfig
 
-    return AutoBertZeroConfig(genotype=genotype.to_text(), vocab_size=vocab_size, **sizes)
+    return AutoBertZeroConfig.from_genotype(genotype, vocab_size=vocab_size, **sizes)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -161,7 +181,7 @@ def build_config(genotype: Genotype, sizes: dict[str, int], vocab_size: int) -> 
 def layer_description(genotype: Genotype, index: int) -> str:
     layer = genotype.layers[index]
     if isinstance(layer, AttentionLayer):
-        return f"attention {layer.graph}: {formula(genotype.graph(layer.graph))}"
+        return f"attention {layer.graph}: {formula(genotype.graph(layer.graph), genotype.language)}"
     assert isinstance(layer, ConvLayer)
     return f"conv {layer.kind} kernel={layer.kernel} dilation={layer.dilation}"
 
@@ -171,7 +191,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     torch is not imported (the counts equal the built model's, tests/test_compiler_analysis.py)."""
     from autobert_zero.compiler.analysis import StaticSizes, flops_per_token, parameter_report
 
-    genotype = load_genotype(resolve_shipped(args.file))
+    genotype = load_genotype(resolve_shipped(args.file), language=command_language(args))
     if args.seq_len < 1:
         raise ConfigError(f"--seq-len must be positive, got {args.seq_len}")
     sizes = resolve_sizes(args)
@@ -224,7 +244,7 @@ def build_model(genotype: Genotype, sizes: dict[str, int], vocab_size: int, head
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    genotype = load_genotype(resolve_shipped(args.file))
+    genotype = load_genotype(resolve_shipped(args.file), language=command_language(args))
     model = build_model(genotype, resolve_sizes(args), args.vocab_size, args.head, args.seed)
     out = Path(args.out)
     with open_run_dir(out, "abz compile", force=args.force, can_resume=False) as run:

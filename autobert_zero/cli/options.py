@@ -167,6 +167,18 @@ def add_size_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=SchemaInt(flag, "ModelSizes", key), dest=key, help=SIZE_HELP[key])
 
 
+def add_language(parser: argparse.ArgumentParser) -> None:
+    """`--language FILE`: a YAML file with a `language:` section (or a config) for commands without a config."""
+    parser.add_argument("--language", metavar="FILE", default=None,
+                        help="YAML file whose `language:` section names the grammar and op module (or plugin) the "
+                        "genotypes are written in (default: the built-in language)")
+
+
+def add_trust(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--trust-language-code`: consent to run the op code of a custom language that a folder carries."""
+    parser.add_argument("--trust-language-code", action="store_true",
+                        help=f"run the op code of the custom language {what} carries (as transformers' "
+                        "trust_remote_code=True); give it only for folders whose source you trust")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ file. `abz report` and `abz export` read the history only as the state's digest 
 Several processes: start `abz search` under the `deepspeed` launcher; the candidates of each round are
 split across the ranks and the results gathered in order, so the history is the one-process history (see
 `autobert_zero.train.fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
+`search.round_size` must then be a multiple of the process count (refused otherwise, by `search` and `resume`:
+ranks would idle every round), and `search.candidate_timeout_s` fails a straggling candidate instead of
+keeping every rank waiting for it.
 `abz export` writes `rankN/genotype.abz`, a model card `rankN/README.md` and a Hugging Face folder `rankN/hf`
 per genotype (and an index `README.md`): the supernet-inherited weights of a search scored through a supernet,
 random ones only with `--untrained` (see `autobert_zero.cli.export_weights`).
@@ -42,18 +45,22 @@ from autobert_zero.cli.options import (
     add_config,
     add_force,
     add_head,
+    add_language,
     add_out,
     add_seed,
     add_size_arguments,
     add_supernet,
     add_top,
+    add_trust,
     add_vocab_size,
 )
 from autobert_zero.errors import ConfigError, SearchError
 from autobert_zero.evolve import HistoryLine, Progress, Search, StateStore, best_line
 from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE, load_verified_history, supernet_identity
-from autobert_zero.grammar import Genotype, default_language, formula, load_genotype, parse_genotype
+from autobert_zero.grammar import Genotype, Language, formula, load_genotype, parse_genotype, using_language
+from autobert_zero.grammar.loading import language_from_record, trust_language_code
 from autobert_zero.io import atomic_write_text
+from autobert_zero.json_files import read_json
 from autobert_zero.run_dir import check_out_dir, open_run_dir
 
 if TYPE_CHECKING:
@@ -82,11 +89,13 @@ def register(sub: Subparsers) -> None:
 
     resume = sub.add_parser("resume", help="continue a stopped or killed search exactly where it stopped")
     resume.add_argument("dir", metavar="DIR", help="search folder written by `abz search`")
+    add_trust(resume, "the search folder's config.yaml names")
     resume.set_defaults(func=cmd_resume)
 
     report = sub.add_parser("report", help="write DIR/report.md and plots of a search")
     report.add_argument("dir", metavar="DIR", help="search folder")
     add_top(report, 5, "how many best genotypes to show (default 5)")
+    add_trust(report, "the search folder's state.json")
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="best genotypes of a search as .abz files, model cards and Hugging Face "
@@ -112,6 +121,8 @@ def register(sub: Subparsers) -> None:
     add_seed(export, "seed of the random initialisation (--untrained, or a genotype FILE)")
     add_force(export, "write into a non-empty --out folder")
     add_size_arguments(export)
+    add_language(export)
+    add_trust(export, "the search folder's state.json")
     export.set_defaults(func=cmd_export)
 
 
@@ -171,26 +182,31 @@ def _load_run_config(folder: Path) -> Config:
     return config_from_dict(parse_yaml(text, str(path)), str(path))
 
 
-def _run_identity(cfg: Config, seeds: Sequence[Genotype], data: dict[str, Any]) -> dict[str, Any]:
+def _run_identity(cfg: Config, seeds: Sequence[Genotype], data: dict[str, Any], language: Language
+                  ) -> dict[str, Any]:
     """What a resume must find unchanged (`evolve.state.check_run`): every key of the resolved config but the
     supernet's path, the supernet by its weights (when the fitness loads one), the seed genotypes' texts
-    (which a resume takes from the state, not from their files) and the hashes of the data and vocabulary the
-    fitness reads (`data`, from `Fitness.data_identity`)."""
+    (which a resume takes from the state, not from their files), the hashes of the data and vocabulary the
+    fitness reads (`data`, from `Fitness.data_identity`) and the language's record (compared by its grammar
+    and op sha256s; `abz report`/`export` rebuild the language from it)."""
     config = _config_data(cfg)
     config["search"].pop("supernet", None)  # identified by its weights below, wherever it lies
+    config["model"].pop("gradient_checkpointing", None)  # memory only: the same results (searches of before resume)
     supernet = None
     if cfg.search.fitness == "evaluate" and cfg.search.supernet is not None:
         supernet = supernet_identity(cfg.search.supernet)
     return {"config": config, "supernet": supernet,
-            "seeds": [[g.source_name, g.canonical().to_text()] for g in seeds], "data": data}
+            "seeds": [[g.source_name, g.canonical().to_text()] for g in seeds], "data": data,
+            "language": language.record}
 
 
 def _build_search(cfg: Config, world: int, seeds: Sequence[Genotype], num_layers: int,
                   store: StateStore | None, on_progress: Any = None) -> Search:
+    from autobert_zero.config.language import language_from_config
     from autobert_zero.train.fitness import build_fitness
 
     fitness = build_fitness(cfg, world, show_progress=False)
-    return Search(cfg.search, default_language(), fitness, seed=cfg.seed, num_layers=num_layers, seeds=seeds,
+    return Search(cfg.search, language_from_config(cfg), fitness, seed=cfg.seed, num_layers=num_layers, seeds=seeds,
                   store=store, on_progress=on_progress)
 
 
@@ -206,8 +222,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _start(cfg: Config, out: Path, rank: int, world: int, config_text: str | None) -> int:
     """A new search in `out`: every check (seed files, fitness, supernet) before anything is written, then
     config.yaml (unless it is there already) and the first state, before the first history line."""
-    seeds = [load_genotype(p) for p in cfg.search.seed_genotypes]
-    num_layers = cfg.search.num_layers or load_genotype(cfg.genotype).num_layers
+    from autobert_zero.config.language import language_from_config
+
+    language = language_from_config(cfg)
+    seeds = [load_genotype(p, language=language) for p in cfg.search.seed_genotypes]
+    num_layers = cfg.search.num_layers or load_genotype(cfg.genotype, language=language).num_layers
     as_read = cfg
     if config_text is not None:  # the identity of the config as a resume reads it back from config.yaml
         from autobert_zero.config.load import config_from_dict, parse_yaml
@@ -215,7 +234,8 @@ def _start(cfg: Config, out: Path, rank: int, world: int, config_text: str | Non
         as_read = config_from_dict(parse_yaml(config_text, CONFIG_FILE), CONFIG_FILE)
     bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
     search = _build_search(cfg, world, seeds, num_layers, None, bar.update)
-    store = StateStore(out, _run_identity(as_read, seeds, search.fitness.data_identity())) if rank == 0 else None
+    store = (StateStore(out, _run_identity(as_read, seeds, search.fitness.data_identity(), language))
+             if rank == 0 else None)
     search.store = store
     if store is not None:
         if config_text is not None:
@@ -231,28 +251,44 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise SearchError(f"{folder} is not a folder; give the --out folder of `abz search`")
     with open_run_dir(folder, "abz resume", resume=True, primary=rank == 0) as run:
         cfg = _load_run_config(folder)  # refuses a folder that holds no search
-        if run.finished() is not None:
-            print(f"{folder}: the search is already finished; `abz report {folder}` summarises it")
-            return ExitCode.OK
-        store = StateStore(folder)
-        if not store.exists():  # stopped before its first state: nothing ran yet, so it starts afresh
-            store.refuse_orphan_history()
-            return _start(cfg, folder, rank, world, config_text=None)
-        bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
-        # every file is checked, and the run identity compared, before anything is changed or built
-        body, history = store.load(repair=False)
-        store.require_resumable()  # before the identity is computed: an old state is named as such
-        recorded = store.run or {}
-        seeds = [parse_genotype(text, source) for source, text in recorded.get("seeds", [])]
-        # the config and supernet first (cheap), then the data and vocabulary the built fitness reads
-        store.check_run(_run_identity(cfg, seeds, recorded.get("data", {})))
-        search = _build_search(cfg, world, seeds, int(body["num_layers"]), store if rank == 0 else None, bar.update)
-        store.check_run(_run_identity(cfg, seeds, search.fitness.data_identity()))
-        search.restore(body, history)
-        if rank == 0:
-            store.repair()  # the kill's leftover lines past the state, now that all of it passed
-        bar.start(len(history))
-        return _run(cfg, folder, rank, search, bar)
+        from autobert_zero.config.language import language_from_config
+
+        with trust_language_code(args.trust_language_code):  # config.yaml names the language's files
+            language = language_from_config(cfg, folder=folder)
+        with using_language(language):
+            return _resume(cfg, folder, run, rank, world, language)
+
+
+def _resume(cfg: Config, folder: Path, run: Any, rank: int, world: int, language: Language) -> int:
+    """`abz resume` once the folder is held and its language built (the language compared with the state's)."""
+    if run.finished() is not None:
+        print(f"{folder}: the search is already finished; `abz report {folder}` summarises it")
+        return ExitCode.OK
+    store = StateStore(folder)
+    if not store.exists():  # stopped before its first state: nothing ran yet, so it starts afresh
+        store.refuse_orphan_history()
+        return _start(cfg, folder, rank, world, config_text=None)
+    bar = _ProgressBar(cfg.search.evaluations, rank == 0 and cfg.logging.progress_bar)
+    # every file is checked, and the run identity compared, before anything is changed or built
+    body, history = store.load(repair=False)
+    store.require_resumable()  # before the identity is computed: an old state is named as such
+    recorded = store.run or {}
+    from autobert_zero.grammar.loading import language_changes
+
+    changed = language_changes(recorded.get("language"), language.record)
+    if changed:  # before the seeds are parsed in it
+        raise SearchError(f"the language changed since the search started: {', '.join(changed)} (the files "
+                          f"{folder / CONFIG_FILE} names under language:); undo the edit or start a new search")
+    seeds = [parse_genotype(text, source) for source, text in recorded.get("seeds", [])]
+    # the config and supernet first (cheap), then the data and vocabulary the built fitness reads
+    store.check_run(_run_identity(cfg, seeds, recorded.get("data", {}), language))
+    search = _build_search(cfg, world, seeds, int(body["num_layers"]), store if rank == 0 else None, bar.update)
+    store.check_run(_run_identity(cfg, seeds, search.fitness.data_identity(), language))
+    search.restore(body, history)
+    if rank == 0:
+        store.repair()  # the kill's leftover lines past the state, now that all of it passed
+    bar.start(len(history))
+    return _run(cfg, folder, rank, search, bar)
 
 
 def _run(cfg: Config, folder: Path, rank: int, search: Search, bar: _ProgressBar) -> int:
@@ -305,7 +341,7 @@ def _summary(search: Search, history: list[dict[str, Any]], rescored: dict[str, 
                      f"{final(best)}")
         genotype = search.genotype(best["genotype"])
         for graph in genotype.graphs:
-            lines.append(f"  {graph.name}: {formula(graph)}")
+            lines.append(f"  {graph.name}: {formula(graph, search.space)}")
     for line in history:
         if line["mutation"] == "seed":
             value = f"{line['fitness']:.4f}" if line["fitness"] is not None else line["status"]
@@ -360,7 +396,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
-    path = write_report(folder, top=args.top)
+    with using_language(search_language(folder, args.trust_language_code)):
+        path = write_report(folder, top=args.top)
     print(f"wrote {path} and plots in {folder / 'plots'}")
     return ExitCode.OK
 
@@ -383,6 +420,41 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.vocab_size is None:
             args.vocab_size = DEFAULT_VOCAB_SIZE
         return cmd_compile(args)
+    with using_language(search_language(source, args.trust_language_code)):
+        return _export_search(args, source)
+
+
+def search_language(folder: Path, trust: bool) -> Language:
+    """The language a search folder's state.json records (the built-in one when it records none, or when the
+    state cannot be read: the command reading the folder then names that problem). Op code it carries runs
+    only with `trust` (`--trust-language-code`), unless this process built that language already."""
+    return language_from_record(search_record(folder), where=str(folder / STATE_FILE), trust=trust or None)
+
+
+def search_language_of_config(cfg: Config, search: str | Path) -> Language:
+    """The language of `cfg` (`abz retrain`'s config), which must be the one search folder `search` recorded
+    (its genotypes are read in it)."""
+    from autobert_zero.config.language import language_from_config
+    from autobert_zero.grammar.loading import language_changes
+
+    language = language_from_config(cfg)
+    changed = language_changes(search_record(Path(search)), language.record)
+    if changed:
+        raise ConfigError(f"{cfg.source}: the language differs from the one search {search} used "
+                          f"({'; '.join(changed)}); give this config the search's `language:` section")
+    return language
+
+
+def search_record(folder: Path) -> Any:
+    """The language record a search folder's state.json holds (None: none, or the state is unreadable)."""
+    try:
+        body = read_json(folder / STATE_FILE, SearchError).get("body", {})
+        return (body.get("run") or {}).get("language")
+    except (SearchError, OSError, AttributeError):
+        return None
+
+
+def _export_search(args: argparse.Namespace, source: Path) -> int:
     from autobert_zero.cli.export_weights import weights_source
     from autobert_zero.evolve.export import best_candidates, write_genotypes
 

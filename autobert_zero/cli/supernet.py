@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autobert_zero.cli.exit_codes import ExitCode
 from autobert_zero.cli.options import (
@@ -28,6 +28,7 @@ from autobert_zero.cli.options import (
     add_out,
     add_resume,
     add_supernet,
+    add_trust,
     corpus_argument,
     report,
     report_training,
@@ -69,15 +70,28 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_genotypes(args: argparse.Namespace) -> tuple[list[CandidateResult], str]:
-    """The results, and a line saying how they were scored."""
-    import dataclasses
-
+    """The results, and a line saying how they were scored, in the language of --config, else the one
+    --supernet's final/config.json records."""
+    from autobert_zero.config.language import language_from_config
     from autobert_zero.config.load import load_config
-    from autobert_zero.errors import ConfigError
-    from autobert_zero.train.evaluate import Evaluator
-    from autobert_zero.train.supernet import read_population, saved_config
+    from autobert_zero.grammar import using_language
+    from autobert_zero.grammar.loading import trust_language_code
+    from autobert_zero.train.supernet import saved_config, supernet_language
 
     cfg = load_config(args.config) if args.config is not None else saved_config(args.supernet)
+    with trust_language_code(args.trust_language_code):  # the language of --supernet's records, if no --config
+        language = language_from_config(cfg) if args.config is not None else supernet_language(args.supernet)
+        with using_language(language):
+            return _score(args, cfg)
+
+
+def _score(args: argparse.Namespace, cfg: Any) -> tuple[list[CandidateResult], str]:
+    import dataclasses
+
+    from autobert_zero.errors import ConfigError
+    from autobert_zero.train.evaluate import Evaluator
+    from autobert_zero.train.supernet import read_population
+
     genotypes = read_population(args.genotypes, "abz evaluate")
     if not genotypes:
         raise ConfigError(f"no candidates to evaluate: {' '.join(args.genotypes)} list no genotype")
@@ -138,4 +152,5 @@ def register(subparsers: Subparsers) -> None:
     e.add_argument("--steps", type=SchemaInt("--steps", "EvaluateConfig", "steps"), metavar="K",
                    help="training steps per candidate (overrides evaluate.steps)")
     add_json(e, "print the results as JSON")
+    add_trust(e, "the --supernet folder (without --config)")
     e.set_defaults(func=_evaluate)

@@ -21,6 +21,7 @@ from autobert_zero.cli.options import (
     add_max_steps,
     add_out,
     add_resume,
+    add_trust,
     corpus_argument,
     report,
     report_training,
@@ -48,7 +49,8 @@ def _finetune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     from autobert_zero.train.finetune import finetune
 
-    result = finetune(config, args.task, args.data_dir, args.init, args.out, force=args.force)
+    result = finetune(config, args.task, args.data_dir, args.init, args.out, force=args.force,
+                      trust_language_code=args.trust_language_code)
     report(f"{result['task']} dev: {json.dumps(result['metrics'])} (written to {args.out}/eval.json)")
     return ExitCode.OK
 
@@ -82,4 +84,5 @@ def register(subparsers: Subparsers) -> None:
     f.add_argument("--init", required=True, help="pre-trained Hugging Face folder (model + tokenizer)")
     add_out(f, "output folder (new or empty)")
     add_force(f, "write into a non-empty --out, replacing only metrics.jsonl, eval.json and tensorboard/")
+    add_trust(f, "the --init folder's config.json")
     f.set_defaults(func=_finetune)

@@ -285,11 +285,14 @@ def default_population(cfg: Config) -> list[str]:
     """What an empty `supernet.population` means: `genotype`, the search's `seed_genotypes` and the shipped
     genotypes (each file once), keeping those with the layer count of `genotype`. A file that cannot be read
     is kept, for the supernet run to report it."""
+    from autobert_zero.config.language import language_from_config
     from autobert_zero.grammar import load_genotype
+
+    language = language_from_config(cfg)
 
     def layers(path: str) -> int | None:
         try:
-            return load_genotype(resolve_shipped(path)).num_layers
+            return load_genotype(resolve_shipped(path), language=language).num_layers
         except (AbzError, OSError):
             return None
 
@@ -386,9 +389,9 @@ def check_consistency(cfg: Config) -> None:
         except AbzError as exc:
             raise ConfigError(f"{cfg.source}: evaluate.glue_task: {shorten(str(exc), 300)}") from None
     stage = cfg.deepspeed.get("zero_optimization", {}).get("stage", 0)
-    if stage not in (0, 1, 2):
-        raise ConfigError(f"{cfg.source}: deepspeed.zero_optimization.stage = {shorten(stage)}; expected 0, 1 or 2 "
-                          f"(ZeRO-3 partitions weights, which the HF export here does not gather)")
+    if stage not in (0, 1, 2, 3) or isinstance(stage, bool):
+        raise ConfigError(f"{cfg.source}: deepspeed.zero_optimization.stage = {shorten(stage)}; expected 0, 1, 2 or 3 "
+                          f"(3 for `abz pretrain` and `abz finetune` only)")
     if cfg.deepspeed.get("fp16", {}).get("enabled"):
         import torch
 
@@ -402,11 +405,34 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>", world_size:
     `supernet.population` of the `population`/`fair` strategies becomes `default_population`."""
     cfg = build_config(data, source)
     cfg.source = source
+    from autobert_zero.config.language import absolute_paths
+
+    cfg.language = absolute_paths(cfg.language)
     if cfg.supernet.strategy in POPULATION_STRATEGIES and not cfg.supernet.population:
         cfg.supernet.population = default_population(cfg)
     check_consistency(cfg)
     batch_plan(cfg, "pretrain", world_size)
     batch_plan(cfg, "finetune", world_size)
+    return cfg
+
+
+def load_language_section(path: str | os.PathLike[str]) -> Config:
+    """`--language FILE`: a YAML file holding a `language:` section (alone, or in a whole config, whose other
+    sections are checked but not used); a config whose other keys keep their defaults, paths made absolute."""
+    from autobert_zero.config.language import absolute_paths
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--language file not found: {p} (expected a YAML file with a `language:` section)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text (expected a YAML file with a `language:` section)") from None
+    data = parse_yaml(text, str(p))
+    if "language" not in data:
+        raise ConfigError(f"{p}: no `language:` section (expected keys grammar, ops, plugin under `language:`)")
+    cfg = Config(language=build_config(data, str(p)).language, source=str(p))
+    cfg.language = absolute_paths(cfg.language)
     return cfg
 
 

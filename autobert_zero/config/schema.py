@@ -70,6 +70,10 @@ class ModelSizes:
     """Number of segment (token type) ids: 2 for sentence pairs."""
     initializer_range: Annotated[float, Gt(0), Le(10.0)] = 0.02
     """Standard deviation of the normal weight initialisation."""
+    gradient_checkpointing: bool = False
+    """Activation checkpointing while training (pretrain, finetune, candidate training): each encoder layer's
+    activations are recomputed in the backward pass instead of kept (`torch.utils.checkpoint`), for less memory
+    at about one more forward pass of compute; the losses stay the same. Not saved in exported models."""
 
 
 @dataclass
@@ -266,6 +270,22 @@ class AuditConfig:
 
 
 @dataclass
+class LanguageConfig:
+    """The search space's language (`grammar/loading.py`): a grammar and an op module or plugin; all null = the
+    built-in language. Every command that reads a genotype uses it, and what it makes records it (grammar text,
+    op source or plugin version, sha256s)."""
+
+    grammar: str | None = None
+    """Grammar file (.lark; relative paths: the working directory); null = the built-in grammar, with the ops of
+    `ops`/`plugin` added to its rule `op` (or the op module's own `GRAMMAR`)."""
+    ops: str | None = None
+    """Op module: a .py file (relative paths: the working directory) or an importable module name, defining
+    `OPS` (a list of OpSpec) and `IMPLS` (op name → implementation); its ops may not reuse built-in names."""
+    plugin: str | None = None
+    """Name of an installed op plugin (entry-point group `autobert_zero.ops`) instead of `ops`."""
+
+
+@dataclass
 class Config:
     """A whole config file: the top-level YAML keys."""
 
@@ -295,6 +315,8 @@ class Config:
     """Candidate evaluation (`abz evaluate` and the search's fitness)."""
     audit: AuditConfig = field(default_factory=AuditConfig)
     """The ranking audit (`abz audit`)."""
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    """The genotype language (null everywhere: the built-in one)."""
     deepspeed: dict[str, Any] = field(default_factory=dict)
     """DeepSpeed config, passed verbatim (batch keys are derived from pretrain/finetune)."""
     source: str = field(default="<config>", metadata={"internal": True})

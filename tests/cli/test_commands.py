@@ -17,7 +17,7 @@ from autobert_zero.errors import ConfigError, GenotypeError
 
 EXPECTED = {"check": "genotype", "show": "genotype", "compile": "genotype", "search": "search", "resume": "search",
             "report": "search", "export": "search", "pretrain": "train", "finetune": "train",
-            "supernet": "supernet", "evaluate": "supernet", "audit": "audit"}
+            "supernet": "supernet", "evaluate": "supernet", "audit": "audit", "retrain": "retrain"}
 """Every command a user relies on, with its family module (a dropped or moved command fails here)."""
 
 

@@ -292,7 +292,7 @@ def test_the_portable_classes_refuse_an_edited_compiled_genotype_naming_config_j
 
 def test_the_package_classes_add_only_the_genotype_parsing_to_the_portable_ones() -> None:
     added = {
-        hf_model.AutoBertZeroPreTrainedModel: {"save_pretrained", "check_weights_on_load"},
+        hf_model.AutoBertZeroPreTrainedModel: {"save_pretrained", "check_weights_on_load", "from_pretrained"},
         hf_model.AutoBertZeroModel: {"compile_encoder"},
         hf_model.AutoBertZeroForMaskedLM: {"backbone_class"},
         hf_model.AutoBertZeroForSequenceClassification: {"backbone_class"},

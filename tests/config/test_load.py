@@ -97,7 +97,7 @@ def test_cross_field_checks(tmp_path: Path) -> None:
     assert "exceeds model.max_position_embeddings" in error_of(
         tmp_path, "model:\n  max_position_embeddings: 64\ndata:\n  max_seq_length: 128\n"
                   "finetune:\n  max_seq_length: 64\n")
-    assert "stage = 3" in error_of(tmp_path, "deepspeed:\n  zero_optimization: {stage: 3}\n")
+    assert "stage = 4" in error_of(tmp_path, "deepspeed:\n  zero_optimization: {stage: 4}\n")
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from autobert_zero.grammar import (
     Genotype,
     Language,
     canonicalize,
-    default_language,
+    current_language,
     load_genotype,
     sample_genotype,
     validate,
@@ -122,7 +122,7 @@ def candidate_set(num_layers: int, count: int, seed: int = 0, *, neighbours: int
                   language: Language | None = None) -> list[Candidate]:
     """`count` distinct valid candidates: BERT, Figure 7, `neighbours` (default count // 3) edits of Figure 7
     and random genotypes for the rest."""
-    language = language or default_language()
+    language = language or current_language()
     wanted = neighbour_count(count, neighbours)
     if num_layers < 1:
         raise ConfigError(f"the supernet has {num_layers} layers; expected at least 1")
@@ -155,7 +155,7 @@ def exposure_cluster(base: Genotype, size: int, seed: int, *, label: str, existi
     if not MIN_EXPOSURE <= size <= MAX_EXPOSURE:
         raise ConfigError(f"--exposure-control {size}: expected {MIN_EXPOSURE} to {MAX_EXPOSURE} mutants (a cluster "
                           f"of fewer than {MIN_EXPOSURE} has no within-group τ)")
-    language = language or default_language()
+    language = language or current_language()
     distinct = Distinct(language, existing)
     mutator = Mutator(language, NEIGHBOUR_MUTATIONS)
     rng = random.Random(f"audit-exposure-{seed}")

@@ -33,7 +33,7 @@ from pathlib import Path
 from autobert_zero.errors import ConfigError, SearchError
 from autobert_zero.evolve.history import HistoryLine, Status
 from autobert_zero.evolve.state import HISTORY_FILE, STATE_FILE, load_verified_history
-from autobert_zero.grammar import Genotype, Language, default_language, parse_with_diagnostics
+from autobert_zero.grammar import Genotype, Language, current_language, parse_with_diagnostics
 from autobert_zero.train.audit.candidates import Candidate
 from autobert_zero.train.evaluate import genotype_fingerprint
 
@@ -89,7 +89,7 @@ class SearchPool:
 def read_search(folder: str | Path, num_layers: int, language: Language | None = None) -> list[Entry]:
     """The `ok` lines of one search folder as entries (one per id, first line kept), checked (module doc)."""
     folder = Path(folder)
-    language = language or default_language()
+    language = language or current_language()
     if not folder.is_dir():
         raise AuditSourceError(f"--from-search {folder}: no such folder (expected the --out folder of `abz search`)")
     try:

@@ -185,6 +185,7 @@ def config_hash(cfg: Config, vocab_sha256: str) -> str:
     for key in ("estimator", "steps", "init_seed", "warmup_steps", "size_prior", "prior_weight",
                 "glue_task", "glue_data_dir"):
         evaluate.pop(key, None)
+    data["model"].pop("gradient_checkpointing", None)  # memory only: the same results (and the caches of before)
     data["held_out_seed"] = cfg.seed
     data["vocab_sha256"] = vocab_sha256
     data["reference"] = {"steps": cfg.audit.reference_steps, "warmup": cfg.audit.reference_warmup_steps,
