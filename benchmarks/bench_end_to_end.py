@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ GLUE = ("SST-2", "STS-B", "CoLA")
 MIRRORED = {"summary.json", "heldout.json", "eval.json", "metrics.jsonl", "retrain.json", "results.json",
             "report.md"}
 CONV_MUTATIONS = ["conv-type", "conv-kernel", "conv-dilation"]
+GROUP_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def say(message: str) -> None:
@@ -101,7 +103,9 @@ def abz(*args: str) -> None:
     """Run one `abz` command in a child process from the repository root (its output streams through)."""
     command = [sys.executable, "-m", "autobert_zero.cli", *args]
     say(" ".join(["abz", *args]))
-    done = subprocess.run(command, cwd=REPO)
+    # not this process's own group of one (set up by the re-scoring): the child picks its own port
+    env = {k: v for k, v in os.environ.items() if k not in GROUP_VARIABLES}
+    done = subprocess.run(command, cwd=REPO, env=env)
     if done.returncode != 0:
         sys.exit(f"abz {args[0]} failed with exit code {done.returncode}")
 
