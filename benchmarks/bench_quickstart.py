@@ -89,8 +89,9 @@ def retrain_figures(folder: Path) -> dict[str, Any]:
         arms.append({"name": arm["name"], "genotype_id": arm["genotype_id"], "params": arm["params"],
                      "intermediate_size": arm["intermediate_size"], "lr": arm["lr"], "heldout_loss": loss,
                      "rescored_loss": arm["rescored_loss"], "search_fitness": arm["search_fitness"]})
+    first = next(iter(next(iter(results["pretrain"].values())).values()))
     return {"arms": arms, "steps": results["pretrain_steps"], "heldout_blocks": results["heldout_blocks"],
-            "seeds": results["seeds"]}
+            "heldout_offset": first.get("heldout_offset", 0), "seeds": results["seeds"]}
 
 
 def main() -> None:

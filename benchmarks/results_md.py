@@ -276,7 +276,10 @@ def quickstart_retrain(r: Json | None) -> list[str]:
             for a in r["arms"]]
     return [f"`abz retrain` trained the search's best (picked by its loss re-scored on held-out blocks the "
             f"search never scored) and vanilla BERT from scratch at equal parameters, {r['steps']} steps, "
-            f"seed {', '.join(map(str, r['seeds']))}, and scored both on {r['heldout_blocks']} held-out blocks:",
+            f"seed {', '.join(map(str, r['seeds']))}, and scored both on {r['heldout_blocks']} held-out blocks"
+            + (" (from block 0: the blocks the search's fitness scored — `evaluate.eval_offset`/`eval_limit` of the "
+               "config — held out from every run's training, but not fresh to the selection):"
+               if r.get("heldout_offset", 0) == 0 else f" (from block {r['heldout_offset']}):"),
             table(["arm", "parameters", "FFN width", "re-scored supernet loss", "held-out MLM loss"], rows),
             "One seed: no interval, no test; a difference of a few hundredths is within seed noise at this size."]
 
