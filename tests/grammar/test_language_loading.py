@@ -3,7 +3,6 @@ the consent a record's op code needs."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,13 +107,19 @@ def test_an_importable_module_name(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_a_plugin_is_found_by_its_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh: None) -> None:
+    """An installed distribution, as pip lays it out on a path entry (the module and its .dist-info with
+    entry_points.txt), found through importlib.metadata like any other."""
     (tmp_path / "abz_test_ops_plugin.py").write_text(OP_MODULE, encoding="utf-8")
+    info = tmp_path / "abz_test_ops_plugin-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: abz-test-ops-plugin\nVersion: 0.3\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ndemo = abz_test_ops_plugin\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = importlib.metadata.EntryPoint(name="demo", value="abz_test_ops_plugin", group=ENTRY_POINT_GROUP)
-    monkeypatch.setattr(loading, "installed_plugins", lambda: {"demo": entry})
+    assert "demo" in loading.installed_plugins()
     language = load_language(plugin="demo")
     record = language.record
     assert record is not None and record["ops"]["plugin"] == "demo" and "source" not in record["ops"]
+    assert "0.3" in json.dumps(record["ops"])  # the installed version is recorded
     monkeypatch.setattr(loading, "_KNOWN", {})
     assert language_from_record(record, where="f").sha256 == language.sha256  # installed code: no consent
     with pytest.raises(LanguageError, match=r"no op plugin named 'missing' is installed.*installed: demo"):
