@@ -42,6 +42,7 @@ from autobert_zero.grammar import (
     load_genotype,
     parse_with_diagnostics,
     read_genotype_text,
+    using_language,
 )
 from autobert_zero.io import atomic_files, atomic_write_text
 from autobert_zero.run_dir import open_run_dir
@@ -191,7 +192,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     torch is not imported (the counts equal the built model's, tests/test_compiler_analysis.py)."""
     from autobert_zero.compiler.analysis import StaticSizes, flops_per_token, parameter_report
 
-    genotype = load_genotype(resolve_shipped(args.file), language=command_language(args))
+    language = command_language(args)
+    genotype = load_genotype(resolve_shipped(args.file), language=language)
     if args.seq_len < 1:
         raise ConfigError(f"--seq-len must be positive, got {args.seq_len}")
     sizes = resolve_sizes(args)
@@ -244,12 +246,15 @@ def build_model(genotype: Genotype, sizes: dict[str, int], vocab_size: int, head
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    genotype = load_genotype(resolve_shipped(args.file), language=command_language(args))
+    language = command_language(args)
+    genotype = load_genotype(resolve_shipped(args.file), language=language)
     model = build_model(genotype, resolve_sizes(args), args.vocab_size, args.head, args.seed)
     out = Path(args.out)
+    params = sum(p.numel() for p in model.parameters())
     with open_run_dir(out, "abz compile", force=args.force, can_resume=False) as run:
         written = save_into(model, run.path)
-    params = sum(p.numel() for p in model.parameters())
+        with using_language(language):  # the card's formulas read the genotype's own ops
+            atomic_write_text(run.path / "README.md", compile_card(genotype, model, params, args.seed, language))
     model_files = [name for name in written if not name.endswith(".py")]
     scripts = len(written) - len(model_files)
     code = f" and its remote code ({scripts} .py files)" if scripts else ""
@@ -258,6 +263,27 @@ def cmd_compile(args: argparse.Namespace) -> int:
           "`autobert_zero.register_auto_classes()`"
           + (", or without autobert_zero with trust_remote_code=True" if code else ""), file=sys.stdout)
     return ExitCode.OK
+
+
+def compile_card(genotype: Any, model: Any, params: int, seed: int, language: Any = None) -> str:
+    """The model card of a compiled folder: what it is (untrained), the genotype per layer, sizes and costs."""
+    from autobert_zero.compiler.analysis import flops_per_token
+    from autobert_zero.evolve.export import layer_lines
+
+    c = model.config
+    seq = min(128, c.max_position_embeddings)
+    flops = flops_per_token(genotype, c, seq, language=language).per_token
+    return "\n".join([
+        f"# `abz compile`: {type(model).__name__}, genotype id `{genotype.id}`", "",
+        f"Weights: **randomly initialised (seed {seed}), not trained**. Train it with `abz pretrain` or "
+        f"`abz retrain`; load it with `AutoModel.from_pretrained(dir, trust_remote_code=True)` (only torch and "
+        f"transformers needed) or after `autobert_zero.register_auto_classes()`.", "",
+        "## Architecture", "", f"{genotype.num_layers} layers:", "", *layer_lines(genotype), "",
+        "```", genotype.to_text().strip(), "```", "",
+        f"- sizes: hidden {c.hidden_size}, {c.num_attention_heads} heads, FFN {c.intermediate_size}, "
+        f"{c.max_position_embeddings} positions, vocabulary {c.vocab_size}",
+        f"- parameters: {params:,}",
+        f"- FLOPs per token: {flops / 1e6:.3f} MFLOPs (forward, encoder, at sequence length {seq})", ""])
 
 
 def save_into(model: Any, folder: Path) -> list[str]:
