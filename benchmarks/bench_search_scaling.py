@@ -18,8 +18,9 @@ smoke runs) and printed as a table; the histories of the runs are compared (ids 
 result says whether they agree (with `--threads auto` the thread counts differ, so the losses may differ in
 their last bits and the searches drift apart; the rate is still that of the same search settings).
 
-NOT YET MEASURED on a quiet machine: so far only smoke runs (a handful of evaluations, on a machine busy with
-another benchmark) checked that the script works; no figure from it is a result yet.
+Measured (2 cores, the machine otherwise idle: the end-to-end benchmark paused, one A/B/B/A block, 64
+evaluations): 1.42x candidates per minute inside the fitness with 2 processes, 1.13x end to end (start-up of
+torch and deepspeed included) — the goal of 1.7x is not met (benchmarks/results/search_scaling.json).
 
     python -m benchmarks.bench_search_scaling                       # the recorded run: 64 evaluations, A/B/B/A
     python -m benchmarks.bench_search_scaling --evaluations 8 --results /tmp/scaling   # a smoke run (~2 min)
