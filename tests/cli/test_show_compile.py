@@ -77,6 +77,6 @@ def test_compile_force_replaces_its_files_and_leaves_no_staging_folder(tmp_path:
     assert code == 0, capsys.readouterr().err
     assert "wrote config.json, model.safetensors and its remote code" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES and p.suffix != ".py") == [
-        "README.md", "config.json", "model.safetensors", "notes.txt"]  # no staging folder or temporary left, under any name
+        "README.md", "config.json", "model.safetensors", "notes.txt"]  # no staging folder or temporary left
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "config.json").read_text())["hidden_size"] == 16
