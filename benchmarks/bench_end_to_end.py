@@ -65,6 +65,7 @@ from typing import Any
 
 import yaml
 
+from autobert_zero.cli.retrain import LAUNCHER_VARIABLES
 from benchmarks.report import commit, print_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,6 @@ GLUE = ("SST-2", "STS-B", "CoLA")
 MIRRORED = {"summary.json", "heldout.json", "eval.json", "metrics.jsonl", "retrain.json", "results.json",
             "report.md"}
 CONV_MUTATIONS = ["conv-type", "conv-kernel", "conv-dilation"]
-GROUP_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def say(message: str) -> None:
@@ -104,7 +104,7 @@ def abz(*args: str) -> None:
     command = [sys.executable, "-m", "autobert_zero.cli", *args]
     say(" ".join(["abz", *args]))
     # not this process's own group of one (set up by the re-scoring): the child picks its own port
-    env = {k: v for k, v in os.environ.items() if k not in GROUP_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     done = subprocess.run(command, cwd=REPO, env=env)
     if done.returncode != 0:
         sys.exit(f"abz {args[0]} failed with exit code {done.returncode}")

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ class Runner:
                 folder = self.runs / arm.name / f"sweep-{_lr_tag(lr)}"
                 cfg = self.arm_config(arm, self.cfg.seed, lr, s.sweep_steps)
                 jobs.append((f"lr sweep {arm.name} {_lr_tag(lr)}", folder,
-                             _bind(self.sweep_run, folder, arm, cfg)))
+                             partial(self.sweep_run, folder, arm, cfg)))
         self.each(jobs)
         plan_blocks = len(self.prepared(self.cfg.seed).data.train_blocks)
         for arm in self.arms:
@@ -187,7 +188,7 @@ class Runner:
                 folder = self.runs / arm.name / f"seed{seed}"
                 cfg = self.arm_config(arm, seed, self.chosen_lr[arm.name])
                 jobs.append((f"pre-train {arm.name} seed {seed}", folder,
-                             _bind(self.pretrain_and_score, folder, arm, cfg)))
+                             partial(self.pretrain_and_score, folder, arm, cfg)))
         self.each(jobs)
         out: dict[str, dict[int, dict[str, Any]]] = {}
         for arm in self.arms:
@@ -258,7 +259,7 @@ class Runner:
                     for lr in s.finetune_lrs:
                         folder = self.runs / arm.name / f"seed{base}" / "glue" / f"{task}-select-{_lr_tag(lr)}"
                         jobs.append((f"{task} lr selection {arm.name} {_lr_tag(lr)}", folder,
-                                     _bind(self.finetune_run, folder, arm, base, task, self.finetune_config(base, lr),
+                                     partial(self.finetune_run, folder, arm, base, task, self.finetune_config(base, lr),
                                            True)))
                 self.each(jobs)
             tables: dict[str, list[dict[str, Any]]] = {}
@@ -278,7 +279,7 @@ class Runner:
                         folder = self.runs / arm.name / f"seed{seed}" / "glue" / f"{task}-ft{f}"
                         ft = self.finetune_config(base + f, lr)
                         jobs.append((f"{task} {arm.name} seed {seed} fine-tune {f}", folder,
-                                     _bind(self.finetune_run, folder, arm, seed, task, ft, False)))
+                                     partial(self.finetune_run, folder, arm, seed, task, ft, False)))
             self.each(jobs)
             scores: dict[str, dict[int, list[float]]] = {}
             for arm in self.arms:
@@ -290,10 +291,6 @@ class Runner:
                             "chosen_lr": {arm.name: self.chosen_finetune_lr[task, arm.name] for arm in self.arms},
                             "scores": scores}
         return result
-
-
-def _bind(fn: Callable[..., bool], *args: Any) -> Callable[[], bool]:
-    return lambda: fn(*args)
 
 
 def _finished_pretrain(folder: Path, steps: int, need_model: bool = False) -> dict[str, Any] | None:
