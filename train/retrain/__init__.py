@@ -185,7 +185,7 @@ def write_results(out: Path, search: Path, cfg: Config, arms: Sequence[Arm], set
         "analysis": analyse(arm_rows, pretrain, glue, seeds),
         "caveat": caveat(len(seeds), cfg.pretrain.max_steps, document_disjoint),
     }
-    curves = {arm.name: {s: loss_curve(runner.runs / arm.name / f"seed{s}") for s in seeds} for arm in arms}
+    curves = {arm.name: {s: loss_curve(runner.run_dir(arm.name, f"seed{s}")) for s in seeds} for arm in arms}
     results["plots"] = plot(results, curves, out)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "report.md", report_text(results))

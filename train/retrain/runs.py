@@ -88,6 +88,15 @@ class Runner:
         self.chosen_lr: dict[str, float] = {}
         self.chosen_finetune_lr: dict[tuple[str, str], float] = {}
 
+    # -- folders --------------------------------------------------------------------------------------------
+    def run_dir(self, arm: str, run: str) -> Path:
+        """`OUT/runs/ARM/RUN`: a pre-training run (`seedS`, `sweep-lrX`)."""
+        return self.runs / arm / run
+
+    def glue_dir(self, arm: str, seed: int, run: str = "") -> Path:
+        """`OUT/runs/ARM/seedS/glue/RUN`: the fine-tunes of one pre-trained model."""
+        return self.run_dir(arm, f"seed{seed}") / "glue" / run
+
     # -- configs --------------------------------------------------------------------------------------------
     def arm_config(self, arm: Arm, seed: int, lr: float, steps: int | None = None) -> Config:
         cfg = dataclasses.replace(self.cfg, seed=seed, genotype=f"<{arm.name}>")
@@ -158,7 +167,7 @@ class Runner:
         jobs = []
         for arm in self.arms:
             for lr in s.lrs:
-                folder = self.runs / arm.name / f"sweep-{_lr_tag(lr)}"
+                folder = self.run_dir(arm.name, f"sweep-{_lr_tag(lr)}")
                 cfg = self.arm_config(arm, self.cfg.seed, lr, s.sweep_steps)
                 jobs.append((f"lr sweep {arm.name} {_lr_tag(lr)}", folder,
                              partial(self.sweep_run, folder, arm, cfg)))
@@ -167,7 +176,7 @@ class Runner:
         for arm in self.arms:
             rows = []
             for lr in s.lrs:
-                folder = self.runs / arm.name / f"sweep-{_lr_tag(lr)}"
+                folder = self.run_dir(arm.name, f"sweep-{_lr_tag(lr)}")
                 summary = read_json(folder / "summary.json")
                 losses = [loss for _, loss in loss_curve(folder)]
                 tail = losses[-max(1, math.ceil(len(losses) * LAST_SHARE)):]
@@ -185,7 +194,7 @@ class Runner:
         jobs = []
         for arm in self.arms:
             for seed in seeds_of(self.cfg, self.settings):
-                folder = self.runs / arm.name / f"seed{seed}"
+                folder = self.run_dir(arm.name, f"seed{seed}")
                 cfg = self.arm_config(arm, seed, self.chosen_lr[arm.name])
                 jobs.append((f"pre-train {arm.name} seed {seed}", folder,
                              partial(self.pretrain_and_score, folder, arm, cfg)))
@@ -193,7 +202,7 @@ class Runner:
         out: dict[str, dict[int, dict[str, Any]]] = {}
         for arm in self.arms:
             for seed in seeds_of(self.cfg, self.settings):
-                folder = self.runs / arm.name / f"seed{seed}"
+                folder = self.run_dir(arm.name, f"seed{seed}")
                 out.setdefault(arm.name, {})[seed] = {**read_json(folder / "summary.json"),
                                                       **read_json(folder / "heldout.json")}
         return out
@@ -241,7 +250,7 @@ class Runner:
             return False
         from autobert_zero.train.finetune import finetune
 
-        init = self.runs / arm.name / f"seed{seed}"
+        init = self.run_dir(arm.name, f"seed{seed}")
         self.pretrain_run(init, arm, self.arm_config(arm, seed, self.chosen_lr[arm.name]), need_model=True)
         finetune(cfg, task, self.settings.glue_data_dir, init / "final", folder, force=folder.exists(),
                  select_examples=self.settings.select_examples if select else None)
@@ -257,7 +266,7 @@ class Runner:
                 jobs = []
                 for arm in self.arms:
                     for lr in s.finetune_lrs:
-                        folder = self.runs / arm.name / f"seed{base}" / "glue" / f"{task}-select-{_lr_tag(lr)}"
+                        folder = self.glue_dir(arm.name, base, f"{task}-select-{_lr_tag(lr)}")
                         jobs.append((f"{task} lr selection {arm.name} {_lr_tag(lr)}", folder,
                                      partial(self.finetune_run, folder, arm, base, task, self.finetune_config(base, lr),
                                            True)))
@@ -266,7 +275,7 @@ class Runner:
             for arm in self.arms:
                 rows = []
                 for lr in s.finetune_lrs if len(s.finetune_lrs) > 1 else ():
-                    folder = self.runs / arm.name / f"seed{base}" / "glue" / f"{task}-select-{_lr_tag(lr)}"
+                    folder = self.glue_dir(arm.name, base, f"{task}-select-{_lr_tag(lr)}")
                     rows.append({"lr": lr, "score": read_json(folder / "eval.json")["score"]})
                 best = max(rows, key=lambda r: (r["score"], -r["lr"]))["lr"] if rows else s.finetune_lrs[0]
                 self.chosen_finetune_lr[task, arm.name] = best
@@ -276,7 +285,7 @@ class Runner:
                 lr = self.chosen_finetune_lr[task, arm.name]
                 for seed in seeds_of(self.cfg, s):
                     for f in range(s.finetune_seeds):
-                        folder = self.runs / arm.name / f"seed{seed}" / "glue" / f"{task}-ft{f}"
+                        folder = self.glue_dir(arm.name, seed, f"{task}-ft{f}")
                         ft = self.finetune_config(base + f, lr)
                         jobs.append((f"{task} {arm.name} seed {seed} fine-tune {f}", folder,
                                      partial(self.finetune_run, folder, arm, seed, task, ft, False)))
@@ -284,7 +293,7 @@ class Runner:
             scores: dict[str, dict[int, list[float]]] = {}
             for arm in self.arms:
                 for seed in seeds_of(self.cfg, s):
-                    glue = self.runs / arm.name / f"seed{seed}" / "glue"
+                    glue = self.glue_dir(arm.name, seed)
                     scores.setdefault(arm.name, {})[seed] = [read_json(glue / f"{task}-ft{f}" / "eval.json")["score"]
                                                              for f in range(s.finetune_seeds)]
             result[task] = {"lr_tables": tables,
