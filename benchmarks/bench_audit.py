@@ -74,6 +74,10 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, help="override audit.reference_steps")
     parser.add_argument("--biws-steps", type=int, nargs="+", help="override audit.biws_steps")
     parser.add_argument("--bootstrap", type=int, help="override audit.bootstrap_samples")
+    parser.add_argument("--halving-steps", type=int, nargs="+", metavar="STEPS",
+                        help="override audit.halving_steps (successive halving's scratch budget per rung)")
+    parser.add_argument("--reference-seeds", type=int, nargs="+", metavar="SEED",
+                        help="override audit.reference_seeds (three or more for a leave-one-out top-quarter ceiling)")
     parser.add_argument("--out", default="runs/audit", help="audit folder (its audit.json/png are replaced)")
     parser.add_argument("--cache", default="runs/audit-cache", help="reference cache folder")
     parser.add_argument("--results", default=str(RESULTS), help="where audit.json and audit.png are copied")
@@ -126,7 +130,8 @@ def main() -> None:
                                            warmup_steps=min(cfg.pretrain.warmup_steps, args.supernet_steps // 10),
                                            checkpoint_every=min(cfg.pretrain.checkpoint_every, args.supernet_steps))
     audit_changes = {"reference_steps": args.reference_steps, "biws_steps": args.biws_steps,
-                     "bootstrap_samples": args.bootstrap}
+                     "bootstrap_samples": args.bootstrap, "reference_seeds": args.reference_seeds,
+                     "halving_steps": args.halving_steps}
     cfg.audit = dataclasses.replace(cfg.audit, **{k: v for k, v in audit_changes.items() if v is not None})
     if args.reference_steps is not None:
         cfg.audit.reference_warmup_steps = reference_warmup(cfg, args.reference_steps)

@@ -258,6 +258,12 @@ class AuditConfig:
     biws_steps: Annotated[list[Annotated[int, Ge(0), Le(BIG)]], MinLen(1)] = field(default_factory=lambda: [0, 5, 20])
     """BIWS estimators tried: k steps of training of each inherited candidate (0 = inherit, then score). Each k
     also gets a scratch run at the same seconds per candidate and a rank combination with the size prior."""
+    halving_steps: list[Annotated[int, Gt(0), Le(BIG)]] = field(default_factory=list)
+    """Scratch budgets of the rungs of the `halving` estimator (successive halving: BIWS k = 0 prunes, then
+    scratch runs of growing budget order the survivors), strictly increasing, each at most `reference_steps`;
+    needs 0 in `biws_steps`; [] = no `halving` estimator."""
+    halving_eta: Annotated[int, Ge(2), Le(BIG)] = 3
+    """Pruning factor of `halving`: each rung keeps the best ceil(n / eta) of the n candidates of the one before."""
     neighbours: Annotated[int, Gt(0), Le(BIG)] | None = None
     """Mutated neighbours of Figure 7 among the candidates; null = a third of them."""
     size_prior: SizePrior = "params"

@@ -25,7 +25,8 @@ Rivals that need no extra runs: `params` (more parameters ranks higher), `group_
 and its exposure mutants < sampled genotypes < the Figure-7 family, tied inside), `combo_*` (an estimator's
 rank combined with the size prior's rank by the Evaluator's own `combine_ranks`, the fitness the search would
 use) and `hurdle_*` (BIWS keeps the better half, the cost-matched scratch run orders it). The caller adds the
-zero-cost proxies and the cost-matched scratch runs as estimators of their own.
+zero-cost proxies, the cost-matched scratch runs and successive halving (`halving.py`) as estimators of their
+own.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ search's own distribution with `--from-search`, `from_search.py`; plus an exposu
 `audit.reference_seeds` — read from or written to the reference cache (`fill_reference` fills it with no
 supernet); BIWS for each k of `audit.biws_steps`, on each supernet given (`--supernet A --supernet B`: each
 supernet's estimates made separately, the bootstrap resamples supernets too); scratch at the same seconds per
-candidate as each BIWS k (the cost-matched baseline); the zero-cost proxies (the held-out MLM loss at
-initialisation, from the Evaluator's scratch estimator with 0 steps; gradient norm and synflow at
-initialisation, `proxies.py`); then the figures (`audit_report`), `OUT/audit.json`, `OUT/audit.png` and a
+candidate as each BIWS k (the cost-matched baseline); with `audit.halving_steps`, successive halving (BIWS
+k = 0 prunes, scratch runs of growing budget order the survivors, `halving.py`); the zero-cost proxies (the
+held-out MLM loss at initialisation, from the Evaluator's scratch estimator with 0 steps; gradient norm and
+synflow at initialisation, `proxies.py`); then the figures (`audit_report`), `OUT/audit.json`, `OUT/audit.png` and a
 table. Every trained or inherited estimate comes from the project's one evaluation entry point,
 `train.evaluate.Evaluator`, and the proxies from its model build (`train.models.build_mlm_model`).
 
@@ -17,9 +18,10 @@ Cost matching: seconds(steps) ≈ overhead + steps × per_step, with the overhea
 estimators (`timed_reference`: scratch runs of 1 and 1 + n steps of the first candidate, each repeated
 `TIMING_REPEATS` times, per_step = (median long − median short) / n floored at `MIN_STEP_SECONDS`, so a
 reference cache filled earlier, on another machine or under another load, does not skew the comparison and
-a noisy short run cannot make per_step vanish); the matched scratch gets round((seconds of BIWS k −
-overhead) / per_step) steps, clamped to [1, `audit.reference_steps`] (a cheap estimator never trains longer
-than the reference), and both measured costs and the timing itself are reported, so the match can be
+a noisy short run cannot make per_step vanish); the matched scratch gets round((seconds of BIWS k (or of
+halving) − overhead) / per_step) steps, clamped to [1, `audit.reference_steps`] (a cheap estimator never trains
+longer than the reference), with its schedule fitted to that budget (warm-up a tenth of it, then decay to 0:
+a rival set up to win if it can), and both measured costs and the timing itself are reported, so the match can be
 checked. Cost ratios divide the same-process estimate of one reference run (median 1-step seconds +
 per_step × (reference steps − 1)) by each estimator's seconds; the cached runs' own mean seconds are
 reported beside it. Amortised costs add each supernet's training seconds (`supernet_seconds`, from its
@@ -65,6 +67,7 @@ from autobert_zero.train.audit.candidates import (
     neighbour_count,
     shipped,
 )
+from autobert_zero.train.audit.halving import check_halving, halving_estimator, warmup_steps
 from autobert_zero.train.audit.plot import table, write_plot
 from autobert_zero.train.audit.report import TYPICAL_SEARCH, AuditInputs, EstimatorRun, Outcome, build_report
 from autobert_zero.train.audit.stats import kendall_tau
@@ -139,8 +142,8 @@ class EvaluatorBackend:
 
 def check_audit_config(cfg: Config) -> None:
     """Refuse audit settings no field check catches (distinct seeds and k values, an estimator seed that is a
-    reference seed); the schema has checked each field (at least two seeds, one k, none negative,
-    `audit.size_prior` among `SIZE_PRIORS`)."""
+    reference seed, the halving rungs of `check_halving`); the schema has checked each field (at least two
+    seeds, one k, none negative, `audit.size_prior` among `SIZE_PRIORS`)."""
     a = cfg.audit
     seeds = a.reference_seeds
     if len(set(seeds)) != len(seeds):
@@ -153,6 +156,7 @@ def check_audit_config(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source}: evaluate.init_seed = {cfg.evaluate.init_seed} is also a reference seed "
                           f"(audit.reference_seeds = {seeds}); a short run sharing a reference run's initialisation "
                           f"would rank too well: choose another seed or null")
+    check_halving(cfg)
 
 
 def load_audit_config(supernet_dir: Path, config: Config | str | os.PathLike[str] | None) -> Config:
@@ -351,11 +355,13 @@ def estimator_seed(cfg: Config) -> int:
 
 
 def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: Estimator, steps: int,
-                   cfg: Config, desc: str, show: bool, cache: ReferenceCache | None = None) -> list[Outcome]:
+                   cfg: Config, desc: str, show: bool, cache: ReferenceCache | None = None, *,
+                   warmup: int | None = None) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar); from `cache` (an
-    `EstimateStore.cache`) where it holds one, and written there as soon as it is run."""
+    `EstimateStore.cache`) where it holds one, and written there as soon as it is run. `warmup`: the
+    per-candidate warm-up steps; None = `evaluate.warmup_steps` (at most `steps`)."""
     seed = estimator_seed(cfg)
-    warmup = min(cfg.evaluate.warmup_steps, steps)
+    warmup = min(cfg.evaluate.warmup_steps, steps) if warmup is None else warmup
     outcomes = []
     for c in tqdm(candidates, desc=desc, unit="cand", disable=not show):
         outcome = cache.get(c.id, seed) if cache is not None else None
@@ -365,6 +371,29 @@ def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], e
                 cache.put(c.id, seed, outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def matched_scratch(backend: EvaluatorBackend, candidates: Sequence[Candidate], steps: int, cfg: Config,
+                    store: EstimateStore, show: bool) -> list[Outcome]:
+    """A cost-matched scratch rival: every candidate trained `steps` steps with its schedule fitted to that
+    budget (warm-up a tenth of it, then linear decay to 0), cached in `store` per budget and warm-up."""
+    warmup = warmup_steps(steps)
+    return estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show,
+                          store.cache(f"scratch_s{steps}_w{warmup}"), warmup=warmup)
+
+
+def halving_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], biws_rows: Sequence[Sequence[Outcome]],
+                 cfg: Config, store: EstimateStore, show: bool) -> EstimatorRun:
+    """The `halving` estimator (`halving.py`) on each supernet's BIWS k = 0 row; its scratch runs (on `backend`,
+    the estimators' seed, warm-up a tenth of the budget) cached per budget in `store` (`halving_s<steps>`),
+    so the supernets share them, a killed audit resumes and a repeat runs nothing."""
+    check_halving(cfg)
+
+    def scratch(chosen: Sequence[Candidate], steps: int, desc: str) -> list[Outcome]:
+        return estimator_runs(backend, chosen, "scratch", steps, cfg, desc, show, store.cache(f"halving_s{steps}"),
+                              warmup=warmup_steps(steps))
+
+    return halving_estimator(candidates, biws_rows, cfg.audit.halving_steps, cfg.audit.halving_eta, scratch)
 
 
 def proxy_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], cfg: Config, store: EstimateStore,
@@ -500,6 +529,7 @@ def run_audit(backend: EvaluatorBackend | Sequence[EvaluatorBackend], cfg: Confi
     the drawn set; `timer` replaces the timed scratch runs of the cost matching (`timed_reference`);
     `supernet_seconds`: the training seconds of one supernet, for the amortised costs."""
     a = cfg.audit
+    check_halving(cfg)  # before any run
     backends = list(backend) if isinstance(backend, Sequence) else [backend]
     first = backends[0]
     candidates = (candidate_set(first.num_layers, candidates, cfg.seed, neighbours=a.neighbours)
@@ -522,11 +552,19 @@ def run_audit(backend: EvaluatorBackend | Sequence[EvaluatorBackend], cfg: Confi
             continue  # a scratch model with no training step is not a cost-matched estimator (see proxy_init_loss)
         biws_seconds = fmean(o.seconds for row in estimators[f"biws_k{k}"].rows() for o in row)
         steps = matched_steps(biws_seconds, overhead, timing.per_step, cap=a.reference_steps)
-        outcomes = estimator_runs(first, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show,
-                                  store.cache(f"scratch_s{steps}"))
+        outcomes = matched_scratch(first, candidates, steps, cfg, store, show)
         estimators[f"scratch_k{k}"] = EstimatorRun(
-            outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}",
+            outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}", "warmup": warmup_steps(steps),
                        "target_seconds": round(biws_seconds, 3), "max_steps": a.reference_steps},
+            f"scratch {steps} steps: −held-out loss")
+    if a.halving_steps:
+        estimators["halving"] = halving_runs(first, candidates, estimators["biws_k0"].rows(), cfg, store, show)
+        halving_seconds = fmean(o.seconds for row in estimators["halving"].rows() for o in row)
+        steps = matched_steps(halving_seconds, overhead, timing.per_step, cap=a.reference_steps)
+        outcomes = matched_scratch(first, candidates, steps, cfg, store, show)
+        estimators["scratch_halving"] = EstimatorRun(  # its rival at equal total cost: every candidate trained
+            outcomes, {"kind": "scratch", "steps": steps, "matched_to": "halving", "warmup": warmup_steps(steps),
+                       "target_seconds": round(halving_seconds, 3), "max_steps": a.reference_steps},
             f"scratch {steps} steps: −held-out loss")
     axes = {"init_loss": "−held-out MLM loss at initialisation", "grad_norm": "gradient norm at initialisation",
             "synflow": "synflow at initialisation"}
