@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--reference-steps", type=int, help="override audit.reference_steps")
     parser.add_argument("--biws-steps", type=int, nargs="+", help="override audit.biws_steps")
     parser.add_argument("--bootstrap", type=int, help="override audit.bootstrap_samples")
+    parser.add_argument("--biws-lrs", type=float, nargs="+", metavar="LR",
+                        help="override audit.biws_lrs (each k > 0 fine-tuned with warm-up at each of these lrs)")
     parser.add_argument("--halving-steps", type=int, nargs="+", metavar="STEPS",
                         help="override audit.halving_steps (successive halving's scratch budget per rung)")
     parser.add_argument("--reference-seeds", type=int, nargs="+", metavar="SEED",
@@ -131,7 +133,7 @@ def main() -> None:
                                            checkpoint_every=min(cfg.pretrain.checkpoint_every, args.supernet_steps))
     audit_changes = {"reference_steps": args.reference_steps, "biws_steps": args.biws_steps,
                      "bootstrap_samples": args.bootstrap, "reference_seeds": args.reference_seeds,
-                     "halving_steps": args.halving_steps}
+                     "halving_steps": args.halving_steps, "biws_lrs": args.biws_lrs}
     cfg.audit = dataclasses.replace(cfg.audit, **{k: v for k, v in audit_changes.items() if v is not None})
     if args.reference_steps is not None:
         cfg.audit.reference_warmup_steps = reference_warmup(cfg, args.reference_steps)

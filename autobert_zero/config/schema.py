@@ -258,6 +258,9 @@ class AuditConfig:
     biws_steps: Annotated[list[Annotated[int, Ge(0), Le(BIG)]], MinLen(1)] = field(default_factory=lambda: [0, 5, 20])
     """BIWS estimators tried: k steps of training of each inherited candidate (0 = inherit, then score). Each k
     also gets a scratch run at the same seconds per candidate and a rank combination with the size prior."""
+    biws_lrs: list[Annotated[float, Gt(0), Le(1.0)]] = field(default_factory=list)
+    """Scheduled BIWS fine-tunes: for each k > 0 of `biws_steps` and each peak learning rate here, an estimator
+    `biws_k<k>_lr<lr>` (warm-up a tenth of k, then linear decay to 0); [] = none beyond `biws_steps`' own."""
     halving_steps: list[Annotated[int, Gt(0), Le(BIG)]] = field(default_factory=list)
     """Scratch budgets of the rungs of the `halving` estimator (successive halving: BIWS k = 0 prunes, then
     scratch runs of growing budget order the survivors), strictly increasing, each at most `reference_steps`;

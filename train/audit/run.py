@@ -6,7 +6,8 @@ search's own distribution with `--from-search`, `from_search.py`; plus an exposu
 `audit.reference_seeds` — read from or written to the reference cache (`fill_reference` fills it with no
 supernet); BIWS for each k of `audit.biws_steps`, on each supernet given (`--supernet A --supernet B`: each
 supernet's estimates made separately, the bootstrap resamples supernets too); scratch at the same seconds per
-candidate as each BIWS k (the cost-matched baseline); with `audit.halving_steps`, successive halving (BIWS
+candidate as each BIWS k (the cost-matched baseline); with `audit.biws_lrs`, each k > 0 again as a scheduled
+fine-tune (warm-up a tenth of k) at each of those learning rates; with `audit.halving_steps`, successive halving (BIWS
 k = 0 prunes, scratch runs of growing budget order the survivors, `halving.py`); the zero-cost proxies (the
 held-out MLM loss at initialisation, from the Evaluator's scratch estimator with 0 steps; gradient norm and
 synflow at initialisation, `proxies.py`); then the figures (`audit_report`), `OUT/audit.json`, `OUT/audit.png` and a
@@ -98,7 +99,7 @@ class EvaluatorBackend:
         from autobert_zero.train.models import resolve_genotype
 
         self.supernet_dir, self.cfg, self.show = supernet_dir, cfg, show
-        self._evaluators: dict[tuple[str, int, int, int], Evaluator] = {}
+        self._evaluators: dict[tuple[str, int, int, int, float], Evaluator] = {}
         if prepared is not None:  # another backend's data and tokenizer (a second supernet of one audit)
             self.prepared = prepared
         if supernet_dir is None:  # scratch only (filling the reference cache): the config's host sets the depth
@@ -111,13 +112,14 @@ class EvaluatorBackend:
             self.identity = supernet_identity(supernet_dir)["sha256"]
         self.prepared = first.prepared
 
-    def _evaluator(self, estimator: Estimator, steps: int, seed: int, warmup: int) -> Any:
+    def _evaluator(self, estimator: Estimator, steps: int, seed: int, warmup: int, lr: float | None = None) -> Any:
         from autobert_zero.train.evaluate import Evaluator
 
-        key = (estimator, steps, seed, warmup)
+        lr = self.cfg.evaluate.lr if lr is None else lr
+        key = (estimator, steps, seed, warmup, lr)
         if key not in self._evaluators:
             evaluate = dataclasses.replace(self.cfg.evaluate, estimator=estimator, steps=steps, init_seed=seed,
-                                           warmup_steps=warmup, size_prior=None, glue_task=None)
+                                           warmup_steps=warmup, lr=lr, size_prior=None, glue_task=None)
             cfg = dataclasses.replace(self.cfg, evaluate=evaluate)
             supernet = self.supernet_dir if estimator == "biws" else None
             prepared = getattr(self, "prepared", None)  # the first evaluator prepares (and shows that)
@@ -125,10 +127,11 @@ class EvaluatorBackend:
                                               show_progress=self.show and prepared is None)
         return self._evaluators[key]
 
-    def run(self, genotypes: Sequence[Genotype], estimator: Estimator, steps: int, seed: int, warmup: int
-            ) -> list[Outcome]:
-        """Each genotype scored by `estimator` ("scratch" or "biws") after `steps` steps (init seed `seed`)."""
-        results = self._evaluator(estimator, steps, seed, warmup).evaluate(genotypes)
+    def run(self, genotypes: Sequence[Genotype], estimator: Estimator, steps: int, seed: int, warmup: int,
+            lr: float | None = None) -> list[Outcome]:
+        """Each genotype scored by `estimator` ("scratch" or "biws") after `steps` steps (init seed `seed`, peak
+        learning rate `lr`; None = `evaluate.lr`)."""
+        results = self._evaluator(estimator, steps, seed, warmup, lr).evaluate(genotypes)
         return [Outcome(r.score, r.eval_loss, r.seconds, r.status, r.reason, r.params, r.flops_per_token)
                 for r in results]
 
@@ -356,17 +359,19 @@ def estimator_seed(cfg: Config) -> int:
 
 def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], estimator: Estimator, steps: int,
                    cfg: Config, desc: str, show: bool, cache: ReferenceCache | None = None, *,
-                   warmup: int | None = None) -> list[Outcome]:
+                   warmup: int | None = None, lr: float | None = None) -> list[Outcome]:
     """Every candidate under one estimator, one at a time (for the progress bar); from `cache` (an
     `EstimateStore.cache`) where it holds one, and written there as soon as it is run. `warmup`: the
-    per-candidate warm-up steps; None = `evaluate.warmup_steps` (at most `steps`)."""
+    per-candidate warm-up steps; None = `evaluate.warmup_steps` (at most `steps`); `lr`: the peak learning
+    rate, None = `evaluate.lr`."""
     seed = estimator_seed(cfg)
     warmup = min(cfg.evaluate.warmup_steps, steps) if warmup is None else warmup
     outcomes = []
     for c in tqdm(candidates, desc=desc, unit="cand", disable=not show):
         outcome = cache.get(c.id, seed) if cache is not None else None
         if outcome is None:
-            (outcome,) = backend.run([c.genotype], estimator, steps, seed, warmup)
+            (outcome,) = (backend.run([c.genotype], estimator, steps, seed, warmup) if lr is None
+                          else backend.run([c.genotype], estimator, steps, seed, warmup, lr))
             if cache is not None:
                 cache.put(c.id, seed, outcome)
         outcomes.append(outcome)
@@ -544,6 +549,15 @@ def run_audit(backend: EvaluatorBackend | Sequence[EvaluatorBackend], cfg: Confi
                                show, store.cache(f"biws_k{k}@{b.identity}")) for s, b in enumerate(backends)]
         estimators[f"biws_k{k}"] = EstimatorRun(rows[0], {"kind": "biws", "k": k}, f"BIWS k={k}: −held-out loss",
                                                 replicas=rows if several else (), uses_supernet=True)
+    for k in (k for k in a.biws_steps if k > 0):
+        for lr in a.biws_lrs:  # the k-step fine-tune properly scheduled: warm-up a tenth, at each lr
+            name, w = f"biws_k{k}_lr{lr:g}", warmup_steps(k)
+            rows = [estimator_runs(b, candidates, "biws", k, cfg, f"biws k={k} lr={lr:g}" + (
+                f" supernet {s + 1}" if several else ""), show, store.cache(f"{name}_w{w}@{b.identity}"),
+                warmup=w, lr=lr) for s, b in enumerate(backends)]
+            estimators[name] = EstimatorRun(rows[0], {"kind": "biws", "k": k, "lr": lr, "warmup": w},
+                                            f"BIWS k={k}, lr {lr:g}, warm-up {w}: −held-out loss",
+                                            replicas=rows if several else (), uses_supernet=True)
     timing = store.timing(candidates[0], lambda: timed_reference(first, candidates[0], cfg, timer=timer))
     overhead = (fmean(o.seconds for row in estimators["biws_k0"].rows() for o in row) if 0 in a.biws_steps
                 else 0.0)
