@@ -40,6 +40,11 @@ saved, so the re-score read the supernet as it was before the search: op-seed0's
 been noise. With adaptation off, fitness and re-score use one supernet. That first op-seed0 run is kept in
 benchmarks/results/end-to-end/discarded/ and is not used.
 
+AMENDMENT 2 (09:55 on 2026-12-06, before any arm was chosen): the attention-free search conv-seed0 could not
+start: the config schema refused `search.conv_probability: 1` (it allowed [0, 1)). Commit f1d02d2 allows 1
+(the sampler then draws conv layers only; nothing else changes), and conv-seed0 and every later stage run
+from it. The searches before it ran at 81c4492 (op/random seed 2), earlier ones as recorded in their JSON.
+
 Pieces and resumption: every stage keeps small per-run results under benchmarks/results/end-to-end/
 (committed as they come, with the commit each ran on): each search's top 8 with their re-scored losses,
 the arms, and the retrains' run files (summary.json, heldout.json, eval.json, metrics.jsonl, retrain.json),
