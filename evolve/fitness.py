@@ -3,7 +3,8 @@
 A fitness implements `evaluate(genotypes)`: one `Result` per genotype, in order, each with `.id`, `.score`
 (higher is better), `.status` (`ok`, `failed` or `duplicate` — the latter when the fitness recognised a
 functional duplicate of a genotype it scored before; `.score` is then that genotype's score), `.reason`,
-`.params`, `.flops_per_token` and `.eval_loss` (None where it has none). The other members of `Fitness` are
+`.params`, `.flops_per_token`, `.eval_loss`, `.glue_score` and `.fidelity_scores` (the score at each rung of a
+multi-fidelity fitness, `search.fitness: halving`) — None where it has none. The other members of `Fitness` are
 hooks with defaults that do nothing: `check(space, num_layers)` (refuse up front a search space it cannot
 score), and for a fitness that keeps state across calls `adapt(population, steps)`
 (train shared weights on the live population between rounds), `remember(lines)` (after a resume, take back the
@@ -50,6 +51,8 @@ class Result(Protocol):
     def eval_loss(self) -> float | None: ...
     @property
     def glue_score(self) -> float | None: ...
+    @property
+    def fidelity_scores(self) -> list[float] | None: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class FitnessResult:
     flops_per_token: float | None = None
     eval_loss: float | None = None
     glue_score: float | None = None
+    fidelity_scores: list[float] | None = None
 
 
 class Fitness:

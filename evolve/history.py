@@ -70,6 +70,8 @@ class HistoryLine:
     """Strategy `op` only: every op's priority u after the previous round (None for +∞, an op never chosen)."""
     glue_score: float | None = None
     """The GLUE dev score of a second stage (`evaluate.glue_task`), where the fitness reports one."""
+    fidelity_scores: list[float] | None = None
+    """`search.fitness: halving`: its score at each rung it completed, rung 0 (the `evaluate:` estimator) first."""
 
     @property
     def scored_fitness(self) -> float | None:
@@ -82,10 +84,11 @@ class HistoryLine:
         return self.scored_fitness is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of `history.jsonl` (`priority` and `glue_score` only when the line has one)."""
+        """The JSON object of `history.jsonl` (`priority`, `glue_score` and `fidelity_scores` only when the line
+        has one)."""
         out = dataclasses.asdict(self)
         out["status"] = self.status.value
-        for optional in ("priority", "glue_score"):
+        for optional in ("priority", "glue_score", "fidelity_scores"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -116,9 +119,13 @@ class HistoryLine:
             _check_type("ops", op, (str,))
         for op, value in (data.get("priority") or {}).items():
             _check_type(f"priority[{op!r}]", value, _NUMBER_OR_NONE)
+        for rung, value in enumerate(data.get("fidelity_scores") or []):
+            _check_type(f"fidelity_scores[{rung}]", value, (int, float))
         fields = dict(data)
         fields["status"] = status
         fields["ops"] = list(data["ops"])
+        if fields.get("fidelity_scores") is not None:
+            fields["fidelity_scores"] = [float(value) for value in fields["fidelity_scores"]]
         if fields.get("priority") is not None:
             fields["priority"] = dict(fields["priority"])
         return cls(**fields)
@@ -130,6 +137,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "status": (str,), "reason": (str,), "parent": (str, type(None)), "mutation": (str,), "ops": (list,),
     "detail": (str,), "invalid": (int,), "params": (int, type(None)), "flops_per_token": _NUMBER_OR_NONE,
     "eval_loss": _NUMBER_OR_NONE, "priority": (dict, type(None)), "glue_score": _NUMBER_OR_NONE,
+    "fidelity_scores": (list, type(None)),
 }
 """The JSON types of each key of a history line (numbers finite; bool is not a number here)."""
 

@@ -413,14 +413,19 @@ class Search:
         over = self._over_limit(result)
         if over and status != Status.FAILED:
             status, reason = Status.OVER_LIMIT, over
+        fidelities = result.fidelity_scores
+        if fidelities is not None and not all(math.isfinite(value) for value in fidelities):
+            fidelities = None  # a history line holds finite numbers only
         return self._line(candidate, index, score, status, reason, result.params, finite(result.flops_per_token),
-                          finite(result.eval_loss), finite(result.glue_score))
+                          finite(result.eval_loss), finite(result.glue_score),
+                          None if fidelities is None else [float(value) for value in fidelities])
 
     def _duplicate(self, candidate: RoundEntry, earlier: HistoryLine, index: int) -> HistoryLine:
         self.duplicates += 1
         status = Status.DUPLICATE if earlier.status in SCORED else earlier.status
         return self._line(candidate, index, earlier.fitness, status, f"same id as #{earlier.index}",
-                          earlier.params, earlier.flops_per_token, earlier.eval_loss, earlier.glue_score)
+                          earlier.params, earlier.flops_per_token, earlier.eval_loss, earlier.glue_score,
+                          earlier.fidelity_scores)
 
     def _over_limit(self, result: Result) -> str:
         c = self.config
@@ -433,7 +438,7 @@ class Search:
 
     def _line(self, candidate: RoundEntry, index: int, fitness: float | None, status: Status, reason: str,
               params: int | None, flops: float | None, eval_loss: float | None,
-              glue_score: float | None = None) -> HistoryLine:
+              glue_score: float | None = None, fidelity_scores: list[float] | None = None) -> HistoryLine:
         priority = None
         if self.config.strategy == "op":
             priority = {op: (u if u != float("inf") else None) for op, u in self.priority.priorities().items()}
@@ -441,7 +446,7 @@ class Search:
                            fitness=fitness, status=status, reason=reason, parent=candidate.parent,
                            mutation=candidate.mutation, ops=list(candidate.ops), detail=candidate.detail,
                            invalid=candidate.invalid, params=params, flops_per_token=flops, eval_loss=eval_loss,
-                           priority=priority, glue_score=glue_score)
+                           priority=priority, glue_score=glue_score, fidelity_scores=fidelity_scores)
 
     def _end_round(self) -> None:
         for candidate in self.pending:

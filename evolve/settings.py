@@ -29,8 +29,9 @@ REWARDS: tuple[str, ...] = get_args(Reward)
 AdaptStrategy = Literal["population", "fair"]
 """How supernet adaptation draws from the live population (as `supernet.strategy` population / fair)."""
 
-FitnessKind = Literal["evaluate", "synthetic"]
-"""`evaluate`: the candidate evaluator; `synthetic`: a deterministic pure-python stand-in."""
+FitnessKind = Literal["evaluate", "synthetic", "halving"]
+"""`evaluate`: the candidate evaluator; `synthetic`: a deterministic pure-python stand-in; `halving`: the
+evaluator as rung 0 of asynchronous successive halving (scratch runs of growing budget for the best)."""
 FITNESSES: tuple[str, ...] = get_args(FitnessKind)
 
 MutationName = Literal["replace-op", "insert-node", "delete-node", "rewire-operand", "conv-type", "conv-kernel",
@@ -87,7 +88,16 @@ class SearchSettings:
     every layer choice the same exposure, as `supernet.strategy: fair`)."""
     fitness: FitnessKind = "evaluate"
     """`evaluate`: the candidate evaluator with the `evaluate:` section (estimator scratch or biws);
-    `synthetic`: a deterministic pure-python stand-in (tests, loop benchmarks; not a model-quality measure)."""
+    `synthetic`: a deterministic pure-python stand-in (tests, loop benchmarks; not a model-quality measure);
+    `halving`: asynchronous successive halving (`train/promotion.py`): the `evaluate:` estimator is rung 0, and
+    a candidate among the best 1/`halving_eta` of a rung so far is trained from scratch for the next budget of
+    `halving_steps`; its fitness is 1000 × scratch rungs completed + its score at the last one."""
+    halving_steps: list[Annotated[int, Gt(0), Le(BIG)]] = field(default_factory=list)
+    """For `fitness: halving` (required there, non-empty): the scratch budgets (MLM steps) of rungs 1, 2, ...,
+    strictly increasing; each run warms up a tenth of its budget, then decays linearly to 0."""
+    halving_eta: Annotated[int, Ge(2), Le(BIG)] = 3
+    """For `fitness: halving`: a candidate goes on to the next rung when its score is among the best
+    floor(n / eta) of the n scores that rung holds so far (n ≥ eta)."""
     supernet: str | None = None
     """Folder of a trained supernet (`abz supernet --out`), needed by `evaluate.estimator: biws`."""
     candidate_timeout_s: Annotated[float, Gt(0), Le(1e9)] | None = None

@@ -98,7 +98,10 @@ def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[st
     config keys by their dotted name, then the supernet's weights and step, the language's grammar and op
     sha256s, then the data and vocabulary hashes the fitness reads."""
     before, after = flatten(saved.get("config") or {}), flatten(current.get("config") or {})
-    changes = [f"{key} {shorten(before.get(key, '(absent)'))} -> {shorten(after.get(key, '(absent)'))}"
+    def shown(values: Mapping[str, Any], key: str) -> str:
+        return shorten(values[key]) if key in values else "(absent)"
+
+    changes = [f"{key} {shown(before, key)} -> {shown(after, key)}"
                for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
     old, new = saved.get("supernet"), current.get("supernet")
     if old != new:

@@ -111,6 +111,11 @@ class CandidateResult:
     """For a duplicate: the id of the evaluated genotype with the same functional fingerprint."""
     glue_score: float | None = None
 
+    @property
+    def fidelity_scores(self) -> list[float] | None:
+        """None: the Evaluator scores at one fidelity (`train/promotion.py` reports the rungs of `halving`)."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -11,6 +11,8 @@
   (`evaluate.glue_task`: every rank scores every candidate, the fine-tune data-parallel), and with a size
   prior (`evaluate.size_prior`) one candidate per call as in one process, since a rank combination ranks
   against everything scored so far and so depends on how candidates are grouped into calls.
+- `halving`: asynchronous successive halving (`promotion.py`): the `evaluate` fitness as rung 0, scratch runs of
+  `search.halving_steps` for the candidates it promotes; one process only, one candidate per call.
 - `synthetic`: `evolve.SyntheticFitness`, a deterministic pure-python stand-in (tests, loop benchmarks).
   Under a launcher `RankSplitFitness` splits the candidates of each call across the ranks and gathers the
   results in order through torch.distributed, so every rank's search sees every result and the history
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from autobert_zero.errors import ConfigError, SearchError
 from autobert_zero.evolve import Fitness, HistoryLine, Result, Status, SyntheticFitness
 from autobert_zero.grammar import Genotype, Language
+from autobert_zero.train.promotion import check_promotion, promotion_fitness
 
 if TYPE_CHECKING:
     from autobert_zero.config.schema import Config
@@ -41,7 +44,9 @@ if TYPE_CHECKING:
 def build_fitness(cfg: Config, world_size: int = 1, show_progress: bool = False) -> Fitness:
     """The fitness the config's `search.fitness` names (its choices, and `search.adapt_strategy`'s, are the
     config schema's to check). Under a launcher (`world_size` > 1) a fitness that splits each round across
-    the ranks refuses a round size they cannot share evenly (`check_round_split`)."""
+    the ranks refuses a round size they cannot share evenly (`check_round_split`); `halving` refuses a launcher
+    and settings it cannot rank under (`check_promotion`)."""
+    check_promotion(cfg, world_size)
     check_round_split(cfg, world_size)
     if cfg.search.fitness == "synthetic":
         from autobert_zero.config.language import language_from_config
@@ -59,6 +64,8 @@ def build_fitness(cfg: Config, world_size: int = 1, show_progress: bool = False)
                           f"adapt_steps: 0")
     evaluator = Evaluator(cfg, cfg.search.supernet, show_progress=show_progress,
                           candidate_timeout_s=cfg.search.candidate_timeout_s)
+    if cfg.search.fitness == "halving":
+        return promotion_fitness(cfg, EvaluatorFitness(evaluator), evaluator)
     split = evaluator.split and cfg.evaluate.size_prior is None
     return EvaluatorFitness(evaluator, round_chunk(cfg) if split else 1)
 
@@ -72,8 +79,8 @@ def round_chunk(cfg: Config) -> int:
 def splits_rounds(cfg: Config, world_size: int) -> bool:
     """Whether the search's fitness deals each round's candidates out over `world_size` ranks: the synthetic
     fitness and the Evaluator do under a launcher, except with a GLUE second stage (every rank scores every
-    candidate) or a size prior (one candidate per call); see the module doc."""
-    if world_size <= 1:
+    candidate) or a size prior (one candidate per call); see the module doc. `halving` never does."""
+    if world_size <= 1 or cfg.search.fitness == "halving":
         return False
     return cfg.search.fitness == "synthetic" or (cfg.evaluate.glue_task is None and cfg.evaluate.size_prior is None)
 

@@ -66,7 +66,9 @@ def _cut(line: str) -> str:
 
 def _say(prefix: str, message: str) -> None:
     lines = [_cut(line) for line in message.splitlines()] or [""]
-    first = textwrap.fill(lines[0], width=110, subsequent_indent="  ") if len(lines) == 1 else lines[0]
+    # wrapped at spaces only: a hyphenated word or a path stays whole (and searchable) in the message
+    first = (textwrap.fill(lines[0], width=110, subsequent_indent="  ", break_on_hyphens=False,
+                           break_long_words=False) if len(lines) == 1 else lines[0])
     print(f"{prefix}{first}", file=sys.stderr)
     for line in lines[1:]:
         print(line, file=sys.stderr)

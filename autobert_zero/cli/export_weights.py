@@ -175,8 +175,10 @@ def weights_source(search: Path, cfg: Config, run: Mapping[str, Any] | None,
             args.vocab_size = DEFAULT_VOCAB_SIZE
         return UntrainedWeights(cfg, args)
     if cfg.search.fitness != "evaluate" or cfg.evaluate.estimator != "biws":
-        how = ("the synthetic fitness (no model at all)" if cfg.search.fitness != "evaluate" else
-               "the `scratch` estimator (each candidate trained from scratch for a few steps, never saved)")
+        how = ("the synthetic fitness (no model at all)" if cfg.search.fitness == "synthetic" else
+               "the `scratch` estimator (each candidate trained from scratch for a few steps, never saved)"
+               if cfg.search.fitness == "evaluate" else
+               "the `halving` fitness (its best ranked by scratch runs, never saved)")
         raise SearchError(f"{search} was scored with {how}, so it holds no trained weights to export; pass "
                           f"--untrained for randomly initialised Hugging Face folders, or --no-hf for the .abz files "
                           f"and model cards only")

@@ -17,7 +17,7 @@ split across the ranks and the results gathered in order, so the history is the 
 `autobert_zero.train.fitness`); supernet adaptation between rounds trains data-parallel; rank 0 writes the folder.
 `search.round_size` must then be a multiple of the process count (refused otherwise, by `search` and `resume`:
 ranks would idle every round), and `search.candidate_timeout_s` fails a straggling candidate instead of
-keeping every rank waiting for it.
+keeping every rank waiting for it. `search.fitness: halving` runs in one process only (refused under a launcher).
 `abz export` writes `rankN/genotype.abz`, a model card `rankN/README.md` and a Hugging Face folder `rankN/hf`
 per genotype (and an index `README.md`): the supernet-inherited weights of a search scored through a supernet,
 random ones only with `--untrained` (see `autobert_zero.cli.export_weights`).
@@ -32,7 +32,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,11 +193,33 @@ def _run_identity(cfg: Config, seeds: Sequence[Genotype], data: dict[str, Any], 
     config["search"].pop("supernet", None)  # identified by its weights below, wherever it lies
     config["model"].pop("gradient_checkpointing", None)  # memory only: the same results (searches of before resume)
     supernet = None
-    if cfg.search.fitness == "evaluate" and cfg.search.supernet is not None:
+    if cfg.search.fitness in ("evaluate", "halving") and cfg.search.supernet is not None:
         supernet = supernet_identity(cfg.search.supernet)
     return {"config": config, "supernet": supernet,
             "seeds": [[g.source_name, g.canonical().to_text()] for g in seeds], "data": data,
             "language": language.record}
+
+
+def _as_recorded(current: dict[str, Any], saved: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The current run identity without the config keys a later abz added that the saved identity lacks and that
+    are at their defaults now (a search started before the key existed ran as its default says): only a key
+    the saved run had, or one set away from its default, can be a change."""
+    if not saved:
+        return current
+    from autobert_zero.config.schema import Config
+    from autobert_zero.evolve.state import flatten
+
+    before = flatten(saved.get("config") or {})
+    defaults = flatten(_config_data(Config()))
+    config = json.loads(json.dumps(current["config"]))
+    for key, value in flatten(current["config"]).items():
+        if key not in before and key in defaults and defaults[key] == value:
+            *parents, leaf = key.split(".")
+            section = config
+            for part in parents:
+                section = section[part]
+            section.pop(leaf)
+    return {**current, "config": config}
 
 
 def _build_search(cfg: Config, world: int, seeds: Sequence[Genotype], num_layers: int,
@@ -281,9 +303,9 @@ def _resume(cfg: Config, folder: Path, run: Any, rank: int, world: int, language
                           f"{folder / CONFIG_FILE} names under language:); undo the edit or start a new search")
     seeds = [parse_genotype(text, source) for source, text in recorded.get("seeds", [])]
     # the config and supernet first (cheap), then the data and vocabulary the built fitness reads
-    store.check_run(_run_identity(cfg, seeds, recorded.get("data", {}), language))
+    store.check_run(_as_recorded(_run_identity(cfg, seeds, recorded.get("data", {}), language), store.run))
     search = _build_search(cfg, world, seeds, int(body["num_layers"]), store if rank == 0 else None, bar.update)
-    store.check_run(_run_identity(cfg, seeds, search.fitness.data_identity(), language))
+    store.check_run(_as_recorded(_run_identity(cfg, seeds, search.fitness.data_identity(), language), store.run))
     search.restore(body, history)
     if rank == 0:
         store.repair()  # the kill's leftover lines past the state, now that all of it passed
@@ -513,11 +535,16 @@ def _scoring(search: Path, cfg: Config, run: dict[str, Any] | None) -> ScoreSour
     from autobert_zero.evolve.export import ScoreSource
 
     ev = cfg.evaluate
-    if cfg.search.fitness != "evaluate":
+    if cfg.search.fitness == "synthetic":
         return ScoreSource(f"`search.fitness: {cfg.search.fitness}`: a stand-in score, no model trained",
                            "none: the synthetic fitness measures no loss")
     fitness = f"`search.fitness: evaluate`, estimator `{ev.estimator}`, `evaluate.steps` {ev.steps}"
-    if ev.size_prior is not None:
+    if cfg.search.fitness == "halving":
+        fitness = (f"`search.fitness: halving` (asynchronous successive halving, eta {cfg.search.halving_eta}): "
+                   f"rung 0 estimator `{ev.estimator}`, `evaluate.steps` {ev.steps}, then scratch runs of "
+                   f"{cfg.search.halving_steps} steps for the candidates promoted: 1000 × scratch rungs completed "
+                   f"minus the held-out MLM loss at the last")
+    elif ev.size_prior is not None:
         fitness += f", rank-combined with a `{ev.size_prior}` size prior (weight {ev.prior_weight})"
     elif ev.glue_task is not None:
         fitness += f", the GLUE dev score of a short fine-tune on {ev.glue_task}"

@@ -192,6 +192,30 @@ def test_resume_refuses_a_config_edited_anywhere_and_names_the_keys(finished: Pa
     assert abz("resume", finished).code == 0
 
 
+def test_a_key_added_since_the_search_started_is_no_change_at_its_default(finished: Path, abz: Any) -> None:
+    """A search started before a config key existed (its state and config.yaml lack the key) resumes while the
+    key is at its default, and is refused, naming the key, when the key is set to something else."""
+    (finished / "summary.json").unlink()
+    state = json.loads((finished / "state.json").read_text(encoding="utf-8"))["body"]
+    run = state["run"]
+    for key in ("halving_steps", "halving_eta"):
+        del run["config"]["search"][key]
+    rewrite_state(finished, run=run)
+    path = finished / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    for key in ("halving_steps", "halving_eta"):
+        data["search"].pop(key, None)
+    path.write_text(yaml.safe_dump(data))
+    data["search"]["halving_eta"] = 4
+    path.write_text(yaml.safe_dump(data))
+    refused = abz("resume", finished)
+    assert refused.code == 1 and "search.halving_eta (absent) -> 4" in refused.err, refused.err
+    del data["search"]["halving_eta"]
+    path.write_text(yaml.safe_dump(data))
+    resumed = abz("resume", finished)
+    assert resumed.code == 0, resumed.err
+
+
 # --- item 11: the history the state relies on --------------------------------------------------------------------
 
 

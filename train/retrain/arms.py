@@ -110,8 +110,9 @@ def rescore_best(search: Path, lines: Sequence[HistoryLine], run: Any, show_prog
     ev = cfg.evaluate
     remedy = "or pass --no-rescore to take the search's own top K (a winner's curse is then possible)"
     if cfg.search.fitness != "evaluate":
-        raise SearchError(f"{search} was scored with the synthetic fitness, which has no held-out blocks to "
-                          f"re-score on; {remedy}")
+        why = ("the synthetic fitness, which has no held-out blocks to re-score on" if cfg.search.fitness == "synthetic"
+               else "the halving fitness, whose scratch runs at growing budgets the re-score does not repeat")
+        raise SearchError(f"{search} was scored with {why}; {remedy}")
     if ev.eval_limit is None:
         raise SearchError(f"{search} scored every held-out block (evaluate.eval_limit: null in {search}/config.yaml), "
                           f"so none is left to re-score its best on; run the search with evaluate.eval_limit below "
