@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, get_args
 
-from annotated_types import Ge, Gt, Le, Lt, MinLen
+from annotated_types import Ge, Gt, Le, MinLen
 
 BIG = 10**9
 """Upper bound of step and example counts: far beyond any run, far below what breaks arithmetic."""
@@ -57,8 +57,8 @@ class SearchSettings:
     """Genotype files put first into the initial population (the sampler fills the rest)."""
     num_layers: Annotated[int, Gt(0), Le(MAX_LAYERS)] | None = None
     """Layers of every candidate; null = the layer count of `genotype`."""
-    conv_probability: Annotated[float, Ge(0), Lt(1)] = 0.5
-    """Share of conv layers in sampled genotypes (initial population, random search)."""
+    conv_probability: Annotated[float, Ge(0), Le(1)] = 0.5
+    """Share of conv layers in sampled genotypes (initial population, random search); 1 = attention-free."""
     ops: Annotated[list[str], MinLen(1)] | None = None
     """Ops mutations and the sampler may use; null = every op of the language."""
     conv_types: Annotated[list[str], MinLen(1)] | None = None
