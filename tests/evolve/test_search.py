@@ -69,6 +69,16 @@ def test_strategies_share_the_loop(strategy: str) -> None:
     assert search.finished and len(search.population) == SMALL.population_size
 
 
+def test_an_attention_free_search_samples_and_mutates_convolutions_only() -> None:
+    """`conv_probability: 1` with the conv mutations only: every candidate is conv layers only."""
+    settings = dataclasses.replace(SMALL, conv_probability=1.0,
+                                   mutations=["conv-type", "conv-kernel", "conv-dilation"])
+    history = run(settings).history
+    assert len(history) == 40 and {line.mutation for line in history[SMALL.population_size:]} <= {
+        "conv-type", "conv-kernel", "conv-dilation"}
+    assert all("attention" not in line.genotype for line in history)
+
+
 def test_op_and_evolution_share_the_initial_population_and_first_children() -> None:
     """Common random numbers: the same seed draws the same initial population for all three strategies, and
     OP's first child (every table still unseen, so uniform) is evolution's."""
