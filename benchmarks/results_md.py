@@ -756,6 +756,42 @@ def index() -> str:
                                                       rows)])
 
 
+def end_to_end() -> str:
+    """The end-to-end experiment (issue #16 §4) as far as it has run: each search's best, the arms chosen, the
+    budget check; the retrain's figures once `end_to_end.json` exists."""
+    folder = RESULTS / "end-to-end"
+    searches = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((folder / "searches").glob("*.json"))]
+    if not searches:
+        return ""
+    rows = []
+    for d in searches:
+        best = min((t for t in d["top"] if t["rescored_loss"] is not None), key=lambda t: t["rescored_loss"])
+        rows.append([d["name"], d["seed"], d["candidates"], f"{d['top'][0]['fitness']:.4f}",
+                     f"{best['rescored_loss']:.4f}", f"#{best['index']}", commit_of(d)])
+    parts = ["## End-to-end experiment (in progress)",
+             "Searches from scratch on real text (pre-registered in `benchmarks/bench_end_to_end.py`), each one's "
+             "top 8 by fitness re-scored on held-out blocks 512–1023, which no fitness used; the re-scored losses "
+             "of different search seeds come from different supernets (seed 0, 1, 2), so they compare within a "
+             "seed.", code("python -m benchmarks.bench_end_to_end"),
+             table(["search", "seed", "candidates", "best fitness", "best re-scored loss", "that candidate",
+                    "commit"], rows)]
+    arms_path = folder / "arms.json"
+    if arms_path.is_file():
+        arms = json.loads(arms_path.read_text(encoding="utf-8"))
+        parts.append(table(["arm", "from search", "candidate", "re-scored loss"],
+                           [[a["name"], a["search"], f"#{a['index']}", f"{a['rescored_loss']:.4f}"]
+                            for a in arms["arms"]]))
+    budget_path = folder / "budget.json"
+    if budget_path.is_file():
+        budget = json.loads(budget_path.read_text(encoding="utf-8"))
+        parts.append(f"Budget check: order by held-out loss {budget['orders']}; chosen steps "
+                     f"{budget['chosen_steps']}.")
+    else:
+        parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
+                     "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
+    return "\n\n".join(parts)
+
+
 def render() -> str:
     header = (
         "# Results\n\n"
@@ -765,10 +801,12 @@ def render() -> str:
         "JSON's `machine` gives Python, torch, threads and device); *commit* is the commit a result was written "
         "at, *backfilled* where it was taken from `git log` for results written before they recorded it.\n\n"
         "Contents: quick start · ranking audit · reference budget · search · compiler · pre-training throughput "
-        "· short run · start-up · supernet switch · superseded 1,500-step audit · all result files."
+        "· short run · start-up · supernet switch · end-to-end (in progress) · superseded 1,500-step audit · all "
+        "result files."
     )
     sections = [header, quickstart(), audit_current(), reference_budget(), search_op(), search(), compiler(),
-                pretrain_throughput(), short_run(), startup(), supernet_switch(), audit_history(), index()]
+                pretrain_throughput(), short_run(), startup(), supernet_switch(), end_to_end(), audit_history(),
+                index()]
     text = "\n\n".join(sections) + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
 
