@@ -370,21 +370,32 @@ def estimator_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], e
     for c in tqdm(candidates, desc=desc, unit="cand", disable=not show):
         outcome = cache.get(c.id, seed) if cache is not None else None
         if outcome is None:
-            (outcome,) = (backend.run([c.genotype], estimator, steps, seed, warmup) if lr is None
-                          else backend.run([c.genotype], estimator, steps, seed, warmup, lr))
+            (outcome,) = backend.run([c.genotype], estimator, steps, seed, warmup, lr)
             if cache is not None:
                 cache.put(c.id, seed, outcome)
         outcomes.append(outcome)
     return outcomes
 
 
-def matched_scratch(backend: EvaluatorBackend, candidates: Sequence[Candidate], steps: int, cfg: Config,
-                    store: EstimateStore, show: bool) -> list[Outcome]:
-    """A cost-matched scratch rival: every candidate trained `steps` steps with its schedule fitted to that
-    budget (warm-up a tenth of it, then linear decay to 0), cached in `store` per budget and warm-up."""
+def matched_scratch(backend: EvaluatorBackend, candidates: Sequence[Candidate], target: str, seconds: float,
+                    overhead: float, timing: StepTiming, cfg: Config, store: EstimateStore, show: bool
+                    ) -> EstimatorRun:
+    """The cost-matched scratch rival of estimator `target` (`seconds` per candidate): every candidate trained
+    the steps those seconds buy (`matched_steps`) with its schedule fitted to that budget (warm-up a tenth of
+    it, then linear decay to 0), cached in `store` per budget and warm-up."""
+    cap = cfg.audit.reference_steps
+    steps = matched_steps(seconds, overhead, timing.per_step, cap=cap)
     warmup = warmup_steps(steps)
-    return estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show,
-                          store.cache(f"scratch_s{steps}_w{warmup}"), warmup=warmup)
+    outcomes = estimator_runs(backend, candidates, "scratch", steps, cfg, f"scratch {steps} steps", show,
+                              store.cache(f"scratch_s{steps}_w{warmup}"), warmup=warmup)
+    return EstimatorRun(outcomes, {"kind": "scratch", "steps": steps, "matched_to": target, "warmup": warmup,
+                                   "target_seconds": round(seconds, 3), "max_steps": cap},
+                        f"scratch {steps} steps: −held-out loss")
+
+
+def mean_seconds(run: EstimatorRun) -> float:
+    """Mean seconds per candidate of an estimator, over every supernet it ran on."""
+    return fmean(o.seconds for row in run.rows() for o in row)
 
 
 def halving_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], biws_rows: Sequence[Sequence[Outcome]],
@@ -392,7 +403,6 @@ def halving_runs(backend: EvaluatorBackend, candidates: Sequence[Candidate], biw
     """The `halving` estimator (`halving.py`) on each supernet's BIWS k = 0 row; its scratch runs (on `backend`,
     the estimators' seed, warm-up a tenth of the budget) cached per budget in `store` (`halving_s<steps>`),
     so the supernets share them, a killed audit resumes and a repeat runs nothing."""
-    check_halving(cfg)
 
     def scratch(chosen: Sequence[Candidate], steps: int, desc: str) -> list[Outcome]:
         return estimator_runs(backend, chosen, "scratch", steps, cfg, desc, show, store.cache(f"halving_s{steps}"),
@@ -501,10 +511,6 @@ def matched_steps(biws_seconds: float, overhead: float, per_step: float, *, cap:
     return min(cap, max(1, round(steps)))
 
 
-def _mean_seconds(outcomes: Sequence[Outcome]) -> float:
-    return sum(o.seconds for o in outcomes) / len(outcomes)
-
-
 def audit_candidates(cfg: Config, num_layers: int, count: int, *, from_search: Sequence[str | os.PathLike[str]] = (),
                      exposure: int = 0) -> tuple[list[Candidate], str | None]:
     """The audit's candidates and the name of the exposure cluster's base (None without a cluster): the drawn
@@ -559,27 +565,17 @@ def run_audit(backend: EvaluatorBackend | Sequence[EvaluatorBackend], cfg: Confi
                                             f"BIWS k={k}, lr {lr:g}, warm-up {w}: −held-out loss",
                                             replicas=rows if several else (), uses_supernet=True)
     timing = store.timing(candidates[0], lambda: timed_reference(first, candidates[0], cfg, timer=timer))
-    overhead = (fmean(o.seconds for row in estimators["biws_k0"].rows() for o in row) if 0 in a.biws_steps
-                else 0.0)
+    overhead = mean_seconds(estimators["biws_k0"]) if 0 in a.biws_steps else 0.0
     for k in a.biws_steps:
         if k == 0:
             continue  # a scratch model with no training step is not a cost-matched estimator (see proxy_init_loss)
-        biws_seconds = fmean(o.seconds for row in estimators[f"biws_k{k}"].rows() for o in row)
-        steps = matched_steps(biws_seconds, overhead, timing.per_step, cap=a.reference_steps)
-        outcomes = matched_scratch(first, candidates, steps, cfg, store, show)
-        estimators[f"scratch_k{k}"] = EstimatorRun(
-            outcomes, {"kind": "scratch", "steps": steps, "matched_to": f"biws_k{k}", "warmup": warmup_steps(steps),
-                       "target_seconds": round(biws_seconds, 3), "max_steps": a.reference_steps},
-            f"scratch {steps} steps: −held-out loss")
+        estimators[f"scratch_k{k}"] = matched_scratch(first, candidates, f"biws_k{k}",
+                                                      mean_seconds(estimators[f"biws_k{k}"]), overhead, timing, cfg,
+                                                      store, show)
     if a.halving_steps:
         estimators["halving"] = halving_runs(first, candidates, estimators["biws_k0"].rows(), cfg, store, show)
-        halving_seconds = fmean(o.seconds for row in estimators["halving"].rows() for o in row)
-        steps = matched_steps(halving_seconds, overhead, timing.per_step, cap=a.reference_steps)
-        outcomes = matched_scratch(first, candidates, steps, cfg, store, show)
-        estimators["scratch_halving"] = EstimatorRun(  # its rival at equal total cost: every candidate trained
-            outcomes, {"kind": "scratch", "steps": steps, "matched_to": "halving", "warmup": warmup_steps(steps),
-                       "target_seconds": round(halving_seconds, 3), "max_steps": a.reference_steps},
-            f"scratch {steps} steps: −held-out loss")
+        estimators["scratch_halving"] = matched_scratch(  # its rival at equal total cost: every candidate trained
+            first, candidates, "halving", mean_seconds(estimators["halving"]), overhead, timing, cfg, store, show)
     axes = {"init_loss": "−held-out MLM loss at initialisation", "grad_norm": "gradient norm at initialisation",
             "synflow": "synflow at initialisation"}
     for name, outcomes in proxy_runs(first, candidates, cfg, store, show).items():

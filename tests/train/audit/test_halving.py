@@ -53,7 +53,8 @@ class ScratchBackend:
         self.fail = fail
         self.asked: list[tuple[int, int, int, int]] = []  # (candidate, steps, seed, warm-up)
 
-    def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int) -> list[Outcome]:
+    def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int,
+            lr: float | None = None) -> list[Outcome]:
         assert estimator == "scratch"
         out = []
         for g in genotypes:

@@ -277,7 +277,8 @@ class FakeBackend:
         self.asked: list[tuple[str, int]] = []
         self.prepared = type("Prepared", (), {"tokenizer": self.Tokenizer()})()
 
-    def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int) -> list[Outcome]:
+    def run(self, genotypes: list[Genotype], estimator: str, steps: int, seed: int, warmup: int,
+            lr: float | None = None) -> list[Outcome]:
         self.asked.append((estimator, steps))
         outcomes = []
         for g in genotypes:
