@@ -25,14 +25,13 @@ size prior or GLUE stage at rung 0 (the rungs compare −losses), a launcher (no
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from autobert_zero.errors import ConfigError
 from autobert_zero.evolve import Fitness, FitnessResult, HistoryLine, Result, Status
 from autobert_zero.grammar import Genotype, Language
-from autobert_zero.train.audit.halving import RUNG, warmup_steps
+from autobert_zero.train.audit.halving import RUNG, check_rung_budgets, warmup_steps
 
 if TYPE_CHECKING:
     from autobert_zero.config.schema import Config
@@ -48,9 +47,7 @@ def check_promotion(cfg: Config, world_size: int = 1) -> None:
     2, and for `search.fitness: halving` no budgets or a setting it cannot rank under (module docstring)."""
     s, where = cfg.search, cfg.source
     steps = s.halving_steps
-    if any(b < 1 for b in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
-        raise ConfigError(f"{where}: search.halving_steps = {steps}: expected strictly increasing step counts of "
-                          f"at least 1 (the scratch budget of each rung, e.g. [50, 150])")
+    check_rung_budgets(steps, "search.halving_steps", where)
     if s.halving_eta < 2:
         raise ConfigError(f"{where}: search.halving_eta = {s.halving_eta}: expected at least 2 (a candidate goes on "
                           f"when among the best floor(n / eta) of a rung)")

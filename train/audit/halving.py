@@ -52,6 +52,14 @@ def warmup_steps(steps: int) -> int:
     return round(steps / 10)
 
 
+def check_rung_budgets(steps: Sequence[int], key: str, where: str) -> None:
+    """Refuse scratch budgets of successive-halving rungs (`key`: the config key that holds them) that are not
+    strictly increasing step counts of at least 1 (the audit's and the search's halving alike)."""
+    if any(s < 1 for s in steps) or any(b <= s for s, b in itertools.pairwise(steps)):
+        raise ConfigError(f"{where}: {key} = {list(steps)}: expected strictly increasing step counts of at least 1 "
+                          f"(the scratch budget of each rung, e.g. [50, 150])")
+
+
 def check_halving(cfg: Config) -> None:
     """Refuse `audit.halving_steps` that are not strictly increasing in [1, `reference_steps`], an
     `audit.halving_eta` below 2, or halving without BIWS k = 0 (its rung 0); nothing to check when off."""
@@ -62,9 +70,7 @@ def check_halving(cfg: Config) -> None:
     steps = a.halving_steps
     if not steps:
         return
-    if any(s < 1 for s in steps) or any(b <= s for s, b in itertools.pairwise(steps)):
-        raise ConfigError(f"{cfg.source}: audit.halving_steps = {steps}: expected strictly increasing step counts "
-                          f"of at least 1 (the scratch budget of each rung, e.g. [50, 150])")
+    check_rung_budgets(steps, "audit.halving_steps", cfg.source)
     if steps[-1] > a.reference_steps:
         raise ConfigError(f"{cfg.source}: audit.halving_steps = {steps}: expected each at most audit.reference_steps "
                           f"= {a.reference_steps} (no estimator trains longer than the reference)")
