@@ -194,8 +194,12 @@ class Evaluator:
 
     def __init__(self, config: Config | str | os.PathLike[str], supernet_dir: str | os.PathLike[str] | None = None,
                  *, prepared: PreparedMlm | None = None, show_progress: bool = False,
-                 candidate_timeout_s: float | None = None) -> None:
+                 candidate_timeout_s: float | None = None, keep_results: bool = True) -> None:
         self.cfg = cfg = resolve_config(config)
+        self.keep_results = keep_results
+        """Whether results and fingerprints are kept between calls (a later call reuses them, or names a
+        functional twin a duplicate); False: every call scores its genotypes afresh (a promotion rung that must
+        train each genotype it is handed, even one an earlier call scored)."""
         check_zero_stage(cfg.deepspeed, "candidate evaluation (`abz evaluate`, `abz search`, `abz audit`)")
         self.timeout_s = candidate_timeout_s
         """Seconds one candidate's scoring may take (`search.candidate_timeout_s`; see `CandidateTimeout`)."""
@@ -262,6 +266,9 @@ class Evaluator:
         if self.cfg.evaluate.size_prior is not None:
             reference = [r for r in self.cache.values() if r.status == "ok"]  # all scored so far
             combine_ranks(results, self.cfg.evaluate.size_prior, self.cfg.evaluate.prior_weight, reference)
+        if not self.keep_results:
+            self.cache.clear()
+            self.fingerprints.clear()
         return results
 
     def _triage(self, genotypes: Sequence[Genotype]) -> list[_Step]:

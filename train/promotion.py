@@ -89,11 +89,9 @@ class ScratchRungs:
             ev = dataclasses.replace(cfg.evaluate, estimator="scratch", steps=steps, warmup_steps=warmup_steps(steps),
                                      init_seed=self.first.init_seed, size_prior=None, glue_task=None)
             evaluator = Evaluator(dataclasses.replace(cfg, evaluate=ev), None, prepared=self.first.prepared,
-                                  candidate_timeout_s=self.first.timeout_s)
+                                  candidate_timeout_s=self.first.timeout_s, keep_results=False)
             self.evaluators[steps] = evaluator
-        (result,) = evaluator.evaluate([genotype])
-        evaluator.cache.clear()  # every genotype here is new to rung 0: scored, never a cached twin's copy
-        evaluator.fingerprints.clear()
+        (result,) = evaluator.evaluate([genotype])  # every genotype here is new to rung 0: scored afresh
         return result
 
 

@@ -169,3 +169,17 @@ def test_glue_second_stage_scores_by_the_dev_metric(tmp: Path, prepared: Prepare
     assert staged.status == "ok" and staged.glue_score is not None
     assert staged.score == staged.glue_score != -mlm_only.eval_loss  # ranked by the GLUE dev score
     assert staged.eval_loss == mlm_only.eval_loss  # the MLM stage is the same
+
+
+def test_an_evaluator_that_keeps_no_results_scores_every_call_afresh(tmp: Path, prepared: PreparedMlm) -> None:
+    """`keep_results=False` (a promotion rung): a genotype scored before, and a functional twin of one, are trained
+    and scored again, to the same loss (the runs are seeded), and nothing is left in the cache."""
+    ev = Evaluator(tiny_config(tmp, evaluate={"steps": 2}), prepared=prepared, keep_results=False)
+    (first,) = ev.evaluate([attention(NEG_INSIDE)])
+    (again,) = ev.evaluate([attention(NEG_INSIDE)])
+    (twin,) = ev.evaluate([attention(NEG_OUTSIDE)])
+    assert [first.status, again.status, twin.status] == ["ok", "ok", "ok"]
+    assert again.eval_loss == first.eval_loss and twin.eval_loss == first.eval_loss
+    assert ev.cache == {} and ev.fingerprints == {}
+    inside, outside = ev.evaluate([attention(NEG_INSIDE), attention(NEG_OUTSIDE)])  # within one call: still a twin
+    assert outside.status == "duplicate" and outside.twin == inside.id
