@@ -58,6 +58,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tournament", type=int, default=2)
     parser.add_argument("--round-size", type=int, default=4, help="children per round (a multiple of 2)")
     parser.add_argument("--steps", type=int, default=5, help="MLM steps per candidate (evaluate.steps)")
+    parser.add_argument("--estimator", choices=["scratch", "biws"], default="scratch",
+                        help="evaluate.estimator: scratch (default) or biws (needs --supernet)")
+    parser.add_argument("--supernet", default=None, help="abz supernet --out folder, for --estimator biws")
+    parser.add_argument("--name", default=NAME, help=f"name of the JSON (default {NAME})")
     parser.add_argument("--repeats", type=int, default=1, help="A/B/B/A blocks (each: 2 runs per side)")
     parser.add_argument("--threads", default="auto",
                         help="OMP_NUM_THREADS per process: auto (the cores shared out) or a number")
@@ -66,6 +70,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.round_size % 2:
         parser.error(f"--round-size {args.round_size}: must be a multiple of 2 (the 2-process search refuses it)")
+    if (args.estimator == "biws") != (args.supernet is not None):
+        parser.error("--estimator biws and --supernet DIR go together")
+    if args.supernet is not None and not (Path(args.supernet) / "summary.json").is_file():
+        parser.error(f"--supernet {args.supernet}: not a finished `abz supernet` folder (no summary.json)")
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         parser.error(f"--threads {args.threads}: 'auto' or a positive number")
     return args
@@ -78,9 +86,10 @@ def search_config(args: argparse.Namespace, work: Path) -> Path:
     data = yaml.safe_load(resolve_shipped(args.config).read_text(encoding="utf-8"))
     data["search"] = {**data.get("search", {}), "fitness": "evaluate", "evaluations": args.evaluations,
                       "population_size": args.population, "tournament_size": args.tournament,
-                      "round_size": args.round_size, "adapt_steps": 0, "supernet": None,
+                      "round_size": args.round_size, "adapt_steps": 0,
+                      "supernet": str(Path(args.supernet).resolve()) if args.supernet else None,
                       "candidate_timeout_s": None}
-    data["evaluate"] = {**data.get("evaluate", {}), "estimator": "scratch", "steps": args.steps}
+    data["evaluate"] = {**data.get("evaluate", {}), "estimator": args.estimator, "steps": args.steps}
     data["logging"] = {**data.get("logging", {}), "progress_bar": False}
     data["data"] = {**data.get("data", {}), "tokenizer_cache_dir": str(work / "tokenizers")}
     path = work / "search.yaml"
@@ -140,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         config = search_config(args, work)
         warm_up(config)
+        load_before = os.getloadavg()[0]  # the machine's own load: near 0 on a quiet machine
         runs = []
         for block in range(args.repeats):
             for position, processes in enumerate((1, 2, 2, 1)):  # A/B/B/A
@@ -158,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     histories = {json.dumps(r["history"]) for r in runs}
     rows = [[i, r["processes"], r["threads_per_process"], r["candidates"], r["wall_s"], r["fitness_s"],
              r["per_min_fitness"], r["per_min_wall"]] for i, r in enumerate(runs)]
-    print_table(f"Search scaling ({args.evaluations} evaluations, round {args.round_size}, scratch "
+    print_table(f"Search scaling ({args.evaluations} evaluations, round {args.round_size}, {args.estimator} "
                 f"{args.steps} steps, {args.config}; A/B/B/A × {args.repeats})",
                 ["run", "procs", "threads", "cands", "wall s", "fitness s", "cand/min fit", "cand/min wall"], rows)
     fit, wall = ratio("per_min_fitness"), ratio("per_min_wall")
@@ -166,14 +176,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 [["candidates/min in the fitness", fit, "met" if fit >= GOAL else "not met"],
                  ["candidates/min end to end", wall, "-"]])
     print(f"histories of all runs equal (ids, statuses): {len(histories) == 1}")
-    write_json(NAME, {
+    write_json(args.name, {
         "settings": {k: getattr(args, k) for k in ("config", "evaluations", "population", "tournament",
-                                                   "round_size", "steps", "repeats", "threads")},
-        "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+                                                   "round_size", "steps", "estimator", "supernet", "repeats",
+                                                   "threads")},
+        "cpu_count": os.cpu_count(), "load_average_1min_before": load_before,
+        "load_average_1min_after": os.getloadavg()[0],
         "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs],
         "ratio_per_min_fitness": fit, "ratio_per_min_wall": wall, "goal": GOAL, "goal_met": fit >= GOAL,
         "histories_equal": len(histories) == 1,
-        "note": "not yet measured on a quiet machine unless this file says otherwise",
     }, Path(args.results))
 
 
