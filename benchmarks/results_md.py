@@ -789,7 +789,25 @@ def end_to_end() -> str:
     else:
         parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
+        runs = budget_runs(folder)
+        if runs:
+            parts.append("Budget-check runs finished so far (seed 0, lr 1e-3, one run each: no interval; held-out "
+                         "MLM loss on blocks 1024–2047 of the document-disjoint text):")
+            parts.append(table(["arm", *(f"{steps} steps" for steps in sorted(runs))],
+                               [[arm, *(f"{runs[steps][arm]:.4f}" if arm in runs[steps] else "running / to come"
+                                        for steps in sorted(runs))]
+                                for arm in sorted({a for r in runs.values() for a in r},
+                                                  key=lambda a: runs[min(runs)].get(a, math.inf))]))
     return "\n\n".join(parts)
+
+
+def budget_runs(folder: Path) -> dict[int, dict[str, float]]:
+    """{steps: {arm: held-out loss}} of the budget check's finished runs (`budget-<steps>/runs/<arm>/seed0`)."""
+    out: dict[int, dict[str, float]] = {}
+    for path in sorted(folder.glob("budget-*/runs/*/seed0/heldout.json")):
+        steps = int(path.parts[-5].removeprefix("budget-"))
+        out.setdefault(steps, {})[path.parts[-3]] = float(json.loads(path.read_text(encoding="utf-8"))["heldout_loss"])
+    return out
 
 
 def render() -> str:
