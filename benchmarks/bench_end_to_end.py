@@ -45,6 +45,13 @@ start: the config schema refused `search.conv_probability: 1` (it allowed [0, 1)
 (the sampler then draws conv layers only; nothing else changes), and conv-seed0 and every later stage run
 from it. The searches before it ran at 81c4492 (op/random seed 2), earlier ones as recorded in their JSON.
 
+NOTE 3 (2026-12-06 20:20, recorded with the budget check half done): runs are reproducible on one machine
+but not bit-equal across machines. found-op at 2,000 steps, seed 0, gave held-out loss 5.6268 on the
+earlier session's machine (its files were lost before they were committed) and 5.6256 when trained again
+here; the supernets made again for the audit differ from the searches' too. Every figure is the recorded
+result of its run (never recomputed); a model trained again only for a later phase (e.g. GLUE after a move
+to a fresh machine) is then a re-run of the same recipe, not the same bits, and the results say where.
+
 Pieces and resumption: every stage keeps small per-run results under benchmarks/results/end-to-end/
 (committed as they come, with the commit each ran on): each search's top 8 with their re-scored losses,
 the arms, and the retrains' run files (summary.json, heldout.json, eval.json, metrics.jsonl, retrain.json),
