@@ -31,8 +31,8 @@ over it.
 
     python -m benchmarks.bench_search_scaling                       # the recorded run: 64 evaluations, A/B/B/A
     python -m benchmarks.bench_search_scaling --evaluations 8 --results /tmp/scaling   # a smoke run (~2 min)
-    python -m benchmarks.bench_search_scaling --config configs/end-to-end.yaml --estimator biws \
-        --supernet benchmarks/results/audit-e2e/supernets/seed2 --steps 0 --evaluations 48 \
+    python -m benchmarks.bench_search_scaling --config configs/end-to-end.yaml --estimator biws \\
+        --supernet benchmarks/results/audit-e2e/supernets/seed2 --steps 0 --evaluations 48 \\
         --name search_scaling_biws [--threads 1]
 """
 
