@@ -188,14 +188,27 @@ def _describe(names: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+HANDOVER_S = 15.0
+"""How long `_acquire` waits for a lock whose holder names no one: a holder writes its name just after taking
+the lock and removes it just before letting go, so a held lock without a name is a run starting or ending (a
+resume started the moment the run before it returned meets the latter)."""
+
+
 def _acquire(path: Path) -> FileLock:
-    """The folder's lock, taken without waiting; a `TrainingError` naming the holder if another run has it."""
+    """The folder's lock; a `TrainingError` naming the holder if another run has it (at once when the holder
+    is named, after `HANDOVER_S` when it is not)."""
     lock = FileLock(str(path / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose another "
-                            f"--out folder (one run per output folder)") from None
+        if (path / HOLDER_FILE).is_file():
+            raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose "
+                                f"another --out folder (one run per output folder)") from None
+        try:
+            lock.acquire(timeout=HANDOVER_S)
+        except Timeout:
+            raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose "
+                                f"another --out folder (one run per output folder)") from None
     return lock
 
 

@@ -193,6 +193,46 @@ def test_lock_held_by_another_process_then_released_when_it_is_killed(
         assert run.path == tmp_path / "out"
 
 
+UNNAMED_HOLDER = textwrap.dedent("""
+    import pathlib, sys, time
+    from filelock import FileLock
+    out = pathlib.Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".abz.lock")):  # a run between taking the lock and naming itself (or ending)
+        (out / "started").write_text("1")
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+@pytest.mark.parametrize("hold_s, refused", [(1.0, False), (30.0, True)])
+def test_a_lock_held_without_a_holder_name_is_waited_for_briefly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  hold_s: float, refused: bool) -> None:
+    """A held lock with no holder file is a run starting or ending: taken once it is let go within
+    `HANDOVER_S` (a resume started the moment the run before it returned), refused after it otherwise."""
+    import autobert_zero.run_dir as run_dir
+
+    monkeypatch.setattr(run_dir, "HANDOVER_S", 5.0)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", UNNAMED_HOLDER, str(out), str(hold_s)], env=subprocess_env(),
+                            cwd=REPO, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        if refused:
+            with pytest.raises(TrainingError, match="its pid file is not readable"), open_run_dir(
+                    out, "abz pretrain", resume=True):
+                pass
+        else:
+            with open_run_dir(out, "abz pretrain", resume=True) as run:
+                assert run.path == out and proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
                                                        (0o002, 0o664, 0o775)])
 def test_outputs_follow_the_umask(tmp_path: Path, mask: int, file_mode: int, dir_mode: int) -> None:
