@@ -198,18 +198,15 @@ def _acquire(path: Path) -> FileLock:
     """The folder's lock; a `TrainingError` naming the holder if another run has it (at once when the holder
     is named, after `HANDOVER_S` when it is not)."""
     lock = FileLock(str(path / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        if (path / HOLDER_FILE).is_file():
-            raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose "
-                                f"another --out folder (one run per output folder)") from None
+    for wait in (0.0, HANDOVER_S):
         try:
-            lock.acquire(timeout=HANDOVER_S)
+            lock.acquire(timeout=wait)
+            return lock
         except Timeout:
-            raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose "
-                                f"another --out folder (one run per output folder)") from None
-    return lock
+            if (path / HOLDER_FILE).is_file():
+                break  # a named holder: no handover under way
+    raise TrainingError(f"{path} is in use by {_holder(path)}; wait for that run to end or choose another "
+                        f"--out folder (one run per output folder)")
 
 
 def check_out_dir(out: str | os.PathLike[str], command: str, *, force: bool = False, resume: bool = False,
