@@ -82,8 +82,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--round-size {args.round_size}: must be a multiple of 2 (the 2-process search refuses it)")
     if (args.estimator == "biws") != (args.supernet is not None):
         parser.error("--estimator biws and --supernet DIR go together")
-    if args.supernet is not None and not (Path(args.supernet) / "summary.json").is_file():
-        parser.error(f"--supernet {args.supernet}: not a finished `abz supernet` folder (no summary.json)")
+    if args.supernet is not None:
+        from autobert_zero.errors import SupernetError
+        from autobert_zero.evolve.state import supernet_identity
+
+        try:
+            supernet_identity(args.supernet)  # the search's own check of the folder, before any run starts
+        except SupernetError as problem:
+            parser.error(f"--supernet: {problem}")
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         parser.error(f"--threads {args.threads}: 'auto' or a positive number")
     return args
