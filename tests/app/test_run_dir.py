@@ -167,14 +167,20 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "out")], env=subprocess_env(), cwd=REPO,
+def start_holder(script: str, out: Path, *args: str) -> subprocess.Popen[str]:
+    """`script` run in another process that holds `out`'s lock; returned once it has written `out/started`."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out), *args], env=subprocess_env(), cwd=REPO,
                             text=True)
     deadline = time.monotonic() + 60
-    while not (tmp_path / "out" / "started").exists():
+    while not (out / "started").exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = start_holder(HOLDER, tmp_path / "out")
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -213,13 +219,8 @@ def test_a_lock_held_without_a_holder_name_is_waited_for_briefly(tmp_path: Path,
 
     monkeypatch.setattr(run_dir, "HANDOVER_S", 5.0)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", UNNAMED_HOLDER, str(out), str(hold_s)], env=subprocess_env(),
-                            cwd=REPO, text=True)
+    proc = start_holder(UNNAMED_HOLDER, out, str(hold_s))
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "started").exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
         if refused:
             with pytest.raises(TrainingError, match="its pid file is not readable"), open_run_dir(
                     out, "abz pretrain", resume=True):
