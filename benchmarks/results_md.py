@@ -791,13 +791,14 @@ def end_to_end() -> str:
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
         runs = budget_runs(folder)
         if runs:
+            budgets = sorted(runs)
+            arms = sorted({arm for losses in runs.values() for arm in losses},
+                          key=lambda arm: runs[budgets[0]].get(arm, math.inf))  # by the shortest budget's loss
+            rows = [[arm, *(f"{runs[b][arm]:.4f}" if arm in runs[b] else "running / to come" for b in budgets)]
+                    for arm in arms]
             parts.append("Budget-check runs finished so far (seed 0, lr 1e-3, one run each: no interval; held-out "
                          "MLM loss on blocks 1024–2047 of the document-disjoint text):")
-            parts.append(table(["arm", *(f"{steps} steps" for steps in sorted(runs))],
-                               [[arm, *(f"{runs[steps][arm]:.4f}" if arm in runs[steps] else "running / to come"
-                                        for steps in sorted(runs))]
-                                for arm in sorted({a for r in runs.values() for a in r},
-                                                  key=lambda a: runs[min(runs)].get(a, math.inf))]))
+            parts.append(table(["arm", *(f"{b} steps" for b in budgets)], rows))
     return "\n\n".join(parts)
 
 
