@@ -28,12 +28,14 @@ reuse the cached reference runs. `--held-out` trains the supernet on N other can
 2N-candidate set adds), never on the N it ranks: what a search does to a new child. `--reference-only` fills
 the reference cache alone (no supernet), e.g. in a second process while the supernet trains; it goes last
 candidate first while the audit goes first candidate first, and both re-read the cache before each run, so they
-meet halfway and no run is done twice.
+meet halfway and no run is done twice. With `--convergence-check M` it then fills the 2× references of the
+check's subset the same way (last first), so a second process shares the check too.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit     # the full audit
     # or in two processes (both cores): the second fills the reference cache from the other end
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit --reference-only &
     OMP_NUM_THREADS=1 python -m benchmarks.bench_audit
+    # the same with the convergence check: give both processes --convergence-check M
     python -m benchmarks.bench_audit --candidates 4 --supernet-steps 10 --reference-steps 4 \\
         --biws-steps 0 2 --bootstrap 100 --out /tmp/audit-dry --supernet /tmp/audit-dry-sn \\
         --cache /tmp/audit-dry-cache --results /tmp/audit-dry-results   # a dry run of a few minutes
@@ -98,7 +100,8 @@ def main() -> None:
     parser.add_argument("--fair-exponent", type=float,
                         help="with --fair: override supernet.fair_exponent (power of the exposure weights)")
     parser.add_argument("--reference-only", action="store_true",
-                        help="only fill the reference cache (no supernet needed; e.g. while one trains)")
+                        help="only fill the reference cache (no supernet needed; e.g. while one trains); with "
+                             "--convergence-check M, then also the check's 2× references")
     parser.add_argument("--from-search", nargs="+", metavar="DIR",
                         help="draw the candidates from these search folders (top decile, sibling groups, uniform)")
     parser.add_argument("--exposure-control", type=int, metavar="N",
@@ -139,8 +142,11 @@ def main() -> None:
         cfg.audit.reference_warmup_steps = reference_warmup(cfg, args.reference_steps)
 
     if args.reference_only:
-        folder = fill_reference(args.candidates, cfg, cache_dir=args.cache, from_search=searches, exposure=exposure)
-        print(f"reference runs of {args.candidates} candidates are in {folder}")
+        folder = fill_reference(args.candidates, cfg, cache_dir=args.cache, from_search=searches, exposure=exposure,
+                                convergence_subset=args.convergence_check)
+        check = f" (and the 2× references of the convergence check's {args.convergence_check})" * (
+            args.convergence_check is not None)
+        print(f"reference runs of {args.candidates} candidates{check} are in {folder} and beside it")
         return
     if args.per_branch is not None:
         cfg.supernet = dataclasses.replace(cfg.supernet, per_branch=list(args.per_branch))
@@ -185,8 +191,6 @@ def main() -> None:
                "supernet_dir": str(supernet), "supernet_steps": cfg.pretrain.max_steps,
                "supernet_seconds_this_run": round(supernet_seconds, 1), "audit_seconds": round(audit_seconds, 1),
                **report}
-    from autobert_zero.io import atomic_write_text
-
     name = f"audit-{args.tag}" if args.tag else "audit"
     atomic_write_text(results / f"{name}.json", json.dumps(payload, indent=1) + "\n")
     shutil.copyfile(Path(args.out) / "audit.png", results / f"{name}.png")

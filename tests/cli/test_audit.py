@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.cli import main
-from autobert_zero.train.audit.run import fill_reference, load_audit_config, reference_cache
+from autobert_zero.errors import ConfigError
+from autobert_zero.train.audit.run import (
+    double_reference_config,
+    fill_reference,
+    load_audit_config,
+    reference_cache,
+    reference_convergence,
+)
 from autobert_zero.train.supernet import load_supernet, train_supernet
 from tests.support.training import tiny_config, tiny_yaml
 
@@ -100,6 +107,23 @@ def test_fill_reference_without_supernet_gives_the_audits_entries(tmp: Path, con
     for path in audit_cache.glob("*.json"):
         mine, theirs = (json.loads(p.read_text(encoding="utf-8")) for p in (folder / path.name, path))
         assert mine["outcome"]["eval_loss"] == theirs["outcome"]["eval_loss"]
+
+
+def test_a_second_process_fills_the_convergence_checks_longer_references(tmp: Path, config: Path,
+                                                                           supernet_dir: Path) -> None:
+    report = json.loads((tmp / "out" / "audit.json").read_text(encoding="utf-8"))  # the end-to-end test's
+    cfg = load_audit_config(supernet_dir, config)
+    double = reference_cache(double_reference_config(cfg), load_supernet(supernet_dir, cfg)[1]).folder
+    assert not double.exists()
+    fill_reference(4, config, show=False, convergence_subset=3)  # the reference is cached: only the 2× runs
+    assert len(list(double.glob("*.json"))) == 3 * 2  # 3 candidates × reference seeds 0 and 1
+    stamp = {p.name: p.stat().st_mtime_ns for p in double.glob("*.json")}
+    check = reference_convergence(report, supernet_dir, cfg, subset=3, show=False)
+    assert {p.name: p.stat().st_mtime_ns for p in double.glob("*.json")} == stamp  # the same subset: no run again
+    assert check["scored_at_both_budgets"] == 3 and (check["steps"], check["double_steps"]) == (4, 8)
+    assert set(check["subset"]) <= {c["name"] for c in report["candidates"]} and -1 <= check["tau"] <= 1
+    with pytest.raises(ConfigError, match="at least 3 scored candidates"):
+        reference_convergence(report, supernet_dir, cfg, subset=2, show=False)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -686,10 +686,13 @@ def audit(supernet_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
 
 
 def fill_reference(count: int, config: Config | str | os.PathLike[str], *, cache_dir: str | None = None,
-                   show: bool = True, from_search: Sequence[str | os.PathLike[str]] = (), exposure: int = 0) -> Path:
+                   show: bool = True, from_search: Sequence[str | os.PathLike[str]] = (), exposure: int = 0,
+                   convergence_subset: int | None = None) -> Path:
     """Run (or find) the reference runs of the audit's candidates at the config's host depth, with no supernet
     (e.g. in a second process while the audit trains its supernet), last candidate first so that it meets
-    the audit's own forward pass in the middle; returns the cache folder the audit will read."""
+    the audit's own forward pass in the middle; returns the cache folder the audit will read. With
+    `convergence_subset` M, then also the 2× references of the convergence check's subset (`reference_convergence`
+    with M), last first, so that a second process shares that check's runs too."""
     cfg = resolve_config(config)
     cfg.audit = dataclasses.replace(cfg.audit, cache_dir=cache_dir or cfg.audit.cache_dir)
     check_audit_config(cfg)
@@ -698,30 +701,48 @@ def fill_reference(count: int, config: Config | str | os.PathLike[str], *, cache
     backend = EvaluatorBackend(None, cfg, show)
     candidates, _ = audit_candidates(cfg, backend.num_layers, count, from_search=from_search, exposure=exposure)
     cache = reference_cache(cfg, backend.prepared.tokenizer)
-    reference_runs(backend, candidates, cfg, cache, show, backwards=True)
+    reference = reference_runs(backend, candidates, cfg, cache, show, backwards=True)
+    if convergence_subset is not None:
+        ok = [all(reference[s][i].ok for s in reference) for i in range(len(candidates))]
+        chosen = [c for c, good in zip(candidates, ok, strict=True) if good]
+        chosen = [chosen[i] for i in convergence_choice(len(chosen), convergence_subset, cfg.seed)]
+        double = double_reference_config(cfg)
+        longer = EvaluatorBackend(None, double, show, prepared=backend.prepared)
+        reference_runs(longer, chosen, double, reference_cache(double, backend.prepared.tokenizer), show,
+                       backwards=True)
     return cache.folder
+
+
+def convergence_choice(scored: int, subset: int, seed: int) -> list[int]:
+    """The convergence check's subset: `subset` of the `scored` candidates (indices in the audit's order among
+    those whose reference runs all succeeded), drawn with the config seed; refused below 3."""
+    import random
+
+    if subset < 3 or scored < 3:
+        raise ConfigError(f"the convergence check needs a subset of at least 3 scored candidates (asked {subset}, "
+                          f"{scored} scored)")
+    return sorted(random.Random(f"audit-convergence-{seed}").sample(range(scored), min(subset, scored)))
+
+
+def double_reference_config(cfg: Config) -> Config:
+    """`cfg` with the reference at twice its steps and warm-up (the convergence check's longer reference)."""
+    return dataclasses.replace(cfg, audit=dataclasses.replace(
+        cfg.audit, reference_steps=2 * cfg.audit.reference_steps,
+        reference_warmup_steps=2 * cfg.audit.reference_warmup_steps))
 
 
 def reference_convergence(report: dict[str, Any], supernet_dir: str | os.PathLike[str], config: Config, *,
                           subset: int, show: bool = True) -> dict[str, Any]:
     """Does the reference rank as a reference of twice its budget would? On a seeded subset of `subset`
-    scored candidates of `report`: the same reference seeds trained 2 × `audit.reference_steps` steps (with
-    2 × the warm-up; cached like any reference, under its own config hash); τ between the two references'
-    seed means; converged when τ ≥ `CONVERGENCE_TAU`."""
-    import random
-
+    scored candidates of `report` (`convergence_choice`): the same reference seeds trained 2 ×
+    `audit.reference_steps` steps (with 2 × the warm-up; cached like any reference, under its own config hash,
+    so `fill_reference(convergence_subset=subset)` in a second process shares the work); τ between the two
+    references' seed means; converged when τ ≥ `CONVERGENCE_TAU`."""
     cfg = dataclasses.replace(config, audit=dataclasses.replace(config.audit))
     scored = [c for c in report["candidates"] if c["reference"]["score"] is not None]
-    if subset < 3 or len(scored) < 3:
-        raise ConfigError(f"the convergence check needs a subset of at least 3 scored candidates (asked {subset}, "
-                          f"{len(scored)} scored)")
-    chosen = sorted(random.Random(f"audit-convergence-{cfg.seed}").sample(range(len(scored)), min(subset,
-                                                                                                 len(scored))))
-    rows = [scored[i] for i in chosen]
+    rows = [scored[i] for i in convergence_choice(len(scored), subset, cfg.seed)]
     candidates = [Candidate(r["name"], r["kind"], parse_genotype(r["genotype"]), r["detail"]) for r in rows]
-    double = dataclasses.replace(cfg, audit=dataclasses.replace(
-        cfg.audit, reference_steps=2 * cfg.audit.reference_steps,
-        reference_warmup_steps=2 * cfg.audit.reference_warmup_steps))
+    double = double_reference_config(cfg)
     backend = EvaluatorBackend(Path(supernet_dir), double, show)
     longer = reference_runs(backend, candidates, double, reference_cache(double, backend.prepared.tokenizer), show)
     ok = [j for j in range(len(rows)) if all(longer[s][j].ok for s in longer)]
