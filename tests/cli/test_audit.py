@@ -56,6 +56,7 @@ def test_audit_end_to_end_and_resume(tmp: Path, config: Path, supernet_dir: Path
     assert _run("--supernet", str(supernet_dir), "--config", str(config), "--candidates", "4", "--out", str(out)) == 0
     printed = capsys.readouterr().out
     assert "kendall tau" in printed and "noise ceiling" in printed and "audit.json" in printed
+    assert "goal (top¼ τ ≥" in printed  # issue #15 §2's goal, checked on the report
     report = json.loads((out / "audit.json").read_text(encoding="utf-8"))
     assert (out / "audit.png").read_bytes()[:4] == b"\x89PNG"
     assert set(report["estimators"]) == ESTIMATORS

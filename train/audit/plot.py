@@ -84,7 +84,28 @@ def table(report: dict[str, Any]) -> str:
                 diff["low"], diff["high"] = diff["high"], diff["low"]
             if diff is not None:
                 rows.append(f"  {rival:<22} {interval_text(diff)}")
+    if "fitness_goal" in report:
+        rows.append(goal_line(report["fitness_goal"]))
     return "\n".join(rows)
+
+
+def goal_line(goal: dict[str, Any]) -> str:
+    """One line on issue #15 §2's goal (`goal.fitness_goal`): who meets it, else why the nearest does not."""
+    t = goal["thresholds"]
+    head = (f"goal (top¼ τ ≥ {t['top_quarter_tau']:g}, sibling τ ≥ {t['sibling_tau']:g}, precision@5 ≥ "
+            f"{t['precision_at_5']:g}, above every rival with the paired CI excluding 0): ")
+    if goal["met_by"]:
+        return head + "met by " + ", ".join(goal["met_by"])
+    if goal["undecided"]:
+        return head + "undecided (top quarter unresolvable) for " + ", ".join(goal["undecided"])
+    checked = goal["estimators"]
+    if not checked:
+        return head + "no estimator to check"
+    nearest = min(checked, key=lambda n: sum(v is False for v in checked[n]["reached"].values())
+                  + len(checked[n]["not_above"]))
+    missed = [f for f, ok in checked[nearest]["reached"].items() if ok is False]
+    return (head + f"not met; nearest {nearest} (misses {', '.join(missed) or 'no threshold'}, "
+            f"not above {len(checked[nearest]['not_above'])} rival figures)")
 
 
 def write_plot(report: dict[str, Any], path: str | Path) -> None:

@@ -43,6 +43,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from autobert_zero.train.audit.candidates import Candidate
+from autobert_zero.train.audit.goal import fitness_goal
 from autobert_zero.train.audit.stats import (
     Distribution,
     Interval,
@@ -221,6 +222,7 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
             "meaning": "lift = the cluster's mean rank under the reference − under the estimator (rank places, "
                        "1 = best); positive: the estimator ranks the cluster higher than the reference does"}
     report["verdict"] = verdict(estimators)
+    report["fitness_goal"] = fitness_goal(report)
     return report
 
 
