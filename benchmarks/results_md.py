@@ -811,6 +811,85 @@ def budget_runs(folder: Path) -> dict[int, dict[str, float]]:
     return out
 
 
+AUDIT_SEARCH = "audit-e2e"
+"""The audit on the end-to-end searches' own candidates (issue #15 §1–§2; pre-registered beside its cache)."""
+GOAL_COLUMNS = (("kendall_tau", "τ [95% CI]"), ("top_half_tau", "top-half τ"), ("top_quarter_tau", "top-¼ τ"),
+                ("sibling_tau", "sibling τ"), ("precision_at_5", "precision@5"), ("regret_at_1", "regret@1 (nats)"),
+                ("regret_at_5", "regret@5 (nats)"))
+
+
+def audit_search() -> str:
+    """The audit on the searches' own distribution: every estimator's figures with their intervals, the goal of
+    #15 §2 (`goal.fitness_goal`), the best candidate's paired differences, and the reference's convergence."""
+    from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal
+    from autobert_zero.train.audit.plot import goal_line
+
+    head = "## Ranking audit on the search's own candidates (issue #15)"
+    plan = "`benchmarks/results/audit-e2e/PREREGISTRATION.md`"
+    if not (RESULTS / f"{AUDIT_SEARCH}.json").is_file():
+        return "\n\n".join([head, f"Pre-registered in {plan}; running (its caches are committed beside it as "
+                                    "they fill). No figure yet."])
+    a = load(AUDIT_SEARCH)
+    est, ref = a["estimators"], a["reference"]
+    goal = a.get("fitness_goal") or fitness_goal(a)
+
+    def cell(key: str, figure: Json | None) -> str:
+        if key == "kendall_tau":
+            return interval(figure)
+        value = (figure or {}).get("value")
+        text = "—" if value is None else f"{value:.3f}" if key.startswith("regret") else f"{value:+.2f}"
+        return text + ("?" if (figure or {}).get("unresolvable") else "")
+
+    def cells(figures: Json) -> list[str]:
+        return [cell(key, figures.get(key)) for key, _ in GOAL_COLUMNS]
+
+    rows = [[name, *cells(e.get("figures", {})), f"{e['seconds_per_candidate']:.1f}",
+             "" if e.get("cost", {}).get("amortised_seconds_over_search") is None
+             else f"{e['cost']['amortised_seconds_over_search']:.1f}"] for name, e in est.items()]
+    rows.append(["noise ceiling (leave-one-out)", *cells(ref["noise_ceiling"]),
+                 f"{ref['seconds_per_candidate']:.0f} (one seed)", ""])
+    checked = goal["estimators"]
+    best = max(checked, key=lambda n: (checked[n]["values"]["top_quarter_tau"] or -9.0)) if checked else None
+    pairs = a["paired_differences"]
+
+    def difference(x: str, y: str, figure: str) -> str:
+        if f"{x} - {y}" in pairs:
+            return interval(pairs[f"{x} - {y}"].get(figure))
+        d = pairs[f"{y} - {x}"].get(figure)
+        if d is None:
+            return "—"
+        flipped = {"value": -d["value"], "low": None if d.get("high") is None else -d["high"],
+                   "high": None if d.get("low") is None else -d["low"], "unresolvable": d.get("unresolvable")}
+        return interval(flipped)
+
+    parts = [head, code(f"OMP_NUM_THREADS=1 {a['command']}"),
+             f"Pre-registered in {plan} (hypotheses, decision rule, notes written before any figure). "
+             f"{a['scored']} candidates drawn from the histories of two end-to-end searches "
+             f"({', '.join(Path(f).name for f in a['candidate_source']['from_search'])}): a third from the top "
+             f"decile, a quarter as sibling groups, the rest uniform; {a['supernets']} supernets "
+             f"(each estimator run on each; the bootstrap resamples candidates and supernets); held-out text "
+             f"document-disjoint. Reference: scratch {ref['steps']} steps × seeds {ref['seeds']}, averaged. "
+             "Every figure with its bootstrap 95% interval in the JSON; '?' marks a top-quarter figure the "
+             "reference cannot resolve (its own leave-one-out top-quarter τ is below 0.6).",
+             table(["estimator", *(label for _, label in GOAL_COLUMNS), "s / candidate", "amortised s (search)"],
+                   rows),
+             png(AUDIT_SEARCH, "ranking audit on the search's own candidates"),
+             f"**Goal of #15 §2** (`train/audit/goal.py`): {goal_line(goal).split(': ', 1)[1]}."]
+    if best is not None:
+        rivals = checked[best]["rivals"]
+        parts.append(f"Paired differences, {best} (highest top-quarter τ) − each rival, same resamples:")
+        parts.append(table(["rival", *GOAL_FIGURES], [[r, *(difference(best, r, f) for f in GOAL_FIGURES)]
+                                                      for r in rivals]))
+    check = a.get("reference_convergence")
+    if check:
+        verdict_text = "converged" if check["converged"] else "**not converged**"
+        parts.append(f"Reference convergence: τ between the {check['steps']}-step and the {check['double_steps']}-step "
+                     f"reference on {check['scored_at_both_budgets']} candidates = {check['tau']} ({verdict_text}; "
+                     f"threshold {check['threshold']}).")
+    parts.append(source(AUDIT_SEARCH))
+    return "\n\n".join(parts)
+
+
 def render() -> str:
     header = (
         "# Results\n\n"
@@ -819,13 +898,14 @@ def render() -> str:
         "read from, or computed from, the JSON named under its section. All runs are on the CPU in float32 (each "
         "JSON's `machine` gives Python, torch, threads and device); *commit* is the commit a result was written "
         "at, *backfilled* where it was taken from `git log` for results written before they recorded it.\n\n"
-        "Contents: quick start · ranking audit · reference budget · search · compiler · pre-training throughput "
+        "Contents: quick start · ranking audit on the search's candidates · ranking audit · reference budget · "
+        "search · compiler · pre-training throughput "
         "· short run · start-up · supernet switch · end-to-end (in progress) · superseded 1,500-step audit · all "
         "result files."
     )
-    sections = [header, quickstart(), audit_current(), reference_budget(), search_op(), search(), compiler(),
-                pretrain_throughput(), short_run(), startup(), supernet_switch(), end_to_end(), audit_history(),
-                index()]
+    sections = [header, quickstart(), audit_search(), audit_current(), reference_budget(), search_op(), search(),
+                compiler(), pretrain_throughput(), short_run(), startup(), supernet_switch(), end_to_end(),
+                audit_history(), index()]
     text = "\n\n".join(sections) + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
 

@@ -3,7 +3,11 @@ no more cost, paired intervals that must exclude 0, the unresolvable top quarter
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from autobert_zero.train.audit.goal import fitness_goal, rivals
 from autobert_zero.train.audit.plot import goal_line
@@ -91,3 +95,20 @@ def test_the_printed_goal_line_names_who_meets_it_or_the_nearest_miss() -> None:
         report["estimators"]["halving"]["figures"][figure]["value"] = 0.1
     line = goal_line(fitness_goal(report))
     assert "not met; nearest biws_k0 (misses no threshold, not above 1 rival figures)" in line
+
+
+def test_results_md_shows_the_search_audit_with_its_goal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.results_md as results_md
+
+    monkeypatch.setattr(results_md, "RESULTS", tmp_path)
+    assert "No figure yet" in results_md.audit_search()  # no audit-e2e.json yet
+    report = build_report(_inputs())
+    report.update(command="python -m benchmarks.bench_audit --tag e2e", when="2026-12-06T22:00:00+0000",
+                  commit={"sha": "0123456789"}, candidate_source={"from_search": ["runs/search-a", "runs/search-b"]},
+                  reference_convergence={"steps": 100, "double_steps": 200, "scored_at_both_budgets": 7,
+                                         "tau": 0.9, "converged": True, "threshold": 0.85})
+    (tmp_path / "audit-e2e.json").write_text(json.dumps(report), encoding="utf-8")
+    text = results_md.audit_search()
+    assert "(search-a, search-b)" in text and "| biws_k0 |" in text and "| noise ceiling (leave-one-out) |" in text
+    assert "**Goal of #15 §2** (`train/audit/goal.py`): not met; nearest" in text
+    assert "= 0.9 (converged; threshold 0.85)" in text and "commit `0123456`" in text
