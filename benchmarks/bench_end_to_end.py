@@ -52,6 +52,11 @@ here; the supernets made again for the audit differ from the searches' too. Ever
 result of its run (never recomputed); a model trained again only for a later phase (e.g. GLUE after a move
 to a fresh machine) is then a re-run of the same recipe, not the same bits, and the results say where.
 
+NOTE 4 (2026-12-06 22:05): why those files were lost. `.gitignore`'s `runs/` also matched
+benchmarks/results/end-to-end/budget-*/runs/, so `git add` skipped every per-run result there silently; only
+retrain.json was ever committed. 0956661 un-ignores results folders and commits the budget runs finished so far
+(2,000 steps: all five arms; 4,000 steps: found-op, found-random, found-conv), so they now survive a machine move.
+
 Pieces and resumption: every stage keeps small per-run results under benchmarks/results/end-to-end/
 (committed as they come, with the commit each ran on): each search's top 8 with their re-scored losses,
 the arms, and the retrains' run files (summary.json, heldout.json, eval.json, metrics.jsonl, retrain.json),
