@@ -86,6 +86,10 @@ def table(report: dict[str, Any]) -> str:
                 rows.append(f"  {rival:<22} {interval_text(diff)}")
     if "fitness_goal" in report:
         rows.append(goal_line(report["fitness_goal"]))
+    for o in report.get("timing_outliers", []):
+        rows.append(f"WARNING: {o['estimator']} on {o['candidate']} (supernet {o['supernet'] + 1}) took "
+                    f"{o['seconds']} s against a median of {o['median_seconds']} s (paused or starved?): its cost "
+                    f"figures are inflated; delete its cache entry to measure it again")
     return "\n".join(rows)
 
 

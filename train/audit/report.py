@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
@@ -58,6 +59,8 @@ from autobert_zero.train.audit.stats import (
 )
 
 GOAL_COST_RATIO = 20.0
+OUTLIER_FACTOR = 10.0
+OUTLIER_MARGIN_S = 30.0
 GOAL_TAU = 0.6
 UNRESOLVABLE_BELOW = 0.6
 """Least leave-one-out top-quarter τ of the reference seeds for the top-quarter figures to be resolvable."""
@@ -223,7 +226,23 @@ def build_report(inputs: AuditInputs) -> dict[str, Any]:
                        "1 = best); positive: the estimator ranks the cluster higher than the reference does"}
     report["verdict"] = verdict(estimators)
     report["fitness_goal"] = fitness_goal(report)
+    report["timing_outliers"] = timing_outliers(inputs.estimators, inputs.candidates)
     return report
+
+
+def timing_outliers(runs: Mapping[str, EstimatorRun], candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """Measured outcomes whose seconds exceed `OUTLIER_FACTOR` × their estimator's median and the median +
+    `OUTLIER_MARGIN_S`: a process paused or starved while it ran (the wall clock runs on). Their mean enters the
+    cost matching, so the report names them; delete those cache entries to measure them again."""
+    found = []
+    for name, run in runs.items():
+        for s, row in enumerate(run.rows()):
+            typical = statistics.median(o.seconds for o in row)
+            found += [{"estimator": name, "supernet": s, "candidate": candidates[i].name,
+                       "seconds": _round(o.seconds, 2), "median_seconds": _round(typical, 2)}
+                      for i, o in enumerate(row)
+                      if o.seconds > max(OUTLIER_FACTOR * typical, typical + OUTLIER_MARGIN_S)]
+    return found
 
 
 def _at_least(value: float, bound: float) -> bool:

@@ -19,6 +19,7 @@ from autobert_zero.config.schema import Config
 from autobert_zero.errors import AbzError, ConfigError
 from autobert_zero.grammar import Genotype
 from autobert_zero.train.audit.candidates import candidate_set, exposure_cluster
+from autobert_zero.train.audit.plot import table
 from autobert_zero.train.audit.report import AuditInputs, EstimatorRun, Outcome, build_report
 from autobert_zero.train.audit.run import (
     MIN_STEP_SECONDS,
@@ -383,14 +384,8 @@ def test_groups_exposure_paired_differences_and_two_supernets() -> None:
     ceiling = report["reference"]["noise_ceiling"]
     assert set(ceiling) == set(report["figures"]) and ceiling["kendall_tau"]["value"] > 0.8
     assert report["noise_ceiling_tau"] == ceiling["kendall_tau"]["value"]
-    table_text = write_outputs_table(report)
+    table_text = table(report)
     assert "lift" in table_text and "paired τ differences" in table_text and "noise ceiling (LOO)" in table_text
-
-
-def write_outputs_table(report: dict[str, Any]) -> str:
-    from autobert_zero.train.audit.plot import table
-
-    return table(report)
 
 
 def test_top_quarter_is_unresolvable_when_the_reference_seeds_disagree_there() -> None:
@@ -407,7 +402,7 @@ def test_top_quarter_is_unresolvable_when_the_reference_seeds_disagree_there() -
     assert report["reference"]["noise_ceiling"]["top_quarter_tau"]["value"] == -1.0
     assert all(e["figures"]["top_quarter_tau"].get("unresolvable") for e in report["estimators"].values())
     assert "unresolvable" not in report["estimators"]["biws_k0"]["figures"]["kendall_tau"]
-    assert "unresolvable" in write_outputs_table(report)
+    assert "unresolvable" in table(report)
     resolved = build_report(inputs)  # three nearly equal seeds: resolvable
     assert resolved["reference"]["top_quarter_resolvable"] is True
     assert not any("unresolvable" in e["figures"]["top_quarter_tau"] for e in resolved["estimators"].values())
@@ -441,3 +436,15 @@ def test_a_second_audit_over_filled_caches_gives_identical_figures(tmp_path: Pat
     assert fourth_backend.asked and {steps for _, steps in fourth_backend.asked} <= {1, 4}  # the timed runs only
     assert "ignoring cached cost timing" in capsys.readouterr().err
     assert fourth["estimators"] == first["estimators"] and fourth["cost_timing"] == first["cost_timing"]
+
+
+def test_an_estimate_paused_while_it_ran_is_named_as_a_timing_outlier() -> None:
+    inputs = _inputs()
+    outcomes = list(inputs.estimators["biws_k0"].outcomes)
+    outcomes[2] = dataclasses.replace(outcomes[2], seconds=2675.0)  # SIGSTOPped for 45 min; the median is 0.5 s
+    paused = dataclasses.replace(inputs, estimators={"biws_k0": EstimatorRun(outcomes, {"kind": "biws", "k": 0})})
+    report = build_report(paused)
+    assert report["timing_outliers"] == [{"estimator": "biws_k0", "supernet": 0, "candidate": inputs.candidates[2].name,
+                                          "seconds": 2675.0, "median_seconds": 0.5}]
+    assert build_report(inputs)["timing_outliers"] == []
+    assert "WARNING: biws_k0 on" in table(report) and "took 2675.0 s against a median of 0.5 s" in table(report)
