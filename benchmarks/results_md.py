@@ -821,7 +821,7 @@ GOAL_COLUMNS = (("kendall_tau", "τ [95% CI]"), ("top_half_tau", "top-half τ"),
 def audit_search() -> str:
     """The audit on the searches' own distribution: every estimator's figures with their intervals, the goal of
     #15 §2 (`goal.fitness_goal`), the best candidate's paired differences, and the reference's convergence."""
-    from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal
+    from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal, nearest
     from autobert_zero.train.audit.plot import goal_line
 
     head = "## Ranking audit on the search's own candidates (issue #15)"
@@ -849,7 +849,7 @@ def audit_search() -> str:
     rows.append(["noise ceiling (leave-one-out)", *cells(ref["noise_ceiling"]),
                  f"{ref['seconds_per_candidate']:.0f} (one seed)", ""])
     checked = goal["estimators"]
-    best = max(checked, key=lambda n: (checked[n]["values"]["top_quarter_tau"] or -9.0)) if checked else None
+    best = nearest(goal)
     pairs = a["paired_differences"]
 
     def difference(x: str, y: str, figure: str) -> str:
@@ -877,7 +877,8 @@ def audit_search() -> str:
              f"**Goal of #15 §2** (`train/audit/goal.py`): {goal_line(goal).split(': ', 1)[1]}."]
     if best is not None:
         rivals = checked[best]["rivals"]
-        parts.append(f"Paired differences, {best} (highest top-quarter τ) − each rival, same resamples:")
+        parts.append(f"Paired differences, {best} (the estimator nearest the goal) − each of its rivals, on the "
+                     "same resamples:")
         parts.append(table(["rival", *GOAL_FIGURES], [[r, *(difference(best, r, f) for f in GOAL_FIGURES)]
                                                       for r in rivals]))
     check = a.get("reference_convergence")

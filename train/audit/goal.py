@@ -51,6 +51,16 @@ def fitness_goal(report: Mapping[str, Any]) -> dict[str, Any]:
             "estimators": checked}
 
 
+def nearest(goal: Mapping[str, Any]) -> str | None:
+    """The checked estimator nearest the goal: fewest thresholds missed, then fewest rival figures it is not
+    above (None when nothing was checked)."""
+    checked = goal["estimators"]
+    if not checked:
+        return None
+    return min(checked, key=lambda n: (sum(v is False for v in checked[n]["reached"].values()),
+                                       len(checked[n]["not_above"])))
+
+
 def rivals(name: str, estimators: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The rivals of estimator `name`: every estimator of `RIVAL_KINDS`, and the scratch runs matched to it or
     costing at most `COST_SLACK` × its seconds per candidate (amortised over a search when it has a supernet)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autobert_zero.plotting import pyplot, save_figure
+from autobert_zero.train.audit.goal import nearest
 
 MARKERS = {"bert": ("s", "tab:red"), "figure7": ("*", "tab:green"), "neighbour": ("o", "tab:orange"),
            "random": ("o", "tab:blue"), "top": ("^", "tab:green"), "sibling": ("o", "tab:orange"),
@@ -102,14 +103,13 @@ def goal_line(goal: dict[str, Any]) -> str:
         return head + "met by " + ", ".join(goal["met_by"])
     if goal["undecided"]:
         return head + "undecided (top quarter unresolvable) for " + ", ".join(goal["undecided"])
-    checked = goal["estimators"]
-    if not checked:
+    nearest_name = nearest(goal)
+    if nearest_name is None:
         return head + "no estimator to check"
-    nearest = min(checked, key=lambda n: sum(v is False for v in checked[n]["reached"].values())
-                  + len(checked[n]["not_above"]))
-    missed = [f for f, ok in checked[nearest]["reached"].items() if ok is False]
-    return (head + f"not met; nearest {nearest} (misses {', '.join(missed) or 'no threshold'}, "
-            f"not above {len(checked[nearest]['not_above'])} rival figures)")
+    checked = goal["estimators"]
+    missed = [f for f, ok in checked[nearest_name]["reached"].items() if ok is False]
+    return (head + f"not met; nearest {nearest_name} (misses {', '.join(missed) or 'no threshold'}, "
+            f"not above {len(checked[nearest_name]['not_above'])} rival figures)")
 
 
 def write_plot(report: dict[str, Any], path: str | Path) -> None:
