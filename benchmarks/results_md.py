@@ -888,7 +888,35 @@ def audit_search() -> str:
                      f"reference on {check['scored_at_both_budgets']} candidates = {check['tau']} ({verdict_text}; "
                      f"threshold {check['threshold']}).")
     parts.append(source(AUDIT_SEARCH))
+    parts.append(supernet_length())
     return "\n\n".join(parts)
+
+
+SUPERNET_LENGTH = "audit-supernet-length"
+
+
+def supernet_length() -> str:
+    """H5 of the audit's pre-registration: BIWS k = 0 per supernet (2,000 steps, seeds 2 and 0; 6,000 steps, seed
+    0) on the same candidates, and the longer one minus each, paired (`benchmarks/audit_supernet_length.py`)."""
+    if not (RESULTS / f"{SUPERNET_LENGTH}.json").is_file():
+        return ""
+    from benchmarks.audit_supernet_length import label
+
+    d = load(SUPERNET_LENGTH)
+    present = [key for key, _ in GOAL_COLUMNS if key in next(iter(d["supernets"].values()))]
+    names = dict(GOAL_COLUMNS)
+    rows = [[label(name), *(interval(figs.get(key)) for key in present)]
+            for name, figs in {**d["supernets"], **d["differences"]}.items()]
+    return "\n\n".join([
+        "### A longer-trained supernet (H5)",
+        code(f"OMP_NUM_THREADS=1 {load('audit-e2e-long')['command']}\npython -m benchmarks.audit_supernet_length"),
+        f"BIWS k = 0 (the searches' fitness) on each supernet alone, on the same {d['candidates']} candidates and "
+        "reference: the two 2,000-step supernets of the audit above (seed 2 is the one the two searches scored "
+        "with) and the seed-0 supernet trained 6,000 steps; then the 6,000-step one minus each, paired on the same "
+        f"candidate resamples ({d['bootstrap']['samples']}).",
+        table(["BIWS k = 0 on", *(names[key] for key in present)], rows),
+        png("audit-e2e-long", "ranking audit, 6,000-step supernet") + " " + source(SUPERNET_LENGTH, "audit-e2e-long"),
+    ])
 
 
 def render() -> str:
