@@ -784,21 +784,24 @@ def end_to_end() -> str:
     budget_path = folder / "budget.json"
     if budget_path.is_file():
         budget = json.loads(budget_path.read_text(encoding="utf-8"))
-        parts.append(f"Budget check: order by held-out loss {budget['orders']}; chosen steps "
-                     f"{budget['chosen_steps']}.")
+        same = len({tuple(order) for order in budget["orders"].values()}) == 1
+        parts.append(f"Budget check done: the order of the arms by held-out loss is "
+                     f"{'the same' if same else 'not the same'} at {' and '.join(budget['orders'])} steps, so the "
+                     f"main retrain runs at **{budget['chosen_steps']} steps** (pre-registered rule). Its 5-seed "
+                     "retrain and GLUE: not finished.")
     else:
         parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
-        runs = budget_runs(folder)
-        if runs:
-            budgets = sorted(runs)
-            arms = sorted({arm for losses in runs.values() for arm in losses},
-                          key=lambda arm: runs[budgets[0]].get(arm, math.inf))  # by the shortest budget's loss
-            rows = [[arm, *(f"{runs[b][arm]:.4f}" if arm in runs[b] else "running / to come" for b in budgets)]
-                    for arm in arms]
-            parts.append("Budget-check runs finished so far (seed 0, lr 1e-3, one run each: no interval; held-out "
-                         "MLM loss on blocks 1024–2047 of the document-disjoint text):")
-            parts.append(table(["arm", *(f"{b} steps" for b in budgets)], rows))
+    runs = budget_runs(folder)
+    if runs:
+        budgets = sorted(runs)
+        arms = sorted({arm for losses in runs.values() for arm in losses},
+                      key=lambda arm: runs[budgets[0]].get(arm, math.inf))  # by the shortest budget's loss
+        rows = [[arm, *(f"{runs[b][arm]:.4f}" if arm in runs[b] else "running / to come" for b in budgets)]
+                for arm in arms]
+        parts.append("Budget-check runs (seed 0, lr 1e-3, one run each: no interval; held-out MLM loss on blocks "
+                     "1024–2047 of the document-disjoint text):")
+        parts.append(table(["arm", *(f"{b} steps" for b in budgets)], rows))
     return "\n\n".join(parts)
 
 
