@@ -824,7 +824,7 @@ GOAL_COLUMNS = (("kendall_tau", "τ [95% CI]"), ("top_half_tau", "top-half τ"),
 def audit_search() -> str:
     """The audit on the searches' own distribution: every estimator's figures with their intervals, the goal of
     #15 §2 (`goal.fitness_goal`), the best candidate's paired differences, and the reference's convergence."""
-    from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal, nearest
+    from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal, nearest, paired_interval
     from autobert_zero.train.audit.plot import goal_line
 
     head = "## Ranking audit on the search's own candidates (issue #15)"
@@ -856,14 +856,7 @@ def audit_search() -> str:
     pairs = a["paired_differences"]
 
     def difference(x: str, y: str, figure: str) -> str:
-        if f"{x} - {y}" in pairs:
-            return interval(pairs[f"{x} - {y}"].get(figure))
-        d = pairs[f"{y} - {x}"].get(figure)
-        if d is None:
-            return "—"
-        flipped = {"value": -d["value"], "low": None if d.get("high") is None else -d["high"],
-                   "high": None if d.get("low") is None else -d["low"], "unresolvable": d.get("unresolvable")}
-        return interval(flipped)
+        return interval(paired_interval(pairs, x, y, figure))
 
     parts = [head, code(f"OMP_NUM_THREADS=1 {a['command']}"),
              f"Pre-registered in {plan} (hypotheses, decision rule, notes written before any figure). "

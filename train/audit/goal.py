@@ -100,16 +100,31 @@ def _check(name: str, estimators: Mapping[str, Mapping[str, Any]], paired: Mappi
             "unresolved": unresolved, "met": met}
 
 
+def paired_interval(paired: Mapping[str, Mapping[str, Any]], first: str, second: str,
+                    figure: str) -> dict[str, Any] | None:
+    """`first` − `second` in `figure` from a report's `paired_differences` (stored once per pair, in either
+    order: flipped when stored as `second` − `first`); None when not recorded."""
+    if f"{first} - {second}" in paired:
+        found: dict[str, Any] | None = paired[f"{first} - {second}"].get(figure)
+        return found
+    stored = paired.get(f"{second} - {first}", {}).get(figure)
+    if stored is None:
+        return None
+
+    def minus(x: float | None) -> float | None:
+        return None if x is None else -x
+
+    return {**stored, "value": minus(stored.get("value")), "low": minus(stored.get("high")),
+            "high": minus(stored.get("low"))}
+
+
 def _above(name: str, rival: str, figure: str, paired: Mapping[str, Mapping[str, Any]]) -> bool | None:
     """Is `name` above `rival` in `figure` (higher is better) with the paired 95% interval excluding 0? None
     when the difference is not recorded."""
-    for key, sign in ((f"{name} - {rival}", 1), (f"{rival} - {name}", -1)):
-        if key in paired:
-            interval = paired[key].get(figure)
-            if not interval or interval.get("low") is None or interval.get("high") is None:
-                return None
-            return bool(interval["low"] > 0) if sign == 1 else bool(interval["high"] < 0)
-    return None
+    interval = paired_interval(paired, name, rival, figure)
+    if not interval or interval.get("low") is None or interval.get("high") is None:
+        return None
+    return bool(interval["low"] > 0)
 
 
 def _cost(estimator: Mapping[str, Any]) -> float:

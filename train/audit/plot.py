@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autobert_zero.plotting import pyplot, save_figure
-from autobert_zero.train.audit.goal import nearest
+from autobert_zero.train.audit.goal import nearest, paired_interval
 
 MARKERS = {"bert": ("s", "tab:red"), "figure7": ("*", "tab:green"), "neighbour": ("o", "tab:orange"),
            "random": ("o", "tab:blue"), "top": ("^", "tab:green"), "sibling": ("o", "tab:orange"),
@@ -78,11 +78,7 @@ def table(report: dict[str, Any]) -> str:
     if best:
         rows.append(f"paired τ differences, {best} − rival [95% CI]:")
         for rival in report["estimators"]:
-            diff = pairs.get(f"{best} - {rival}", {}).get("kendall_tau")
-            if diff is None and f"{rival} - {best}" in pairs:
-                other = pairs[f"{rival} - {best}"]["kendall_tau"]
-                diff = {k: (None if v is None else -v) for k, v in other.items() if k in ("value", "low", "high")}
-                diff["low"], diff["high"] = diff["high"], diff["low"]
+            diff = paired_interval(pairs, best, rival, "kendall_tau")
             if diff is not None:
                 rows.append(f"  {rival:<22} {interval_text(diff)}")
     if "fitness_goal" in report:

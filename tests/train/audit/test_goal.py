@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autobert_zero.train.audit.goal import fitness_goal, rivals
+from autobert_zero.train.audit.goal import fitness_goal, paired_interval, rivals
 from autobert_zero.train.audit.plot import goal_line
 from autobert_zero.train.audit.report import build_report
 from tests.train.audit.test_report import _inputs
@@ -112,3 +112,12 @@ def test_results_md_shows_the_search_audit_with_its_goal(tmp_path: Path, monkeyp
     assert "(search-a, search-b)" in text and "| biws_k0 |" in text and "| noise ceiling (leave-one-out) |" in text
     assert "**Goal of #15 §2** (`train/audit/goal.py`): not met; nearest" in text
     assert "= 0.9 (converged; threshold 0.85)" in text and "commit `0123456`" in text
+
+
+def test_a_paired_difference_is_read_in_either_order() -> None:
+    paired = _report()["paired_differences"]
+    assert paired_interval(paired, "halving", "params", "sibling_tau") == {"value": 0.4, "low": 0.2, "high": 0.6}
+    flipped = paired_interval(paired, "params", "halving", "sibling_tau")
+    assert flipped == {"value": -0.4, "low": -0.6, "high": -0.2}
+    assert paired_interval(paired, "params", "halving", "regret_at_1") is None  # not recorded
+    assert paired_interval(paired, "params", "nobody", "sibling_tau") is None
