@@ -825,7 +825,7 @@ def audit_search() -> str:
     """The audit on the searches' own distribution: every estimator's figures with their intervals, the goal of
     #15 §2 (`goal.fitness_goal`), the best candidate's paired differences, and the reference's convergence."""
     from autobert_zero.train.audit.goal import GOAL_FIGURES, fitness_goal, nearest, paired_interval
-    from autobert_zero.train.audit.plot import goal_line
+    from autobert_zero.train.audit.plot import goal_verdict
 
     head = "## Ranking audit on the search's own candidates (issue #15)"
     plan = "`benchmarks/results/audit-e2e/PREREGISTRATION.md`"
@@ -870,7 +870,7 @@ def audit_search() -> str:
              table(["estimator", *(label for _, label in GOAL_COLUMNS), "s / candidate", "amortised s (search)"],
                    rows),
              png(AUDIT_SEARCH, "ranking audit on the search's own candidates"),
-             f"**Goal of #15 §2** (`train/audit/goal.py`): {goal_line(goal).split(': ', 1)[1]}."]
+             f"**Goal of #15 §2** (`train/audit/goal.py`): {goal_verdict(goal)}."]
     if best is not None:
         rivals = checked[best]["rivals"]
         parts.append(f"Paired differences, {best} (the estimator nearest the goal) − each of its rivals, on the "

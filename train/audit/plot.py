@@ -91,20 +91,24 @@ def table(report: dict[str, Any]) -> str:
 
 
 def goal_line(goal: dict[str, Any]) -> str:
-    """One line on issue #15 §2's goal (`goal.fitness_goal`): who meets it, else why the nearest does not."""
+    """One line on issue #15 §2's goal (`goal.fitness_goal`): its thresholds, then `goal_verdict`."""
     t = goal["thresholds"]
-    head = (f"goal (top¼ τ ≥ {t['top_quarter_tau']:g}, sibling τ ≥ {t['sibling_tau']:g}, precision@5 ≥ "
-            f"{t['precision_at_5']:g}, above every rival with the paired CI excluding 0): ")
+    return (f"goal (top¼ τ ≥ {t['top_quarter_tau']:g}, sibling τ ≥ {t['sibling_tau']:g}, precision@5 ≥ "
+            f"{t['precision_at_5']:g}, above every rival with the paired CI excluding 0): {goal_verdict(goal)}")
+
+
+def goal_verdict(goal: dict[str, Any]) -> str:
+    """Who meets the goal, else who is undecided, else why the nearest estimator does not meet it."""
     if goal["met_by"]:
-        return head + "met by " + ", ".join(goal["met_by"])
+        return "met by " + ", ".join(goal["met_by"])
     if goal["undecided"]:
-        return head + "undecided (top quarter unresolvable) for " + ", ".join(goal["undecided"])
+        return "undecided (top quarter unresolvable) for " + ", ".join(goal["undecided"])
     nearest_name = nearest(goal)
     if nearest_name is None:
-        return head + "no estimator to check"
+        return "no estimator to check"
     checked = goal["estimators"]
     missed = [f for f, ok in checked[nearest_name]["reached"].items() if ok is False]
-    return (head + f"not met; nearest {nearest_name} (misses {', '.join(missed) or 'no threshold'}, "
+    return (f"not met; nearest {nearest_name} (misses {', '.join(missed) or 'no threshold'}, "
             f"not above {len(checked[nearest_name]['not_above'])} rival figures)")
 
 
