@@ -281,3 +281,20 @@ def test_under_the_launcher_each_process_is_a_worker(retrained: tuple[Path, Path
     assert ran and len(ran) == len(set(ran)), ran  # every run once
     assert len({line.rsplit("pid ", 1)[1] for line in lines}) == 2  # by both processes
     assert json.loads((out / "results.json").read_text())["analysis"] == results["analysis"]
+
+
+def test_the_results_page_shows_a_running_retrain_as_the_retrain_itself_decides(
+        retrained: tuple[Path, Path, dict[str, Any]]) -> None:
+    """RESULTS.md's interim view of a retrain (lr sweep, finished seeds) reads the run folders with the
+    retrain's own scoring, so it names the same lr and the same held-out losses as results.json."""
+    import benchmarks.results_md as results_md
+
+    tmp, _, results = retrained
+    text = results_md.retrain_progress(tmp / "out")
+    for arm in results["arms"]:
+        sweep_row, seed_row = [line for line in text.splitlines() if line.startswith(f"| {arm['name']} |")]
+        assert sweep_row.split(" | ")[-1].rstrip(" |") == f"{arm['lr']:g}"
+        swept = {r["lr"]: r["score"] for r in results["lr_sweep"][arm["name"]]}
+        assert sweep_row.split(" | ")[1:3] == [f"{swept[1e-3]:.3f}", f"{swept[3e-3]:.3f}"]
+        assert seed_row.split(" | ")[1:3] == ["1 / 1", f"{results['pretrain'][arm['name']]['0']['heldout_loss']:.4f}"]
+    assert results_md.retrain_progress(tmp / "nothing") == ""

@@ -72,7 +72,8 @@ def seeds_of(cfg: Config, settings: RetrainSettings) -> list[int]:
     return [cfg.seed + i for i in range(settings.seeds)]
 
 
-def _lr_tag(lr: float) -> str:
+def lr_tag(lr: float) -> str:
+    """A learning rate as a run-folder suffix: `lr0.001`."""
     return f"lr{lr:g}"
 
 
@@ -167,21 +168,18 @@ class Runner:
         jobs = []
         for arm in self.arms:
             for lr in s.lrs:
-                folder = self.run_dir(arm.name, f"sweep-{_lr_tag(lr)}")
+                folder = self.run_dir(arm.name, f"sweep-{lr_tag(lr)}")
                 cfg = self.arm_config(arm, self.cfg.seed, lr, s.sweep_steps)
-                jobs.append((f"lr sweep {arm.name} {_lr_tag(lr)}", folder,
+                jobs.append((f"lr sweep {arm.name} {lr_tag(lr)}", folder,
                              partial(self.sweep_run, folder, arm, cfg)))
         self.each(jobs)
         plan_blocks = len(self.prepared(self.cfg.seed).data.train_blocks)
         for arm in self.arms:
             rows = []
             for lr in s.lrs:
-                folder = self.run_dir(arm.name, f"sweep-{_lr_tag(lr)}")
+                folder = self.run_dir(arm.name, f"sweep-{lr_tag(lr)}")
                 summary = read_json(folder / "summary.json")
-                losses = [loss for _, loss in loss_curve(folder)]
-                tail = losses[-max(1, math.ceil(len(losses) * LAST_SHARE)):]
-                score = statistics.fmean(tail) if tail and all(map(math.isfinite, tail)) else math.inf
-                rows.append({"lr": lr, "score": score if math.isfinite(score) else None,
+                rows.append({"lr": lr, "score": sweep_score(folder),
                              "fresh": s.sweep_steps * summary["train_batch_size"] <= plan_blocks,
                              "folder": str(folder.relative_to(self.out))})
             best = min(rows, key=lambda r: (r["score"] is None, r["score"] or 0.0, r["lr"]))
@@ -266,8 +264,8 @@ class Runner:
                 jobs = []
                 for arm in self.arms:
                     for lr in s.finetune_lrs:
-                        folder = self.glue_dir(arm.name, base, f"{task}-select-{_lr_tag(lr)}")
-                        jobs.append((f"{task} lr selection {arm.name} {_lr_tag(lr)}", folder,
+                        folder = self.glue_dir(arm.name, base, f"{task}-select-{lr_tag(lr)}")
+                        jobs.append((f"{task} lr selection {arm.name} {lr_tag(lr)}", folder,
                                      partial(self.finetune_run, folder, arm, base, task, self.finetune_config(base, lr),
                                            True)))
                 self.each(jobs)
@@ -275,7 +273,7 @@ class Runner:
             for arm in self.arms:
                 rows = []
                 for lr in s.finetune_lrs if len(s.finetune_lrs) > 1 else ():
-                    folder = self.glue_dir(arm.name, base, f"{task}-select-{_lr_tag(lr)}")
+                    folder = self.glue_dir(arm.name, base, f"{task}-select-{lr_tag(lr)}")
                     rows.append({"lr": lr, "score": read_json(folder / "eval.json")["score"]})
                 best = max(rows, key=lambda r: (r["score"], -r["lr"]))["lr"] if rows else s.finetune_lrs[0]
                 self.chosen_finetune_lr[task, arm.name] = best
@@ -309,6 +307,14 @@ def _finished_pretrain(folder: Path, steps: int, need_model: bool = False) -> di
         return None
     summary = read_json(path)
     return summary if summary.get("steps") == steps else None
+
+
+def sweep_score(folder: Path) -> float | None:
+    """A sweep run's score: the mean training loss of its last `LAST_SHARE` of records; None when it diverged
+    (a non-finite loss there) or logged nothing."""
+    losses = [loss for _, loss in loss_curve(folder)]
+    tail = losses[-max(1, math.ceil(len(losses) * LAST_SHARE)):]
+    return statistics.fmean(tail) if tail and all(map(math.isfinite, tail)) else None
 
 
 def loss_curve(folder: Path) -> list[tuple[int, float]]:
