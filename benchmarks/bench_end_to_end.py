@@ -294,6 +294,17 @@ def run_retrain(name: str, arms: Sequence[dict[str, Any]], steps: int, seeds: in
     return results
 
 
+def goal(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The pre-registered goal on a retrain's analysis: found-op − bert < 0 on held-out loss and > 0 on the GLUE
+    average, each with its 95% interval excluding 0 ("met" False when an interval or an endpoint is missing)."""
+    rows = {c["endpoint"]: c for c in analysis["contrasts"] if c["found"] == "found-op" and c["baseline"] == "bert"}
+    heldout, glue = rows.get("heldout_loss"), rows.get("glue_average")
+    out = {"heldout_loss": heldout, "glue_average": glue,
+           "heldout_met": bool(heldout and heldout["high"] is not None and heldout["high"] < 0),
+           "glue_met": bool(glue and glue["low"] is not None and glue["low"] > 0)}
+    return {**out, "met": out["heldout_met"] and out["glue_met"]}
+
+
 def order(results: dict[str, Any]) -> list[str]:
     summary = results["analysis"]["arms"]
     return sorted(summary, key=lambda arm: summary[arm]["heldout_loss"]["mean"])
@@ -341,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json("end_to_end", {"command": "python -m benchmarks.bench_end_to_end", "budget_steps": steps,
                               "arms": arms, "retrain": {k: results[k] for k in ("arms", "analysis", "seeds",
                                                                                 "heldout_blocks", "settings")},
-                              "found_op_minus_found_random": op_vs_random})
+                              "found_op_minus_found_random": op_vs_random, "goal": goal(results["analysis"])})
     for line in [*arm_table(results), "", *contrast_table(results)]:
         print(line)
     print(f"found-op − found-random, held-out loss: {op_vs_random['heldout_loss']}")

@@ -792,9 +792,11 @@ def end_to_end() -> str:
     else:
         parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
-    progress = retrain_progress(folder / "retrain")
-    if progress:
-        parts.append(progress)
+    final = RESULTS / "end_to_end.json"
+    if final.is_file():
+        parts.append(end_to_end_figures(json.loads(final.read_text(encoding="utf-8"))))
+    else:
+        parts.append(retrain_progress(folder / "retrain"))
     runs = budget_runs(folder)
     if runs:
         budgets = sorted(runs)
@@ -806,6 +808,39 @@ def end_to_end() -> str:
                      "1024–2047 of the document-disjoint text):")
         parts.append(table(["arm", *(f"{b} steps" for b in budgets)], rows))
     return "\n\n".join(parts)
+
+
+def end_to_end_figures(data: Json) -> str:
+    """The finished retrain: per arm mean [95% interval] over pre-training seeds, the paired contrasts (Holm per
+    endpoint), found-op − found-random, and the pre-registered goal's verdict."""
+    from autobert_zero.train.retrain.report import arm_table, contrast_table
+    from benchmarks.bench_end_to_end import goal
+
+    retrain = data["retrain"]
+    verdict = goal(retrain["analysis"])
+
+    def shown(entry: Json | None) -> str:
+        if not entry or entry["low"] is None:
+            return "not measured"
+        return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}], Holm p {entry['p_holm']:.3g}"
+
+    op_random = data["found_op_minus_found_random"]
+    return "\n\n".join([
+        f"Retrain at {data['budget_steps']} steps, {len(retrain['seeds'])} pre-training seeds per arm, figures as "
+        f"mean [95% t interval] ({commit_of(data)}):",
+        "\n".join(arm_table(retrain)), "Paired by pre-training seed (found − baseline):",
+        "\n".join(contrast_table(retrain)),
+        "found-op − found-random (paired t, not Holm-corrected): " + ", ".join(
+            f"{endpoint} {e['mean']:+.4f} [{_signed(e['low'])}, {_signed(e['high'])}]"
+            for endpoint, e in op_random.items()),
+        f"**Goal (found-op beats BERT on held-out loss and on the GLUE average, intervals excluding 0): "
+        f"{'met' if verdict['met'] else 'not met'}.** Held-out loss: {shown(verdict['heldout_loss'])} "
+        f"({'met' if verdict['heldout_met'] else 'not met'}); GLUE average: {shown(verdict['glue_average'])} "
+        f"({'met' if verdict['glue_met'] else 'not met'})."])
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.4f}"
 
 
 def retrain_progress(folder: Path) -> str:

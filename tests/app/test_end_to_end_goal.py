@@ -1,0 +1,58 @@
+"""The end-to-end experiment's pre-registered goal (issue #16 §4) and its RESULTS section, on analyses made by
+the retrain's own `analyse` from per-seed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import benchmarks.results_md as results_md
+from autobert_zero.train.retrain.report import analyse, paired
+from benchmarks.bench_end_to_end import goal
+
+SEEDS = [0, 1, 2, 3, 4]
+ARMS = [{"name": "found-op", "kind": "found"}, {"name": "found-random", "kind": "found"},
+        {"name": "bert", "kind": "baseline"}, {"name": "autobert_zero", "kind": "baseline"}]
+NOISE = [0.010, -0.004, 0.006, -0.012, 0.0]
+
+
+def _analysis(loss_gap: float, glue_gap: float) -> dict[str, Any]:
+    """found-op better than BERT by `loss_gap` nats and `glue_gap` GLUE points per seed, plus seed noise."""
+    base = {"found-op": (5.30 - loss_gap, 60.0 + glue_gap), "found-random": (5.31, 59.5), "bert": (5.30, 60.0),
+            "autobert_zero": (5.29, 60.2)}
+    pretrain = {arm: {s: {"heldout_loss": loss + NOISE[s] * (i + 1)} for s in SEEDS}
+                for i, (arm, (loss, _)) in enumerate(base.items())}
+    glue = {task: {"scores": {arm: {s: [score + 100 * NOISE[s] * (i + 1), score] for s in SEEDS}
+                              for i, (arm, (_, score)) in enumerate(base.items())}} for task in ("SST-2", "CoLA")}
+    return analyse(ARMS, pretrain, glue, SEEDS)
+
+
+def test_the_goal_is_met_only_when_both_intervals_exclude_zero_the_right_way() -> None:
+    clear = goal(_analysis(loss_gap=0.2, glue_gap=5.0))
+    assert clear["met"] and clear["heldout_met"] and clear["glue_met"]
+    assert clear["heldout_loss"]["high"] < 0 < clear["glue_average"]["low"]
+    loss_only = goal(_analysis(loss_gap=0.2, glue_gap=0.0))
+    assert loss_only["heldout_met"] and not loss_only["glue_met"] and not loss_only["met"]
+    worse = goal(_analysis(loss_gap=-0.2, glue_gap=-5.0))  # found-op clearly worse: intervals exclude 0 too
+    assert not worse["heldout_met"] and not worse["glue_met"]
+    no_glue = goal({"contrasts": [c for c in _analysis(0.2, 5.0)["contrasts"] if c["endpoint"] == "heldout_loss"]})
+    assert no_glue["heldout_met"] and no_glue["glue_average"] is None and not no_glue["met"]
+
+
+@pytest.mark.parametrize(("loss_gap", "glue_gap", "verdict"), [(0.2, 5.0, "met"), (0.0, 0.0, "not met")])
+def test_results_page_gives_the_goal_verdict_with_its_intervals(loss_gap: float, glue_gap: float,
+                                                                verdict: str) -> None:
+    analysis = _analysis(loss_gap, glue_gap)
+    arms = [{**a, "params": 1_000_000, "params_ratio": 1.0, "intermediate_size": 256, "flops_per_token": 1e6,
+             "seconds_per_step": 0.2, "lr": 2e-3} for a in ARMS]
+    values = analysis["arms"]
+    data = {"budget_steps": 2000, "commit": {"sha": "0" * 40},
+            "retrain": {"arms": arms, "analysis": analysis, "seeds": SEEDS},
+            "found_op_minus_found_random": {e: paired(values["found-op"][e]["values"],
+                                                      values["found-random"][e]["values"]) for e in values["bert"]}}
+    text = results_md.end_to_end_figures(data)
+    assert f"intervals excluding 0): {verdict}.**" in text
+    assert "| found-op |" in text and "found-op − bert" in text and "5 pre-training seeds" in text
+    mean = goal(analysis)["heldout_loss"]["mean"]
+    assert f"Held-out loss: {mean:+.4f} [" in text
