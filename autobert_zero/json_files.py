@@ -124,3 +124,18 @@ def require_keys(
         if isinstance(item, float) and not math.isfinite(item):
             raise error(f"{where}: key {key!r} is {item}, expected a finite number")
     return mapping
+
+
+def flatten(mapping: Mapping[str, Any], keep_empty: bool = False, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys ({"a": {"b": 1}} → {"a.b": 1}); other values (lists too)
+    as they are. An empty nested mapping vanishes, or with `keep_empty` stays as its own key ({"a": {}} →
+    {"a": {}}), so a comparison can name a section that was emptied. Run identities use the default: changing
+    it would change every checkpoint's identity."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and (value or not keep_empty):
+            flat.update(flatten(value, keep_empty, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

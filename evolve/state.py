@@ -31,7 +31,7 @@ from typing import Any
 
 from autobert_zero.errors import AbzError, SearchError, SupernetError
 from autobert_zero.io import atomic_write_text
-from autobert_zero.json_files import parse_json, read_json, require_keys, require_mapping, shorten
+from autobert_zero.json_files import flatten, parse_json, read_json, require_keys, require_mapping, shorten
 
 from .history import HistoryLine
 from .priority import STREAMS, rng_state
@@ -83,21 +83,12 @@ def supernet_identity(folder: str | Path) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "step": step}
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as {"evaluate.steps": 5, ...} (lists stay values)."""
-    if not isinstance(value, Mapping) or (prefix and not value):
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between two run identities (`run` of a state), one "key old -> new" per difference:
     config keys by their dotted name, then the supernet's weights and step, the language's grammar and op
     sha256s, then the data and vocabulary hashes the fitness reads."""
-    before, after = flatten(saved.get("config") or {}), flatten(current.get("config") or {})
+    before = flatten(saved.get("config") or {}, keep_empty=True)
+    after = flatten(current.get("config") or {}, keep_empty=True)
     def shown(values: Mapping[str, Any], key: str) -> str:
         return shorten(values[key]) if key in values else "(absent)"
 

@@ -294,18 +294,6 @@ def run_identity(*, genotype_id: str, tokenizer: Any, config: Mapping[str, Any],
     return json.loads(json.dumps(identity))  # as it reads back from trainer_state.json (tuples → lists)
 
 
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one level of dotted keys ({"a": {"b": 1}} → {"a.b": 1}); other values as they are."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def save_checkpoint(engine: Any, root: Path, step: int, run_state: dict[str, Any], rank: int, keep: int) -> Path:
     """Write checkpoint `step` (every rank calls this); returns its folder."""
     tag, tmp_tag = tag_for(step), f".tmp-{tag_for(step)}"

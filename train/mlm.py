@@ -29,6 +29,7 @@ from autobert_zero.config.load import BatchPlan, batch_plan, load_config
 from autobert_zero.config.schema import Config
 from autobert_zero.errors import ConfigError
 from autobert_zero.io import atomic_directory, atomic_write_text
+from autobert_zero.json_files import flatten
 from autobert_zero.run_dir import open_run_dir
 from autobert_zero.train import checkpoint
 from autobert_zero.train.data.corpus import Corpus, load_corpus, without_texts_of
@@ -165,7 +166,7 @@ def config_identity(cfg: Config, desc: str) -> dict[str, Any]:
     ("supernet.conv_probability", "deepspeed.zero_optimization.stage"): all but `RESUME_EXEMPT` and the
     kind's `UNUSED_SECTIONS`."""
     exempt = (*RESUME_EXEMPT, *UNUSED_SECTIONS.get(desc, ()))
-    flat = checkpoint.flatten(dataclasses.asdict(cfg))
+    flat = flatten(dataclasses.asdict(cfg))
     return {key: value for key, value in flat.items()
             if not any(key == name or key.startswith(f"{name}.") for name in exempt)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autobert_zero.errors import SearchError
-from autobert_zero.json_files import depth_of, parse_json, read_json, require_keys, shorten
+from autobert_zero.json_files import depth_of, flatten, parse_json, read_json, require_keys, shorten
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,11 @@ def test_require_keys_checks_types_and_finiteness() -> None:
 def test_shorten_cuts_long_values() -> None:
     shown = shorten("x" * 8_000_000)
     assert len(shown) < 120 and "8000000 characters" in shown
+
+
+def test_flatten_gives_dotted_keys_and_keeps_an_emptied_section_only_when_asked() -> None:
+    nested = {"model": {"hidden_size": 64, "extra": {}}, "seeds": [0, 1], "data": {"x": {"y": None}}}
+    assert flatten(nested) == {"model.hidden_size": 64, "seeds": [0, 1], "data.x.y": None}
+    assert flatten(nested, keep_empty=True) == {"model.hidden_size": 64, "model.extra": {}, "seeds": [0, 1],
+                                                "data.x.y": None}
+    assert flatten({}) == {} == flatten({}, keep_empty=True)

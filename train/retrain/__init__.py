@@ -73,7 +73,7 @@ def _record(search: Path, cfg: Config, arms: Sequence[Arm], settings: RetrainSet
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    from autobert_zero.train.checkpoint import flatten
+    from autobert_zero.json_files import flatten
 
     before, after = flatten(saved), flatten(current)
     return [f"{key}: {before.get(key, '(absent)')!r:.60} -> {after.get(key, '(absent)')!r:.60}"
