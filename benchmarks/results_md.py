@@ -797,6 +797,9 @@ def end_to_end() -> str:
         parts.append(end_to_end_figures(json.loads(final.read_text(encoding="utf-8"))))
     else:
         parts.append(retrain_progress(folder / "retrain"))
+    edge = RESULTS / "end-to-end" / "lr-edge.json"
+    if edge.is_file():
+        parts.append(lr_edge(json.loads(edge.read_text(encoding="utf-8"))))
     runs = budget_runs(folder)
     if runs:
         budgets = sorted(runs)
@@ -841,6 +844,19 @@ def end_to_end_figures(data: Json) -> str:
 
 def _signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4f}"
+
+
+def lr_edge(data: Json) -> str:
+    """The exploratory check beyond the retrain's lr grid (`benchmarks/bench_lr_edge.py`, hypotheses in its
+    docstring): every arm's sweep score at the grid's lrs and above, and which lr is best."""
+    lrs = sorted({lr for scores in data["scores"].values() for lr in scores}, key=float)
+    rows = [[arm, *(f"{scores[lr]:.3f}" if scores.get(lr) is not None else "–" for lr in lrs), f"{data['best'][arm]:g}"]
+            for arm, scores in data["scores"].items()]
+    return "\n\n".join([
+        "Exploratory, not pre-registered (`python -m benchmarks.bench_lr_edge`, hypotheses in its docstring): the "
+        f"same {data['sweep_steps']}-step sweep runs above the grid, since every arm chose its top "
+        f"({commit_of(data)}):",
+        table(["arm", *(f"lr {lr}" for lr in lrs), "best"], rows)])
 
 
 def retrain_progress(folder: Path) -> str:

@@ -56,3 +56,13 @@ def test_results_page_gives_the_goal_verdict_with_its_intervals(loss_gap: float,
     assert "| found-op |" in text and "found-op − bert" in text and "5 pre-training seeds" in text
     mean = goal(analysis)["heldout_loss"]["mean"]
     assert f"Held-out loss: {mean:+.4f} [" in text
+
+
+def test_the_lr_edge_check_is_shown_as_exploratory_with_every_lr_in_order() -> None:
+    data = {"commit": {"sha": "1" * 40}, "sweep_steps": 500,
+            "scores": {"bert": {"0.0005": 6.75, "0.001": 6.69, "0.002": 6.62, "0.004": 6.79, "0.008": None}},
+            "best": {"bert": 0.002}}
+    text = results_md.lr_edge(data)
+    assert text.startswith("Exploratory, not pre-registered")
+    assert "| arm | lr 0.0005 | lr 0.001 | lr 0.002 | lr 0.004 | lr 0.008 | best |" in text
+    assert "| bert | 6.750 | 6.690 | 6.620 | 6.790 | – | 0.002 |" in text
