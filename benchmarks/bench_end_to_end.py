@@ -57,6 +57,12 @@ benchmarks/results/end-to-end/budget-*/runs/, so `git add` skipped every per-run
 retrain.json was ever committed. 0956661 un-ignores results folders and commits the budget runs finished so far
 (2,000 steps: all five arms; 4,000 steps: found-op, found-random, found-conv), so they now survive a machine move.
 
+NOTE 5 (2026-12-07 01:25, with 12 of the 25 pre-training runs done): every arm's lr sweep chose the grid's top
+(2e-3), so an exploratory check (`benchmarks/bench_lr_edge.py`, hypotheses stated before it ran) swept 4e-3 and
+8e-3 the same way: every arm, BERT included, stays on the unigram plateau there (sweep score 6.76-6.79, against
+6.04-6.62 at 2e-3). The grid's top is each arm's best of the five lrs; between 2e-3 and 4e-3 is untested. The
+retrain is unchanged by this.
+
 Pieces and resumption: every stage keeps small per-run results under benchmarks/results/end-to-end/
 (committed as they come, with the commit each ran on): each search's top 8 with their re-scored losses,
 the arms, and the retrains' run files (summary.json, heldout.json, eval.json, metrics.jsonl, retrain.json),
