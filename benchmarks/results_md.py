@@ -846,6 +846,14 @@ def _signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
+def _plain(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
 def lr_edge(data: Json) -> str:
     """The exploratory check beyond the retrain's lr grid (`benchmarks/bench_lr_edge.py`, hypotheses in its
     docstring): every arm's sweep score at the grid's lrs and above, and which lr is best."""
@@ -870,14 +878,16 @@ def retrain_progress(folder: Path) -> str:
     plan = json.loads(path.read_text(encoding="utf-8"))
     lrs, seeds = plan["settings"]["lrs"], plan["settings"]["seeds"]
     sweep_rows, seed_rows = [], []
+    heldout: dict[str, dict[int, dict[str, float]]] = {}
     for arm in (a["name"] for a in plan["arms"]):
         sweeps = {lr: folder / "runs" / arm / f"sweep-{lr_tag(lr)}" for lr in lrs}
         scores = {lr: sweep_score(run) if (run / "summary.json").is_file() else None for lr, run in sweeps.items()}
         done = {lr: v for lr, v in scores.items() if v is not None}
         chosen = f"{min(done, key=lambda lr: (done[lr], lr)):g}" if len(done) == len(lrs) else "to come"
         sweep_rows.append([arm, *(f"{v:.3f}" if v is not None else "–" for v in scores.values()), chosen])
-        losses = [float(json.loads(p.read_text(encoding="utf-8"))["heldout_loss"])
-                  for p in sorted((folder / "runs" / arm).glob("seed*/heldout.json"))]
+        heldout[arm] = {int(p.parent.name.removeprefix("seed")): json.loads(p.read_text(encoding="utf-8"))
+                        for p in (folder / "runs" / arm).glob("seed*/heldout.json")}
+        losses = [float(heldout[arm][seed]["heldout_loss"]) for seed in sorted(heldout[arm])]
         mean = f"{statistics.fmean(losses):.4f}" if losses else "–"
         seed_rows.append([arm, f"{len(losses)} / {seeds}", mean, ", ".join(f"{v:.3f}" for v in losses) or "–"])
     edge = all(row[-1] == f"{max(lrs):g}" for row in sweep_rows)
@@ -886,11 +896,38 @@ def retrain_progress(folder: Path) -> str:
         "scored by the mean training loss of each run's last fifth (the lower the better; '–': not run yet):",
         table(["arm", *(f"lr {lr:g}" for lr in lrs), "chosen"], sweep_rows)
         + ("\n\nEvery arm chose the grid's largest lr, so each arm's best lr may lie above the grid (the grid was "
-           "pre-registered and stays; this limits the recipe's fairness claim to 'best of the same three lrs')."
-           if edge else ""),
+           "pre-registered and stays; the exploratory lr-edge check below tries 4e-3 and 8e-3)." if edge else ""),
         "Pre-training seeds finished so far, held-out MLM loss on the document-disjoint blocks 1024–2047 "
-        "(**interim**: the pre-registered paired tests run once all seeds are in; nothing is decided on these):",
-        table(["arm", "seeds done", "mean so far", "per seed"], seed_rows)])
+        "(**interim** until every seed is in; nothing is decided on a part):",
+        table(["arm", "seeds done", "mean so far", "per seed"], seed_rows),
+        *primary_endpoint(plan["arms"], heldout, seeds)])
+
+
+def primary_endpoint(arms: Sequence[Json], heldout: dict[str, dict[int, Json]], seeds: int) -> list[str]:
+    """Once every arm has all its pre-training seeds: the pre-registered paired contrasts on the primary endpoint
+    (held-out loss; Holm over the found × baseline pairs, as the retrain's own analysis), found-op − found-random,
+    and the held-out half of the goal. Empty before that (GLUE, the secondary endpoint, comes later)."""
+    from autobert_zero.train.retrain.report import analyse, contrast_table, paired
+    from benchmarks.bench_end_to_end import goal
+
+    if any(len(heldout.get(a["name"], {})) < seeds for a in arms):
+        return []
+    order = sorted(heldout[arms[0]["name"]])
+    analysis = analyse(arms, heldout, {}, order)
+    values = {name: by["heldout_loss"]["values"] for name, by in analysis["arms"].items()}
+    lines = ["**Primary endpoint, final** (all pre-training seeds in; GLUE, the secondary endpoint, still running): "
+             "held-out loss per arm, mean [95% t interval]: " + "; ".join(
+                 f"{name} {by['heldout_loss']['mean']:.4f} [{_plain(by['heldout_loss']['low'])}, "
+                 f"{_plain(by['heldout_loss']['high'])}]" for name, by in analysis["arms"].items()),
+             "\n".join(contrast_table({"analysis": analysis}))]
+    if "found-op" in values and "found-random" in values:
+        d = paired(values["found-op"], values["found-random"])
+        lines.append(f"found-op − found-random (paired t, not Holm-corrected): {d['mean']:+.4f} "
+                     f"[{_signed(d['low'])}, {_signed(d['high'])}], p {_p(d['p'])}")
+        verdict = goal(analysis)
+        lines.append(f"Held-out half of the goal (found-op − bert interval below 0): "
+                     f"{'met' if verdict['heldout_met'] else 'not met'}; the GLUE half is not measured yet.")
+    return lines
 
 
 def budget_runs(folder: Path) -> dict[int, dict[str, float]]:

@@ -3,6 +3,8 @@ the retrain's own `analyse` from per-seed values."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,3 +68,28 @@ def test_the_lr_edge_check_is_shown_as_exploratory_with_every_lr_in_order() -> N
     assert text.startswith("Exploratory, not pre-registered")
     assert "| arm | lr 0.0005 | lr 0.001 | lr 0.002 | lr 0.004 | lr 0.008 | best |" in text
     assert "| bert | 6.750 | 6.690 | 6.620 | 6.790 | – | 0.002 |" in text
+
+
+def _retrain_folder(root: Path, seeds_done: int) -> Path:
+    """A running retrain's small files (what the commit loop keeps): its record and each finished seed's
+    heldout.json, found-op 0.2 nats better than BERT at every seed."""
+    losses = {"found-op": 5.30, "found-random": 5.35, "bert": 5.50, "autobert_zero": 5.32}
+    plan = {"arms": ARMS, "settings": {"lrs": [1e-3, 2e-3], "seeds": 5, "sweep_steps": 500}}
+    root.mkdir(parents=True)
+    (root / "retrain.json").write_text(json.dumps(plan), encoding="utf-8")
+    for i, (arm, loss) in enumerate(losses.items()):
+        for seed in range(seeds_done):
+            run = root / "runs" / arm / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "heldout.json").write_text(json.dumps({"heldout_loss": loss + NOISE[seed] * (i + 1)}))
+    return root
+
+
+def test_the_primary_endpoint_is_analysed_once_every_seed_is_in_and_not_before(tmp_path: Path) -> None:
+    partial = results_md.retrain_progress(_retrain_folder(tmp_path / "partial", seeds_done=4))
+    assert "| found-op | 4 / 5 |" in partial and "Primary endpoint" not in partial
+    text = results_md.retrain_progress(_retrain_folder(tmp_path / "full", seeds_done=5))
+    assert "**Primary endpoint, final**" in text and "| found-op | 5 / 5 |" in text
+    assert "heldout_loss (lower is better) | found-op − bert | -0.2" in text
+    assert "Held-out half of the goal (found-op − bert interval below 0): met" in text
+    assert "found-op − found-random (paired t, not Holm-corrected): -0.05" in text
