@@ -788,7 +788,7 @@ def end_to_end() -> str:
         parts.append(f"Budget check done: the order of the arms by held-out loss is "
                      f"{'the same' if same else 'not the same'} at {' and '.join(budget['orders'])} steps, so the "
                      f"main retrain runs at **{budget['chosen_steps']} steps** (pre-registered rule). Its 5-seed "
-                     "retrain and GLUE: not finished.")
+                     "retrain follows.")
     else:
         parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
