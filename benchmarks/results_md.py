@@ -797,6 +797,11 @@ def end_to_end() -> str:
         parts.append(end_to_end_figures(json.loads(final.read_text(encoding="utf-8"))))
     else:
         parts.append(retrain_progress(folder / "retrain"))
+    if (folder / "plots" / "scores.png").is_file():
+        parts.append("Training loss per arm (mean over pre-training seeds) and held-out loss with 95% intervals "
+                     "(`python -m benchmarks.plot_end_to_end`, from the committed per-run files):\n\n"
+                     + png("end-to-end/plots/loss_curves", "end-to-end training loss") + " "
+                     + png("end-to-end/plots/scores", "end-to-end held-out loss"))
     edge = RESULTS / "end-to-end" / "lr-edge.json"
     if edge.is_file():
         parts.append(lr_edge(json.loads(edge.read_text(encoding="utf-8"))))

@@ -1,0 +1,42 @@
+"""Plots of the end-to-end retrain from its committed per-run files (no run needed), as `abz retrain` draws
+them: training loss per arm (mean over pre-training seeds) and the held-out loss per arm with 95% intervals.
+
+    python -m benchmarks.plot_end_to_end     # writes benchmarks/results/end-to-end/plots/*.png
+
+The retrain writes the same plots beside its results.json when it finishes; these exist so the primary endpoint
+can be looked at while GLUE still runs, and on a machine that never ran the retrain.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.bench_end_to_end import RESULTS
+
+RETRAIN = RESULTS / "retrain"
+PLOTS = RESULTS / "plots"
+
+
+def main() -> None:
+    from autobert_zero.train.retrain.report import analyse, plot
+    from autobert_zero.train.retrain.runs import loss_curve
+
+    plan = json.loads((RETRAIN / "retrain.json").read_text(encoding="utf-8"))
+    arms = [a["name"] for a in plan["arms"]]
+    seeds = {arm: sorted(int(p.parent.name.removeprefix("seed"))
+                         for p in (RETRAIN / "runs" / arm).glob("seed*/heldout.json")) for arm in arms}
+    common = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    if not common:
+        raise SystemExit(f"no pre-training seed is finished for every arm under {RETRAIN / 'runs'}")
+    heldout = {arm: {s: json.loads((RETRAIN / "runs" / arm / f"seed{s}" / "heldout.json").read_text(encoding="utf-8"))
+                     for s in common} for arm in arms}
+    curves = {arm: {s: loss_curve(RETRAIN / "runs" / arm / f"seed{s}") for s in common} for arm in arms}
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    written = plot({"analysis": analyse(plan["arms"], heldout, {}, common)}, curves, PLOTS)
+    print("wrote", ", ".join(str(Path(PLOTS / name).relative_to(RESULTS.parent.parent.parent)) for name in written),
+          f"({len(common)} seeds per arm)")
+
+
+if __name__ == "__main__":
+    main()
