@@ -10,7 +10,6 @@ can be looked at while GLUE still runs, and on a machine that never ran the retr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from benchmarks.bench_end_to_end import RESULTS
 
@@ -34,8 +33,7 @@ def main() -> None:
     curves = {arm: {s: loss_curve(RETRAIN / "runs" / arm / f"seed{s}") for s in common} for arm in arms}
     PLOTS.mkdir(parents=True, exist_ok=True)
     written = plot({"analysis": analyse(plan["arms"], heldout, {}, common)}, curves, PLOTS)
-    print("wrote", ", ".join(str(Path(PLOTS / name).relative_to(RESULTS.parent.parent.parent)) for name in written),
-          f"({len(common)} seeds per arm)")
+    print("wrote", ", ".join(str(PLOTS / name) for name in written), f"({len(common)} seeds per arm)")
 
 
 if __name__ == "__main__":

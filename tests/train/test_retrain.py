@@ -298,3 +298,19 @@ def test_the_results_page_shows_a_running_retrain_as_the_retrain_itself_decides(
         assert sweep_row.split(" | ")[1:3] == [f"{swept[1e-3]:.3f}", f"{swept[3e-3]:.3f}"]
         assert seed_row.split(" | ")[1:3] == ["1 / 1", f"{results['pretrain'][arm['name']]['0']['heldout_loss']:.4f}"]
     assert results_md.retrain_progress(tmp / "nothing") == ""
+
+
+def test_the_end_to_end_plots_are_drawn_from_a_retrains_small_files(
+        retrained: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.plot_end_to_end as plot_end_to_end
+
+    tmp, _, _ = retrained
+    monkeypatch.setattr(plot_end_to_end, "RETRAIN", tmp / "out")
+    monkeypatch.setattr(plot_end_to_end, "PLOTS", tmp_path / "plots")
+    plot_end_to_end.main()
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss_curves.png", "scores.png"}
+    monkeypatch.setattr(plot_end_to_end, "RETRAIN", tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "retrain.json").write_text((tmp / "out" / "retrain.json").read_text())
+    with pytest.raises(SystemExit, match="no pre-training seed is finished"):
+        plot_end_to_end.main()
