@@ -905,7 +905,33 @@ def retrain_progress(folder: Path) -> str:
         "Pre-training seeds finished so far, held-out MLM loss on the document-disjoint blocks 1024–2047 "
         "(**interim** until every seed is in; nothing is decided on a part):",
         table(["arm", "seeds done", "mean so far", "per seed"], seed_rows),
-        *primary_endpoint(plan["arms"], heldout, seeds)])
+        *primary_endpoint(plan["arms"], heldout, seeds),
+        *glue_progress(folder, plan)])
+
+
+def glue_progress(folder: Path, plan: Json) -> list[str]:
+    """GLUE dev scores of the fine-tunes finished so far: per task and arm, the mean over pre-training seeds
+    whose every fine-tuning seed is done (each seed's score is the mean over its fine-tuning seeds, as the
+    retrain scores it). Empty before the first. Interim: the paired tests come with the retrain's results."""
+    tasks, fine_seeds = plan["settings"].get("glue_tasks", []), plan["settings"].get("finetune_seeds", 1)
+    cells: dict[str, list[str]] = {}
+    any_done = False
+    for arm in (a["name"] for a in plan["arms"]):
+        for task in tasks:
+            per_seed = []
+            for run in sorted((folder / "runs" / arm).glob("seed*")):
+                scores = [json.loads(p.read_text(encoding="utf-8"))["score"]
+                          for p in sorted(run.glob(f"glue/{task}-ft*/eval.json"))]
+                if len(scores) == fine_seeds:
+                    per_seed.append(statistics.fmean(scores))
+            any_done = any_done or bool(per_seed)
+            cells.setdefault(arm, []).append(f"{statistics.fmean(per_seed):.4f} (n={len(per_seed)})" if per_seed
+                                             else "running / to come")
+    if not any_done:
+        return []
+    return [f"GLUE dev so far (mean over pre-training seeds of the mean over {fine_seeds} fine-tuning seeds; "
+            "**interim**, the paired tests and the GLUE average come with the retrain's results):",
+            table(["arm", *tasks], [[arm, *row] for arm, row in cells.items()])]
 
 
 def primary_endpoint(arms: Sequence[Json], heldout: dict[str, dict[int, Json]], seeds: int) -> list[str]:

@@ -93,3 +93,24 @@ def test_the_primary_endpoint_is_analysed_once_every_seed_is_in_and_not_before(t
     assert "heldout_loss (lower is better) | found-op − bert | -0.2" in text
     assert "Held-out half of the goal (found-op − bert interval below 0): met" in text
     assert "found-op − found-random (paired t, not Holm-corrected): -0.05" in text
+
+
+def test_glue_scores_are_shown_per_task_once_a_seeds_every_fine_tune_is_done(tmp_path: Path) -> None:
+    folder = _retrain_folder(tmp_path / "r", seeds_done=5)
+    plan = json.loads((folder / "retrain.json").read_text())
+    plan["settings"].update(glue_tasks=["SST-2", "CoLA"], finetune_seeds=2)
+    (folder / "retrain.json").write_text(json.dumps(plan))
+    assert "GLUE dev so far" not in results_md.retrain_progress(folder)
+
+    def finetuned(arm: str, seed: int, run: str, score: float) -> None:
+        path = folder / "runs" / arm / f"seed{seed}" / "glue" / run
+        path.mkdir(parents=True)
+        (path / "eval.json").write_text(json.dumps({"score": score}))
+
+    finetuned("bert", 0, "SST-2-ft0", 0.60)
+    finetuned("bert", 0, "SST-2-ft1", 0.70)  # seed 0 done: mean 0.65
+    finetuned("bert", 1, "SST-2-ft0", 0.90)  # seed 1 half done: not counted
+    finetuned("bert", 0, "SST-2-select-lr0.001", 0.99)  # lr selection on a train slice: never counted
+    text = results_md.retrain_progress(folder)
+    assert "| bert | 0.6500 (n=1) | running / to come |" in text
+    assert "| found-op | running / to come | running / to come |" in text

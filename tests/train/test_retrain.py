@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -292,7 +293,9 @@ def test_the_results_page_shows_a_running_retrain_as_the_retrain_itself_decides(
     tmp, _, results = retrained
     text = results_md.retrain_progress(tmp / "out")
     for arm in results["arms"]:
-        sweep_row, seed_row = [line for line in text.splitlines() if line.startswith(f"| {arm['name']} |")]
+        sweep_row, seed_row, glue_row = [line for line in text.splitlines() if line.startswith(f"| {arm['name']} |")]
+        glue = statistics.fmean(results["glue"]["SST-2"]["scores"][arm["name"]]["0"])
+        assert glue_row == f"| {arm['name']} | {glue:.4f} (n=1) |"
         assert sweep_row.split(" | ")[-1].rstrip(" |") == f"{arm['lr']:g}"
         swept = {r["lr"]: r["score"] for r in results["lr_sweep"][arm["name"]]}
         assert sweep_row.split(" | ")[1:3] == [f"{swept[1e-3]:.3f}", f"{swept[3e-3]:.3f}"]
