@@ -300,6 +300,12 @@ def run_retrain(name: str, arms: Sequence[dict[str, Any]], steps: int, seeds: in
     return results
 
 
+def heldout_by_seed(retrain: Path, arm: str) -> dict[int, dict[str, Any]]:
+    """{seed: its heldout.json} of an arm's finished pre-training runs in a retrain folder (`runs/ARM/seedS`)."""
+    return {int(p.parent.name.removeprefix("seed")): json.loads(p.read_text(encoding="utf-8"))
+            for p in (retrain / "runs" / arm).glob("seed*/heldout.json")}
+
+
 def goal(analysis: dict[str, Any]) -> dict[str, Any]:
     """The pre-registered goal on a retrain's analysis: found-op − bert < 0 on held-out loss and > 0 on the GLUE
     average, each with its 95% interval excluding 0 ("met" False when an interval or an endpoint is missing)."""

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.bench_end_to_end import RESULTS, RUNS, SWEEP_STEPS, retrain_config, say
+from autobert_zero.io import atomic_write_text
+from benchmarks.bench_end_to_end import LRS, RESULTS, RUNS, SWEEP_STEPS, Mirror, retrain_config, say
 from benchmarks.report import commit, print_table
 
 RECORD = RESULTS / "retrain" / "retrain.json"
 OUT = RUNS / "lr-edge"
 KEPT = RESULTS / "lr-edge"
-KEPT_FILES = ("summary.json", "metrics.jsonl")
 
 
 def arms_of_record(cfg: Any, prepared: Any) -> list[Any]:
@@ -50,24 +49,6 @@ def arms_of_record(cfg: Any, prepared: Any) -> list[Any]:
     if any(recorded[arm.name] != arm.intermediate_size for arm in arms):
         raise SystemExit(f"the arms' FFN widths differ from {RECORD}: {recorded}")
     return arms
-
-
-def restore() -> None:
-    """Finished runs kept from an earlier machine go back into the run folder (read back, not trained again)."""
-    for path in KEPT.glob("runs/*/*/summary.json"):
-        target = OUT / path.parent.relative_to(KEPT)
-        if not (target / "summary.json").is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            for name in KEPT_FILES:
-                shutil.copy2(path.parent / name, target / name)
-
-
-def keep() -> None:
-    for path in OUT.glob("runs/*/*/summary.json"):
-        target = KEPT / path.parent.relative_to(OUT)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in KEPT_FILES:
-            shutil.copy2(path.parent / name, target / name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -90,12 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     arms = [a for a in arms_of_record(cfg, prepared) if args.arms is None or a.name in args.arms]
     settings = RetrainSettings(seeds=1, lrs=tuple(args.lrs), sweep_steps=SWEEP_STEPS, glue_tasks=(),
                                glue_data_dir="", finetune_seeds=1, finetune_lrs=(1e-3,), select_examples=1)
-    restore()
-    runner = Runner(cfg, arms, settings, OUT, prepared, say)
-    new = runner.sweep()
-    keep()
+    with Mirror(OUT, KEPT):  # finished runs kept from an earlier machine are read back, not trained again
+        new = Runner(cfg, arms, settings, OUT, prepared, say).sweep()
     grid = {arm.name: {lr: sweep_score(RESULTS / "retrain" / "runs" / arm.name / f"sweep-{lr_tag(lr)}")
-                       for lr in (5e-4, 1e-3, 2e-3)} for arm in arms}
+                       for lr in LRS} for arm in arms}
     rows = {arm: {**{f"{lr:g}": s for lr, s in grid[arm].items()}, **{f"{r['lr']:g}": r["score"] for r in new[arm]}}
             for arm in grid}
     lrs = list(next(iter(rows.values())))
@@ -104,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out: dict[str, Any] = {"commit": commit(), "sweep_steps": SWEEP_STEPS, "scores": rows,
                            "best": {arm: min((s, float(lr)) for lr, s in scores.items() if s is not None)[1]
                                     for arm, scores in rows.items()}}
-    (RESULTS / "lr-edge.json").write_text(json.dumps(out, indent=1), encoding="utf-8")
+    atomic_write_text(RESULTS / "lr-edge.json", json.dumps(out, indent=1))
     say(f"wrote {RESULTS / 'lr-edge.json'}")
 
 

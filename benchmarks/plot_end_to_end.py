@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.bench_end_to_end import RESULTS
+from benchmarks.bench_end_to_end import RESULTS, heldout_by_seed
 
 RETRAIN = RESULTS / "retrain"
 PLOTS = RESULTS / "plots"
@@ -23,13 +23,11 @@ def main() -> None:
 
     plan = json.loads((RETRAIN / "retrain.json").read_text(encoding="utf-8"))
     arms = [a["name"] for a in plan["arms"]]
-    seeds = {arm: sorted(int(p.parent.name.removeprefix("seed"))
-                         for p in (RETRAIN / "runs" / arm).glob("seed*/heldout.json")) for arm in arms}
-    common = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    finished = {arm: heldout_by_seed(RETRAIN, arm) for arm in arms}
+    common = sorted(set.intersection(*(set(by_seed) for by_seed in finished.values())))
     if not common:
         raise SystemExit(f"no pre-training seed is finished for every arm under {RETRAIN / 'runs'}")
-    heldout = {arm: {s: json.loads((RETRAIN / "runs" / arm / f"seed{s}" / "heldout.json").read_text(encoding="utf-8"))
-                     for s in common} for arm in arms}
+    heldout = {arm: {s: finished[arm][s] for s in common} for arm in arms}
     curves = {arm: {s: loss_curve(RETRAIN / "runs" / arm / f"seed{s}") for s in common} for arm in arms}
     PLOTS.mkdir(parents=True, exist_ok=True)
     written = plot({"analysis": analyse(plan["arms"], heldout, {}, common)}, curves, PLOTS)

@@ -876,6 +876,7 @@ def retrain_progress(folder: Path) -> str:
     """The main retrain while it runs: each arm's lr sweep (and the lr it chose, by the retrain's own rule) and
     its finished pre-training seeds with their held-out losses; interim figures, no test until every seed is in."""
     from autobert_zero.train.retrain.runs import lr_tag, sweep_score
+    from benchmarks.bench_end_to_end import heldout_by_seed
 
     path = folder / "retrain.json"
     if not path.is_file():
@@ -890,8 +891,7 @@ def retrain_progress(folder: Path) -> str:
         done = {lr: v for lr, v in scores.items() if v is not None}
         chosen = f"{min(done, key=lambda lr: (done[lr], lr)):g}" if len(done) == len(lrs) else "to come"
         sweep_rows.append([arm, *(f"{v:.3f}" if v is not None else "–" for v in scores.values()), chosen])
-        heldout[arm] = {int(p.parent.name.removeprefix("seed")): json.loads(p.read_text(encoding="utf-8"))
-                        for p in (folder / "runs" / arm).glob("seed*/heldout.json")}
+        heldout[arm] = heldout_by_seed(folder, arm)
         losses = [float(heldout[arm][seed]["heldout_loss"]) for seed in sorted(heldout[arm])]
         mean = f"{statistics.fmean(losses):.4f}" if losses else "–"
         seed_rows.append([arm, f"{len(losses)} / {seeds}", mean, ", ".join(f"{v:.3f}" for v in losses) or "–"])
