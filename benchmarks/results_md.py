@@ -830,7 +830,7 @@ def end_to_end_figures(data: Json) -> str:
     def shown(entry: Json | None) -> str:
         if not entry or entry["low"] is None:
             return "not measured"
-        return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}], Holm p {entry['p_holm']:.3g}"
+        return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}], Holm p {_p(entry['p_holm'])}"
 
     op_random = data["found_op_minus_found_random"]
     return "\n\n".join([

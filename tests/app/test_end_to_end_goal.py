@@ -114,3 +114,16 @@ def test_glue_scores_are_shown_per_task_once_a_seeds_every_fine_tune_is_done(tmp
     text = results_md.retrain_progress(folder)
     assert "| bert | 0.6500 (n=1) | running / to come |" in text
     assert "| found-op | running / to come | running / to come |" in text
+
+
+def test_a_contrast_without_a_p_value_is_shown_not_a_crash() -> None:
+    """Identical per-seed differences have an interval but no t-test p (zero variance): shown as '–'."""
+    analysis = _analysis(0.2, 5.0)
+    for contrast in analysis["contrasts"]:
+        contrast.update(p=None, p_holm=None)
+    data = {"budget_steps": 2000, "commit": {"sha": "0" * 40},
+            "retrain": {"arms": [{**a, "params": 1, "params_ratio": 1.0, "intermediate_size": 1, "flops_per_token": 1,
+                                  "seconds_per_step": None, "lr": 1e-3} for a in ARMS],
+                        "analysis": analysis, "seeds": SEEDS},
+            "found_op_minus_found_random": {}}
+    assert "Holm p –" in results_md.end_to_end_figures(data)
