@@ -38,13 +38,10 @@ KEPT = RESULTS / "lr-edge"
 
 def arms_of_record(cfg: Any, prepared: Any) -> list[Any]:
     """The retrain's arms, sized again from its record; refused if the sizes no longer match it."""
-    from autobert_zero.grammar import parse_genotype
-    from autobert_zero.train.retrain.arms import Candidate, equal_size
+    from autobert_zero.train.retrain.arms import equal_size, recorded_candidates
 
     record = json.loads(RECORD.read_text(encoding="utf-8"))
-    candidates = [Candidate(a["name"], a["kind"], parse_genotype(a["genotype"]), a["source"], a["search_fitness"],
-                            a["rescored_loss"]) for a in record["arms"]]
-    arms = equal_size(candidates, cfg, len(prepared(cfg.seed).tokenizer))
+    arms = equal_size(recorded_candidates(record), cfg, len(prepared(cfg.seed).tokenizer))
     recorded = {a["name"]: a["intermediate_size"] for a in record["arms"]}
     if any(recorded[arm.name] != arm.intermediate_size for arm in arms):
         raise SystemExit(f"the arms' FFN widths differ from {RECORD}: {recorded}")

@@ -851,10 +851,6 @@ def _signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
-def _plain(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
@@ -938,7 +934,7 @@ def primary_endpoint(arms: Sequence[Json], heldout: dict[str, dict[int, Json]], 
     """Once every arm has all its pre-training seeds: the pre-registered paired contrasts on the primary endpoint
     (held-out loss; Holm over the found × baseline pairs, as the retrain's own analysis), found-op − found-random,
     and the held-out half of the goal. Empty before that (GLUE, the secondary endpoint, comes later)."""
-    from autobert_zero.train.retrain.report import analyse, contrast_table, paired
+    from autobert_zero.train.retrain.report import analyse, contrast_table, number, paired
     from benchmarks.bench_end_to_end import goal
 
     if any(len(heldout.get(a["name"], {})) < seeds for a in arms):
@@ -948,8 +944,8 @@ def primary_endpoint(arms: Sequence[Json], heldout: dict[str, dict[int, Json]], 
     values = {name: by["heldout_loss"]["values"] for name, by in analysis["arms"].items()}
     lines = ["**Primary endpoint, final** (all pre-training seeds in; GLUE, the secondary endpoint, still running): "
              "held-out loss per arm, mean [95% t interval]: " + "; ".join(
-                 f"{name} {by['heldout_loss']['mean']:.4f} [{_plain(by['heldout_loss']['low'])}, "
-                 f"{_plain(by['heldout_loss']['high'])}]" for name, by in analysis["arms"].items()),
+                 f"{name} {by['heldout_loss']['mean']:.4f} [{number(by['heldout_loss']['low'])}, "
+                 f"{number(by['heldout_loss']['high'])}]" for name, by in analysis["arms"].items()),
              "\n".join(contrast_table({"analysis": analysis}))]
     if "found-op" in values and "found-random" in values:
         d = paired(values["found-op"], values["found-random"])

@@ -30,6 +30,7 @@ from autobert_zero.train.retrain.arms import (
     baseline_candidates,
     equal_size,
     found_candidates,
+    recorded_candidates,
 )
 from autobert_zero.train.retrain.report import analyse, caveat, plot, report_text
 from autobert_zero.train.retrain.runs import RetrainSettings, Runner, loss_curve, say, seeds_of
@@ -81,13 +82,6 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
             if before.get(key) != after.get(key) and not key.startswith("about.")]
 
 
-def _saved_candidates(record: dict[str, Any]) -> list[Candidate]:
-    from autobert_zero.grammar import parse_genotype
-
-    return [Candidate(a["name"], a["kind"], parse_genotype(a["genotype"]), a["source"], a["search_fitness"],
-                      a["rescored_loss"]) for a in record["arms"] if a["kind"] == "found"]
-
-
 def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[str], out: str | os.PathLike[str],
             settings: RetrainSettings, top: int = 1, baselines: Sequence[str] = DEFAULT_BASELINES,
             rescore: bool = True, resume: bool = False, found: Sequence[Candidate] | None = None) -> dict[str, Any]:
@@ -115,7 +109,7 @@ def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[s
     names = [c.name for c in found] if found is not None else [f"found-{i + 1}" for i in range(top)]
     fixed = baseline_candidates(baselines, names)  # parsed before any work
     if resume:
-        found = _saved_candidates(read_json(record_path))
+        found = recorded_candidates(read_json(record_path), kinds=("found",))
     elif found is None:
         found = found_candidates(search_dir, top, rescore, cfg.logging.progress_bar)
     candidates = [*found, *fixed]

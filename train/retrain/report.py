@@ -85,14 +85,15 @@ def analyse(arms: Sequence[Mapping[str, Any]], pretrain: Mapping[str, Any], glue
     return {"arms": summary, "contrasts": contrasts}
 
 
-def _num(value: float | None, digits: int = 4) -> str:
+def number(value: float | None, digits: int = 4) -> str:
+    """`value` to `digits` decimals; an undefined value (None or NaN) as '–'."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _interval(entry: Mapping[str, Any]) -> str:
     if entry["low"] is None:
-        return f"{_num(entry['mean'])} (n={entry['n']})"
-    return f"{_num(entry['mean'])} [{_num(entry['low'])}, {_num(entry['high'])}]"
+        return f"{number(entry['mean'])} (n={entry['n']})"
+    return f"{number(entry['mean'])} [{number(entry['low'])}, {number(entry['high'])}]"
 
 
 def arm_table(results: Mapping[str, Any]) -> list[str]:
@@ -105,7 +106,7 @@ def arm_table(results: Mapping[str, Any]) -> list[str]:
         entries = results["analysis"]["arms"][name]
         size = f"{arm['params']:,} ({100 * (arm['params_ratio'] - 1):+.1f}%)"
         cells = [name, size, str(arm["intermediate_size"]), f"{arm['flops_per_token'] / 1e6:.2f}",
-                 _num(arm.get("seconds_per_step"), 3), f"{arm['lr']:g}", *(_interval(entries[e]) for e in endpoints)]
+                 number(arm.get("seconds_per_step"), 3), f"{arm['lr']:g}", *(_interval(entries[e]) for e in endpoints)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -115,7 +116,7 @@ def contrast_table(results: Mapping[str, Any]) -> list[str]:
              "|---|---|---|---|---|"]
     for c in results["analysis"]["contrasts"]:
         lines.append(f"| {c['endpoint']} ({c['better']} is better) | {c['found']} − {c['baseline']} | "
-                     f"{_interval(c)} | {_num(c['p'])} | {_num(c['p_holm'])} |")
+                     f"{_interval(c)} | {number(c['p'])} | {number(c['p_holm'])} |")
     return lines
 
 
@@ -137,7 +138,7 @@ def report_text(results: Mapping[str, Any]) -> str:
                   + " | chosen |", "|---|" + "---|" * (1 + len(s["lrs"]))]
         for arm, rows in results["lr_sweep"].items():
             chosen = next(a["lr"] for a in results["arms"] if a["name"] == arm)
-            lines.append(f"| {arm} | " + " | ".join(_num(r["score"]) for r in rows) + f" | {chosen:g} |")
+            lines.append(f"| {arm} | " + " | ".join(number(r["score"]) for r in rows) + f" | {chosen:g} |")
         lines.append("")
     lines += ["## Genotypes", ""]
     for arm in results["arms"]:
