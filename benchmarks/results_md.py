@@ -768,7 +768,8 @@ def end_to_end() -> str:
         best = min((t for t in d["top"] if t["rescored_loss"] is not None), key=lambda t: t["rescored_loss"])
         rows.append([d["name"], d["seed"], d["candidates"], f"{d['top'][0]['fitness']:.4f}",
                      f"{best['rescored_loss']:.4f}", f"#{best['index']}", commit_of(d)])
-    parts = ["## End-to-end experiment (in progress)",
+    final = RESULTS / "end_to_end.json"
+    parts = ["## End-to-end experiment" + ("" if final.is_file() else " (in progress)"),
              "Searches from scratch on real text (pre-registered in `benchmarks/bench_end_to_end.py`), each one's "
              "top 8 by fitness re-scored on held-out blocks 512–1023, which no fitness used; the re-scored losses "
              "of different search seeds come from different supernets (seed 0, 1, 2), so they compare within a "
@@ -792,16 +793,16 @@ def end_to_end() -> str:
     else:
         parts.append("Budget check (every arm once at 2,000 and 4,000 steps) and the 5-seed retrain: not finished; "
                      "per-run files are committed under `benchmarks/results/end-to-end/` as they come.")
-    final = RESULTS / "end_to_end.json"
     if final.is_file():
         parts.append(end_to_end_figures(json.loads(final.read_text(encoding="utf-8"))))
     else:
         parts.append(retrain_progress(folder / "retrain"))
     if (folder / "plots" / "scores.png").is_file():
-        parts.append("Training loss per arm (mean over pre-training seeds) and held-out loss with 95% intervals "
-                     "(`python -m benchmarks.plot_end_to_end`, from the committed per-run files):\n\n"
+        parts.append("Training loss per arm (mean over pre-training seeds) and each endpoint per arm with 95% "
+                     "intervals (held-out loss; the GLUE tasks and their average once the retrain has finished; "
+                     "`python -m benchmarks.plot_end_to_end`, from the committed per-run files):\n\n"
                      + png("end-to-end/plots/loss_curves", "end-to-end training loss") + " "
-                     + png("end-to-end/plots/scores", "end-to-end held-out loss"))
+                     + png("end-to-end/plots/scores", "end-to-end scores"))
     edge = RESULTS / "end-to-end" / "lr-edge.json"
     if edge.is_file():
         parts.append(lr_edge(json.loads(edge.read_text(encoding="utf-8"))))
@@ -1077,7 +1078,7 @@ def render() -> str:
         "at, *backfilled* where it was taken from `git log` for results written before they recorded it.\n\n"
         "Contents: quick start · ranking audit on the search's candidates · ranking audit · reference budget · "
         "search · compiler · pre-training throughput "
-        "· short run · start-up · supernet switch · end-to-end (in progress) · superseded 1,500-step audit · all "
+        "· short run · start-up · supernet switch · end-to-end · superseded 1,500-step audit · all "
         "result files."
     )
     sections = [header, quickstart(), audit_search(), audit_current(), reference_budget(), search_op(), search(),

@@ -307,11 +307,18 @@ def test_the_end_to_end_plots_are_drawn_from_a_retrains_small_files(
         retrained: tuple[Path, Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmarks.plot_end_to_end as plot_end_to_end
 
-    tmp, _, _ = retrained
+    tmp, _, results = retrained
     monkeypatch.setattr(plot_end_to_end, "RETRAIN", tmp / "out")
     monkeypatch.setattr(plot_end_to_end, "PLOTS", tmp_path / "plots")
     plot_end_to_end.main()
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss_curves.png", "scores.png"}
+    plan = json.loads((tmp / "out" / "retrain.json").read_text())
+    heldout = {a["name"]: {0: results["pretrain"][a["name"]]["0"]} for a in plan["arms"]}
+    finished = plot_end_to_end.scores(tmp / "out", plan, heldout, [0])["analysis"]
+    assert finished == results["analysis"] and "SST-2" in next(iter(finished["arms"].values()))
+    running = plot_end_to_end.scores(tmp_path / "plots", plan, heldout, [0])["analysis"]  # no results.json there
+    assert {endpoint for by in running["arms"].values() for endpoint in by} == {"heldout_loss"}
+    assert running["arms"]["bert"]["heldout_loss"]["mean"] == pytest.approx(heldout["bert"][0]["heldout_loss"])
     monkeypatch.setattr(plot_end_to_end, "RETRAIN", tmp_path / "empty")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "retrain.json").write_text((tmp / "out" / "retrain.json").read_text())
