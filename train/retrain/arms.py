@@ -50,7 +50,7 @@ class Candidate:
 
 
 def recorded_candidates(record: dict[str, Any], kinds: Sequence[str] = ("found", "baseline")) -> list[Candidate]:
-    """The candidates a retrain's record (`arms.json`) lists, of the given kinds, in the record's order."""
+    """The candidates a retrain's record (`retrain.json`) lists, of the given kinds, in the record's order."""
     return [Candidate(a["name"], a["kind"], parse_genotype(a["genotype"]), a["source"], a["search_fitness"],
                       a["rescored_loss"]) for a in record["arms"] if a["kind"] in kinds]
 
