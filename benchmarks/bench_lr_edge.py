@@ -53,18 +53,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[4e-3, 8e-3])
     parser.add_argument("--arms", nargs="+", default=None, help="arm names (default: every arm of the retrain)")
     args = parser.parse_args(argv)
-    from autobert_zero.train.mlm import PreparedMlm, prepare_mlm_data
     from autobert_zero.train.retrain import RetrainSettings
-    from autobert_zero.train.retrain.runs import Runner, lr_tag, sweep_score
+    from autobert_zero.train.retrain.runs import Runner, lr_tag, mlm_data_by_seed, sweep_score
 
     cfg = retrain_config(2000)
-    cache: dict[int, PreparedMlm] = {}
-
-    def prepared(seed: int) -> PreparedMlm:
-        if seed not in cache:
-            cache[seed] = prepare_mlm_data(cfg, cfg.logging.progress_bar)
-        return cache[seed]
-
+    prepared = mlm_data_by_seed(cfg)
     arms = [a for a in arms_of_record(cfg, prepared) if args.arms is None or a.name in args.arms]
     settings = RetrainSettings(seeds=1, lrs=tuple(args.lrs), sweep_steps=SWEEP_STEPS, glue_tasks=(),
                                glue_data_dir="", finetune_seeds=1, finetune_lrs=(1e-3,), select_examples=1)

@@ -872,7 +872,7 @@ def lr_edge(data: Json) -> str:
 def retrain_progress(folder: Path) -> str:
     """The main retrain while it runs: each arm's lr sweep (and the lr it chose, by the retrain's own rule) and
     its finished pre-training seeds with their held-out losses; interim figures, no test until every seed is in."""
-    from autobert_zero.train.retrain.runs import lr_tag, sweep_score
+    from autobert_zero.train.retrain.runs import lr_tag, pick_lr, sweep_score
     from benchmarks.bench_end_to_end import heldout_by_seed
 
     path = folder / "retrain.json"
@@ -884,10 +884,9 @@ def retrain_progress(folder: Path) -> str:
     heldout: dict[str, dict[int, dict[str, float]]] = {}
     for arm in (a["name"] for a in plan["arms"]):
         sweeps = {lr: folder / "runs" / arm / f"sweep-{lr_tag(lr)}" for lr in lrs}
-        scores = {lr: sweep_score(run) if (run / "summary.json").is_file() else None for lr, run in sweeps.items()}
-        done = {lr: v for lr, v in scores.items() if v is not None}
-        chosen = f"{min(done, key=lambda lr: (done[lr], lr)):g}" if len(done) == len(lrs) else "to come"
-        sweep_rows.append([arm, *(f"{v:.3f}" if v is not None else "–" for v in scores.values()), chosen])
+        finished = {lr: sweep_score(run) for lr, run in sweeps.items() if (run / "summary.json").is_file()}
+        chosen = f"{pick_lr(finished):g}" if len(finished) == len(lrs) else "to come"
+        sweep_rows.append([arm, *(f"{v:.3f}" if (v := finished.get(lr)) is not None else "–" for lr in lrs), chosen])
         heldout[arm] = heldout_by_seed(folder, arm)
         losses = [float(heldout[arm][seed]["heldout_loss"]) for seed in sorted(heldout[arm])]
         mean = f"{statistics.fmean(losses):.4f}" if losses else "–"

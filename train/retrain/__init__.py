@@ -12,7 +12,6 @@ otherwise continues exactly where a killed retrain stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from autobert_zero.train.retrain.arms import (
     recorded_candidates,
 )
 from autobert_zero.train.retrain.report import analyse, caveat, plot, report_text
-from autobert_zero.train.retrain.runs import RetrainSettings, Runner, loss_curve, say, seeds_of
+from autobert_zero.train.retrain.runs import RetrainSettings, Runner, loss_curve, mlm_data_by_seed, say, seeds_of
 
 RECORD_FILE = "retrain.json"
 RECORD_VERSION = 1
@@ -88,7 +87,7 @@ def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[s
     """Run (or continue, `resume`) a retrain; returns the results (also `OUT/results.json`). `found`: the found
     arms chosen by the caller (e.g. across several searches) instead of the search's top `top`; `search` then
     only labels the retrain."""
-    from autobert_zero.train.mlm import PreparedMlm, prepare_mlm_data, resolve_config
+    from autobert_zero.train.mlm import resolve_config
 
     cfg = resolve_config(config)
     search_dir, out_dir = Path(search), Path(out)
@@ -114,15 +113,7 @@ def retrain(search: str | os.PathLike[str], config: Config | str | os.PathLike[s
         found = found_candidates(search_dir, top, rescore, cfg.logging.progress_bar)
     candidates = [*found, *fixed]
 
-    cache: dict[int, PreparedMlm] = {}
-
-    def prepared(seed: int) -> PreparedMlm:
-        if seed not in cache:
-            base = cache.get(cfg.seed)
-            cache[seed] = prepare_mlm_data(dataclasses.replace(cfg, seed=seed), cfg.logging.progress_bar,
-                                           base.tokenizer if base is not None else None)
-        return cache[seed]
-
+    prepared = mlm_data_by_seed(cfg)
     vocab = len(prepared(cfg.seed).tokenizer)
     arms = equal_size(candidates, cfg, vocab)
     for arm in arms:

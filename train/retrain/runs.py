@@ -31,7 +31,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -182,8 +182,7 @@ class Runner:
                 rows.append({"lr": lr, "score": sweep_score(folder),
                              "fresh": s.sweep_steps * summary["train_batch_size"] <= plan_blocks,
                              "folder": str(folder.relative_to(self.out))})
-            best = min(rows, key=lambda r: (r["score"] is None, r["score"] or 0.0, r["lr"]))
-            self.chosen_lr[arm.name] = best["lr"]
+            self.chosen_lr[arm.name] = pick_lr({r["lr"]: r["score"] for r in rows})
             tables[arm.name] = rows
         return tables
 
@@ -309,12 +308,35 @@ def _finished_pretrain(folder: Path, steps: int, need_model: bool = False) -> di
     return summary if summary.get("steps") == steps else None
 
 
+def mlm_data_by_seed(cfg: Config) -> Callable[[int], Any]:
+    """`prepared(seed)` for a `Runner`: the MLM data of `cfg` at a config seed, prepared once per seed and
+    process, every seed with the tokenizer of `cfg.seed`'s (trained or read once)."""
+    from autobert_zero.train.mlm import PreparedMlm, prepare_mlm_data
+
+    cache: dict[int, PreparedMlm] = {}
+
+    def prepared(seed: int) -> PreparedMlm:
+        if seed not in cache:
+            base = cache.get(cfg.seed)
+            cache[seed] = prepare_mlm_data(dataclasses.replace(cfg, seed=seed), cfg.logging.progress_bar,
+                                           base.tokenizer if base is not None else None)
+        return cache[seed]
+
+    return prepared
+
+
 def sweep_score(folder: Path) -> float | None:
     """A sweep run's score: the mean training loss of its last `LAST_SHARE` of records; None when it diverged
     (a non-finite loss there) or logged nothing."""
     losses = [loss for _, loss in loss_curve(folder)]
     tail = losses[-max(1, math.ceil(len(losses) * LAST_SHARE)):]
     return statistics.fmean(tail) if tail and all(map(math.isfinite, tail)) else None
+
+
+def pick_lr(scores: Mapping[float, float | None]) -> float:
+    """The sweep's pick from {lr: `sweep_score`}: the lowest score, a diverged run (None) last, ties to the smaller
+    lr."""
+    return min(scores, key=lambda lr: (scores[lr] is None, scores[lr] or 0.0, lr))
 
 
 def loss_curve(folder: Path) -> list[tuple[int, float]]:
